@@ -1,0 +1,38 @@
+# Two entry points on a fresh machine with Python 3.11: `make demo` and `make test`.
+# torch is installed first and pinned by TORCH_SPEC: an unpinned torch pulls gigabytes of CUDA wheels.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+DEMO_ARGS ?=
+
+.PHONY: demo test install install-dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no \
+		--dynamo_backend no examples/train_mir.py $(DEMO_ARGS)
+
+test: install-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python benchmarks/bench_encoder.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

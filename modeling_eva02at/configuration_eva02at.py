@@ -1,0 +1,86 @@
+"""EVA02-AT configuration: an EVA02 video tower with spatial-temporal RoPE and a CLIP text tower."""
+
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPTextConfig, PreTrainedConfig
+
+
+@strict
+class Eva02AtVisionConfig(PreTrainedConfig):
+    r"""
+    The EVA02 ViT video tower (SPEC section 1). Defaults are EVA02-AT-B/16.
+
+    num_frames: frames the temporal embedding is trained for; other counts interpolate it.
+    max_num_frames: hard limit on frames at inference (the token count grows as 1 + T * P).
+    rope_theta / rope_ref_grid: EVA02's 2D RoPE base and the reference grid positions are rescaled to.
+    use_temporal_rope: switch off the temporal part of the RoPE (an ablation; the paper's model keeps it on).
+    """
+
+    model_type = "eva02at_vision_model"
+    base_config_key = "vision_config"
+
+    hidden_size: int = 768
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    num_channels: int = 3
+    image_size: int = 224
+    patch_size: int = 16
+    num_frames: int = 16
+    max_num_frames: int = 64
+    layer_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_ref_grid: int = 16
+    use_temporal_rope: bool = True
+    attention_dropout: float = 0.0
+    initializer_range: float = 0.02
+
+    def validate_architecture(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        head_dim = self.hidden_size // self.num_attention_heads
+        if head_dim % 4:
+            raise ValueError(f"the head dimension ({head_dim}) must be a multiple of 4 for the 2D RoPE")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+        if not 1 <= self.num_frames <= self.max_num_frames:
+            raise ValueError(f"num_frames ({self.num_frames}) must be in [1, max_num_frames={self.max_num_frames}]")
+
+
+@strict
+class Eva02AtConfig(PreTrainedConfig):
+    r"""
+    EVA02-AT dual encoder. `text_config` is transformers' `CLIPTextConfig` (EVA02-CLIP's text tower uses exact GELU).
+
+    projection_dim: size of the shared embedding space (256 for EVA02-AT, 512/768 for EVA02-CLIP).
+    logit_scale_init_value: ln(1/0.07) as in CLIP; the paper's pretraining uses temperature 0.05 (ln 20).
+    freeze_logit_scale: keep the logit scale fixed (fine-tuning with margin losses).
+    """
+
+    model_type = "eva02at"
+    sub_configs_defaults = {"vision_config": Eva02AtVisionConfig, "text_config": CLIPTextConfig}
+
+    vision_config: dict | Eva02AtVisionConfig | None = None
+    text_config: dict | CLIPTextConfig | None = None
+    projection_dim: int = 256
+    logit_scale_init_value: float = math.log(1 / 0.07)
+    logit_scale_max: float = math.log(100.0)
+    freeze_logit_scale: bool = False
+    initializer_factor: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        if self.vision_config is None:
+            self.vision_config = Eva02AtVisionConfig()
+        elif isinstance(self.vision_config, dict):
+            self.vision_config = Eva02AtVisionConfig(**self.vision_config)
+        if self.text_config is None:
+            self.text_config = CLIPTextConfig(hidden_act="gelu")
+        elif isinstance(self.text_config, dict):
+            self.text_config = CLIPTextConfig(**{"hidden_act": "gelu", **self.text_config})
+        super().__post_init__(**kwargs)
+
+
+__all__ = ["Eva02AtConfig", "Eva02AtVisionConfig"]
