@@ -1,0 +1,630 @@
+"""Training losses of EVA02-AT (SPEC section 4) and the EK-100 relevancy look-ups they need (SPEC section 5).
+
+Conventions shared by every loss in this file:
+
+* ``sim`` is the ``(N, N)`` cosine-similarity matrix of a batch of ``N`` (text, video) pairs with
+  **rows = texts, columns = videos**: ``sim[a, b] = s_ab`` = similarity of text ``a`` and video ``b``. The
+  trainer builds it as ``text_embeds @ video_embeds.T`` from L2-normalised embeddings. The diagonal holds the
+  positive pairs.
+* Every loss is a pure function of ``sim`` (plus the batch's relevancy / labels where it needs them). It does not
+  care how the features were gathered: for multi-GPU training gather the embeddings *with gradients*
+  (``torch.distributed.nn.functional.all_gather``) and the per-sample metadata (video / sentence indices,
+  positive relevancies) in the same rank order, then build ``sim`` and :class:`BatchRelevancy` from the gathered
+  tensors.
+* ``logit_scale`` is the **already exponentiated** multiplier (``model.logit_scale.exp()``, e.g. 1/0.07 ~= 14.3 or
+  20 for the paper's temperature 0.05), exactly what open_clip / AVION's ``ClipLoss`` receive. It is not the log.
+* Half-precision ``sim`` is up-cast to float32: the margins (tau = 0.1, relevancy steps of 1/240) are close to
+  bfloat16's resolution.
+
+Margin losses average over the ``2 N (N - 1)`` ordered off-diagonal terms (text->video and video->text); the
+diagonal is excluded, as in EgoVLP / AVION's ``MaxMarginRankingLoss(fix_norm=True)``.
+
+SMS defaults follow the authors' code (SPEC section 4): candidates' relevancies quantised as ``uint8(240 R) / 240``
+(:func:`batch_relevancy` with ``quantized=True``), edge ``lambda = 1.1 / 240`` (:data:`SMS_EDGE_CODE`), positives'
+relevancies unquantised. The paper's variant is ``batch_relevancy(..., quantized=False)`` together with
+``get_loss("sms", edge=SMS_EDGE_PAPER)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+RELEVANCY_LEVELS = 240
+"""Quantisation levels of the authors' uint8 relevancy copy: ``uint8(240 * R) / 240``."""
+
+SMS_EDGE_CODE = 1.1 / RELEVANCY_LEVELS
+"""SMS edge lambda of the authors' code. It exceeds one quantisation step (1/240), so a candidate exactly as
+relevant as the positive (``Delta = r_a - trunc(240 r_a) / 240`` in ``[0, 1/240)``) always lands in the
+"equally relevant" branch."""
+
+SMS_EDGE_PAPER = 0.1
+"""SMS edge lambda as stated in the paper (equal to the positive threshold 0.1)."""
+
+_TensorOrArray = torch.Tensor | np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input checks. Every loss validates its inputs so that a trainer bug (a transposed or rank-local matrix, a
+# relevancy vector of the wrong batch) fails loudly with the shapes instead of training on garbage.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_sim(sim: torch.Tensor, min_size: int = 1) -> torch.Tensor:
+    if not isinstance(sim, torch.Tensor):
+        raise ValueError(f"sim must be a torch.Tensor, got {type(sim).__name__}")
+    if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(
+            f"sim must be a square (N, N) text-video similarity matrix, got shape {tuple(sim.shape)}"
+        )
+    if not sim.is_floating_point():
+        raise ValueError(f"sim must be a floating point tensor, got dtype {sim.dtype} (shape {tuple(sim.shape)})")
+    if sim.shape[0] < min_size:
+        raise ValueError(
+            f"this loss needs at least {min_size} pairs per batch (it has no negatives otherwise), "
+            f"got sim of shape {tuple(sim.shape)}"
+        )
+    if not bool(torch.isfinite(sim).all()):
+        raise ValueError(f"sim of shape {tuple(sim.shape)} contains NaN or infinite values")
+    if sim.dtype in (torch.float16, torch.bfloat16):
+        sim = sim.float()
+    return sim
+
+
+def _check_vector(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match sim of shape {sim_shape}, got {tuple(x.shape)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
+
+
+def _check_pairwise(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape) != (n, n):
+        raise ValueError(f"{name} must have shape ({n}, {n}) to match sim of shape {sim_shape}, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
+
+
+def _check_hyper(**values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+
+
+def _as_scale(logit_scale, sim: torch.Tensor) -> torch.Tensor:
+    """The exponentiated logit scale as a 0-d tensor on sim's device, keeping its autograd graph."""
+    if logit_scale is None:
+        raise ValueError("this loss needs logit_scale (the exponentiated multiplier, e.g. model.logit_scale.exp())")
+    scale = torch.as_tensor(logit_scale, dtype=sim.dtype, device=sim.device)
+    if scale.numel() != 1:
+        raise ValueError(f"logit_scale must be a scalar, got shape {tuple(scale.shape)}")
+    scale = scale.reshape(())
+    if not bool(torch.isfinite(scale)) or not bool(scale > 0):
+        raise ValueError(
+            f"logit_scale must be the positive, already exponentiated scale (e.g. 1/0.07), got {float(scale)}"
+        )
+    return scale
+
+
+def _mean_off_diagonal(text_to_video: torch.Tensor, video_to_text: torch.Tensor) -> torch.Tensor:
+    """Mean over the 2 N (N - 1) terms with a != b of two (N, N) term matrices indexed [anchor a, candidate b]."""
+    n = text_to_video.shape[0]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=text_to_video.device)
+    return torch.cat([text_to_video[off_diagonal], video_to_text[off_diagonal]]).mean()
+
+
+def _anchor_distances(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two (N, N) matrices of d = s_aa - s_(candidate), indexed [anchor a, candidate b].
+
+    text->video (anchor text a, candidate video b): d = s_aa - s_ab.
+    video->text (anchor video a, candidate text b): d = s_aa - s_ba.
+    """
+    positive = sim.diagonal().unsqueeze(1)
+    return positive - sim, positive - sim.T
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Relevancy (SPEC section 5) reduced to what a batch needs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchRelevancy:
+    r"""The relevancy information of one (gathered) batch, laid out like ``sim``.
+
+    Attributes:
+        pairwise: ``(N, N)``; ``pairwise[t, v]`` = relevancy of the batch's text ``t`` (sentence ``p_t``) to the
+            batch's video ``v`` (clip ``i_v``) = ``R[i_v, p_t]``, i.e. the same layout as ``sim[t, v]``. With the
+            authors' defaults these values are quantised (see :func:`quantize_relevancy`). The diagonal is never
+            used by the losses.
+        positive: ``(N,)``; ``r_a = R[i_a, p_a]``, the relevancy of each sample's own (text, video) pair,
+            unquantised (it comes straight from the data loader in the authors' code).
+
+    One matrix serves both SMS directions (SPEC section 4), because both index the same ``R``:
+
+    * text->video, anchor text ``a``, candidate video ``b``: ``R[i_b, p_a] = pairwise[a, b]``
+      (:attr:`text_to_video`);
+    * video->text, anchor video ``a``, candidate text ``b``: ``R[i_a, p_b] = pairwise[b, a]``
+      (:attr:`video_to_text`, the transpose).
+
+    Storing the two directions separately could only let them drift apart.
+    """
+
+    pairwise: torch.Tensor
+    positive: torch.Tensor
+
+    def __post_init__(self):
+        if not isinstance(self.pairwise, torch.Tensor) or not isinstance(self.positive, torch.Tensor):
+            raise ValueError("BatchRelevancy.pairwise and .positive must be torch tensors")
+        if self.pairwise.dim() != 2 or self.pairwise.shape[0] != self.pairwise.shape[1]:
+            raise ValueError(f"BatchRelevancy.pairwise must be (N, N), got shape {tuple(self.pairwise.shape)}")
+        if tuple(self.positive.shape) != (self.pairwise.shape[0],):
+            raise ValueError(
+                f"BatchRelevancy.positive must be ({self.pairwise.shape[0]},) to match pairwise of shape "
+                f"{tuple(self.pairwise.shape)}, got {tuple(self.positive.shape)}"
+            )
+
+    @property
+    def text_to_video(self) -> torch.Tensor:
+        """``[a, b] = R[i_b, p_a]``: relevancy of candidate video ``b`` to anchor text ``a``."""
+        return self.pairwise
+
+    @property
+    def video_to_text(self) -> torch.Tensor:
+        """``[a, b] = R[i_a, p_b]``: relevancy of candidate text ``b`` to anchor video ``a``."""
+        return self.pairwise.T
+
+    def to(self, *args, **kwargs) -> "BatchRelevancy":
+        """Move / cast both tensors like :meth:`torch.Tensor.to`."""
+        return BatchRelevancy(self.pairwise.to(*args, **kwargs), self.positive.to(*args, **kwargs))
+
+
+def _check_unit_interval(relevancy: _TensorOrArray) -> None:
+    # Written as "all inside" rather than "any outside" so that NaN fails too.
+    inside = (relevancy >= 0) & (relevancy <= 1)
+    if not bool(inside.all()):
+        raise ValueError(
+            f"relevancy values must lie in [0, 1] (and not be NaN) to be quantised, got an array of shape "
+            f"{tuple(relevancy.shape)} with values outside"
+        )
+
+
+def quantize_relevancy(relevancy: _TensorOrArray, levels: int = RELEVANCY_LEVELS, as_codes: bool = False):
+    r"""Quantise relevancies like the authors' SMS code: ``uint8(levels * R)`` (truncation), then ``/ levels``.
+
+    E.g. ``R = 0.66`` -> ``trunc(158.4) = 158`` -> ``158 / 240``. The product ``levels * R`` is computed in the
+    input's own dtype before truncating, as numpy / torch do in the original code, so float round-off is reproduced
+    (e.g. a product of 159.99999... truncates to 159).
+
+    Args:
+        relevancy: numpy array or torch tensor of floats in ``[0, 1]``, any shape.
+        levels: number of quantisation levels, at most 255 (the codes are uint8).
+        as_codes: return the uint8 codes themselves (a 8x smaller copy of a big relevancy matrix, which
+            :func:`batch_relevancy` accepts) instead of ``codes / levels``.
+
+    Returns:
+        The same container type as the input: uint8 codes, or floats of the input's dtype equal to ``codes / levels``.
+    """
+    if not 1 <= levels <= 255:
+        raise ValueError(f"levels must be in [1, 255] so that codes fit in uint8, got {levels}")
+    _check_unit_interval(relevancy)
+    if isinstance(relevancy, torch.Tensor):
+        if not relevancy.is_floating_point():
+            raise ValueError(f"relevancy to quantise must be floating point, got {relevancy.dtype}")
+        codes = (relevancy * levels).to(torch.uint8)  # float -> uint8 truncates toward zero
+        return codes if as_codes else codes.to(relevancy.dtype) / levels
+    relevancy = np.asarray(relevancy)
+    if not np.issubdtype(relevancy.dtype, np.floating):
+        raise ValueError(f"relevancy to quantise must be floating point, got {relevancy.dtype}")
+    codes = (relevancy * levels).astype(np.uint8)
+    return codes if as_codes else codes.astype(relevancy.dtype) / relevancy.dtype.type(levels)
+
+
+def _index_vector(indices, name: str) -> np.ndarray:
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D sequence of integer indices, got shape {indices.shape}, "
+                         f"dtype {indices.dtype}")
+    return indices.astype(np.int64)
+
+
+def batch_relevancy(
+    relevancy: _TensorOrArray,
+    video_idx: Sequence[int] | _TensorOrArray,
+    sentence_idx: Sequence[int] | _TensorOrArray,
+    *,
+    quantized: bool = True,
+    levels: int = RELEVANCY_LEVELS,
+    positive: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> BatchRelevancy:
+    r"""Look up what the relevancy-aware losses need for one batch in a full relevancy matrix.
+
+    ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, SPEC section 5). Sample ``a``
+    of the batch is the clip ``i_a = video_idx[a]`` paired with the sentence ``p_a = sentence_idx[a]`` drawn as its
+    positive. Returns :class:`BatchRelevancy` with
+
+    * ``pairwise[t, v] = R[i_v, p_t]`` (the layout of ``sim[t, v]``), quantised when ``quantized`` (authors' code),
+    * ``positive[a] = r_a = R[i_a, p_a]``, never quantised.
+
+    Only the ``N x N`` block is read and quantised, so ``R`` may be a huge numpy memmap.
+
+    Args:
+        relevancy: float ``R`` in ``[0, 1]`` (numpy array or torch tensor), or the uint8 codes returned by
+            ``quantize_relevancy(R, as_codes=True)``; codes imply ``quantized=True`` and need ``positive``.
+        video_idx, sentence_idx: the batch's global clip and sentence indices, length ``N`` (gathered over ranks in
+            the same order as the embeddings).
+        quantized: look candidates up in the ``uint8(levels * R) / levels`` copy (authors' code, default) or use
+            ``R`` as is (paper).
+        levels: quantisation levels (240 in the authors' code).
+        positive: ``(N,)`` positive relevancies from the data loader; default ``R[i_a, p_a]`` read from a float ``R``.
+        device, dtype: where and how to return the tensors (float64 by default: exact for float64 ``R`` and cheap at
+            batch sizes).
+    """
+    video_idx = _index_vector(video_idx, "video_idx")
+    sentence_idx = _index_vector(sentence_idx, "sentence_idx")
+    if video_idx.shape != sentence_idx.shape:
+        raise ValueError(
+            f"video_idx and sentence_idx must have the same length, got shapes {video_idx.shape} and "
+            f"{sentence_idx.shape}"
+        )
+    if relevancy.ndim != 2:
+        raise ValueError(f"relevancy must be a (num_videos, num_sentences) matrix, got shape {tuple(relevancy.shape)}")
+    for name, idx, size in (("video_idx", video_idx, relevancy.shape[0]), ("sentence_idx", sentence_idx,
+                                                                          relevancy.shape[1])):
+        # negative indices would silently wrap around: they can only be a bug here
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ValueError(f"{name} out of range for relevancy of shape {tuple(relevancy.shape)}: {idx.tolist()}")
+
+    # block[a, b] = R[i_a, p_b] (clip-major like R); the layout of sim is its transpose.
+    if isinstance(relevancy, torch.Tensor):
+        rows = torch.as_tensor(video_idx, device=relevancy.device)
+        cols = torch.as_tensor(sentence_idx, device=relevancy.device)
+        block = relevancy[rows[:, None], cols[None, :]]
+        is_codes = block.dtype == torch.uint8
+    else:
+        block = np.asarray(relevancy)[np.ix_(video_idx, sentence_idx)]
+        is_codes = block.dtype == np.uint8
+
+    if is_codes:
+        if not quantized:
+            raise ValueError("relevancy holds uint8 codes, which are already quantised: pass a float matrix for "
+                             "quantized=False")
+        # divide in float64 so that code / levels is the nearest double, whatever `dtype` is asked for
+        pairwise = torch.as_tensor(block.T).to(torch.float64) / levels
+    else:
+        pairwise = quantize_relevancy(block.T, levels) if quantized else block.T
+    pairwise = torch.as_tensor(pairwise).to(device=device, dtype=dtype)
+
+    if positive is None:
+        if is_codes:
+            raise ValueError("relevancy holds quantised uint8 codes; pass the unquantised positive relevancies "
+                             "(r_a from the data loader) as `positive`")
+        diagonal = block.diagonal()
+        positive = torch.as_tensor(np.array(diagonal) if isinstance(diagonal, np.ndarray) else diagonal)
+    elif not isinstance(positive, torch.Tensor):
+        positive = torch.as_tensor(np.asarray(positive))
+    positive = positive.to(device=device if device is not None else pairwise.device, dtype=dtype)
+    return BatchRelevancy(pairwise=pairwise, positive=positive)
+
+
+def hard_batch_relevancy(labels: Sequence[int] | _TensorOrArray, device=None,
+                         dtype: torch.dtype = torch.float64) -> BatchRelevancy:
+    r"""Binary relevancy for hard-label data (Charades-Ego): text ``t`` is relevant to video ``v`` iff
+    ``labels[t] == labels[v]``; every positive has ``r_a = 1``. Feed it to :func:`sms_hard_loss`."""
+    labels = torch.as_tensor(_index_vector(labels, "labels"), device=device)
+    pairwise = (labels[:, None] == labels[None, :]).to(dtype)
+    return BatchRelevancy(pairwise=pairwise, positive=torch.ones(labels.shape[0], dtype=dtype, device=device))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses (SPEC section 4)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def infonce_loss(sim: torch.Tensor, logit_scale) -> torch.Tensor:
+    r"""Symmetric InfoNCE (CLIP): ``0.5 * [CE(scale * V T^T, I) + CE(scale * T V^T, I)]`` (SPEC section 4).
+
+    With ``sim = T V^T`` the text->video logits are ``scale * sim`` and the video->text logits ``scale * sim.T``;
+    the target of row ``a`` is column ``a``.
+
+    Args:
+        sim: ``(N, N)``, ``sim[a, b]`` = cosine similarity of text ``a`` and video ``b``.
+        logit_scale: the exponentiated scale (``1 / temperature``), a float or a scalar tensor (may need grad).
+    """
+    sim = _check_sim(sim)
+    logits = _as_scale(logit_scale, sim) * sim
+    targets = torch.arange(sim.shape[0], device=sim.device)
+    return 0.5 * (F.cross_entropy(logits.T, targets) + F.cross_entropy(logits, targets))
+
+
+def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple) -> torch.Tensor:
+    """(N, N) bool: samples a and b share a class. 1-D ids compare by equality, 2-D multi-hot rows by overlap."""
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(np.asarray(ids))
+    if ids.dim() == 1 and ids.shape[0] == n:
+        return ids[:, None] == ids[None, :]
+    if ids.dim() == 2 and ids.shape[0] == n:
+        multi_hot = (ids != 0).float()  # EgoClip clips can carry several verb / noun tags
+        return (multi_hot @ multi_hot.T) > 0
+    raise ValueError(
+        f"{name} must be ({n},) class ids or ({n}, num_classes) multi-hot to match sim of shape {sim_shape}, "
+        f"got {tuple(ids.shape)}"
+    )
+
+
+def egonce_loss(sim: torch.Tensor, logit_scale, verb_ids, noun_ids) -> torch.Tensor:
+    r"""EgoNCE (EgoVLP; SPEC section 4, optional): InfoNCE whose positives are all pairs sharing verb **and** noun.
+
+    ``P(a) = {b : verb(a) ~ verb(b) and noun(a) ~ noun(b)} | {a}`` where ``~`` is equality of class ids (1-D
+    input) or a shared class (2-D multi-hot input). With ``l = scale * sim``:
+
+        text->video:  -mean_a log( sum_{b in P(a)} exp(l_ab) / sum_b exp(l_ab) )
+        video->text:  -mean_a log( sum_{b in P(a)} exp(l_ba) / sum_b exp(l_ba) )
+        loss = 0.5 * (text->video + video->text)
+
+    The two directions are averaged so that the loss equals :func:`infonce_loss` when no two samples share both
+    verb and noun. (EgoVLP's ``EgoNCE`` returns their *sum*, i.e. twice this, with ``scale = 1 / 0.05``.)
+    """
+    sim = _check_sim(sim)
+    n = sim.shape[0]
+    scale = _as_scale(logit_scale, sim)
+    positives = _egonce_positive_mask(verb_ids, n, "verb_ids", tuple(sim.shape)).to(sim.device)
+    positives = positives & _egonce_positive_mask(noun_ids, n, "noun_ids", tuple(sim.shape)).to(sim.device)
+    positives = positives | torch.eye(n, dtype=torch.bool, device=sim.device)
+
+    def one_direction(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # -log(sum_pos exp / sum_all exp), in log space for stability
+        log_positives = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), dim=1)
+        return (torch.logsumexp(logits, dim=1) - log_positives).mean()
+
+    logits = scale * sim
+    return 0.5 * (one_direction(logits, positives) + one_direction(logits.T, positives.T))
+
+
+def max_margin_loss(sim: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+    r"""MI-MM, the max-margin ranking loss (SPEC section 4): for every ordered pair ``a != b``
+
+        text->video:  relu(m - (s_aa - s_ab))
+        video->text:  relu(m - (s_aa - s_ba))
+
+    averaged over the ``2 N (N - 1)`` terms (the diagonal, where every term would be the constant ``m``, is excluded,
+    as in EgoVLP / AVION's ``MaxMarginRankingLoss`` with ``fix_norm=True``).
+    """
+    sim = _check_sim(sim, min_size=2)
+    _check_hyper(margin=margin)
+    dist_t2v, dist_v2t = _anchor_distances(sim)
+    return _mean_off_diagonal(F.relu(margin - dist_t2v), F.relu(margin - dist_v2t))
+
+
+def adaptive_max_margin_loss(sim: torch.Tensor, positive_relevancy: torch.Tensor, margin: float = 0.4) -> torch.Tensor:
+    r"""Adaptive MI-MM (SPEC section 4): MI-MM whose margin is ``m * r_a``, ``r_a`` = relevancy of the anchor's
+    positive pair (the same ``r_a`` for both directions of anchor ``a``):
+
+        relu(m r_a - (s_aa - s_ab))  and  relu(m r_a - (s_aa - s_ba)),  mean over the 2 N (N - 1) terms a != b.
+    """
+    sim = _check_sim(sim, min_size=2)
+    _check_hyper(margin=margin)
+    _check_vector(positive_relevancy, sim.shape[0], "positive_relevancy", tuple(sim.shape))
+    anchor_margin = (margin * positive_relevancy).to(device=sim.device, dtype=sim.dtype).unsqueeze(1)
+    dist_t2v, dist_v2t = _anchor_distances(sim)
+    return _mean_off_diagonal(F.relu(anchor_margin - dist_t2v), F.relu(anchor_margin - dist_v2t))
+
+
+def _sms_terms(delta: torch.Tensor, dist: torch.Tensor, margin: float, tau: float, edge: float) -> torch.Tensor:
+    """The three SMS branches, element-wise. ``delta`` keeps its own (float64) dtype for the branch tests."""
+    target = (margin * delta).to(dist.dtype) - dist  # gamma * Delta - d
+    more_relevant = delta > edge  # the positive is more relevant by Delta
+    equally_relevant = delta.abs() < edge  # keep the two similarities within tau of gamma * Delta
+    return torch.where(
+        more_relevant,
+        F.relu(target),
+        # "otherwise" (Delta <= -edge, and also Delta == +edge exactly): the candidate is at least as relevant
+        torch.where(equally_relevant, F.relu(target.abs() - tau), F.relu(-target)),
+    )
+
+
+def sms_loss(
+    sim: torch.Tensor,
+    pairwise_relevancy: torch.Tensor,
+    positive_relevancy: torch.Tensor,
+    margin: float = 0.6,
+    tau: float = 0.1,
+    edge: float = SMS_EDGE_CODE,
+) -> torch.Tensor:
+    r"""Symmetric Multi-Similarity loss (SPEC section 4; Wang et al., arXiv 2406.12256).
+
+    Sample ``a`` = clip ``i_a`` with positive sentence ``p_a`` and ``r_a = R[i_a, p_a]``. For each ordered pair
+    ``a != b``:
+
+        text->video:  Delta = r_a - R[i_b, p_a],  d = s_aa - s_ab
+        video->text:  Delta = r_a - R[i_a, p_b],  d = s_aa - s_ba
+
+    and with margin ``gamma``, relaxation ``tau`` and edge ``lambda``:
+
+        Delta >  lambda:   relu(gamma * Delta - d)             (the positive is more relevant)
+        |Delta| < lambda:  relu(|gamma * Delta - d| - tau)     (equally relevant)
+        otherwise:         relu(d - gamma * Delta)             (the candidate is at least as relevant)
+
+    Loss = mean over the ``2 N (N - 1)`` terms. "Otherwise" is taken literally, so ``Delta == +lambda`` exactly
+    falls in the third branch, as in the authors' code.
+
+    Args:
+        sim: ``(N, N)``, ``sim[a, b] = s_ab`` (text ``a``, video ``b``).
+        pairwise_relevancy: ``(N, N)``, ``[t, v] = R[i_v, p_t]`` (:attr:`BatchRelevancy.pairwise`).
+        positive_relevancy: ``(N,)``, ``r_a`` (:attr:`BatchRelevancy.positive`).
+        margin: gamma (0.6 for EK-100 MIR).
+        tau: relaxation of the equally-relevant branch (0.1).
+        edge: lambda; :data:`SMS_EDGE_CODE` = 1.1/240 (authors' code, default, used with quantised candidates) or
+            :data:`SMS_EDGE_PAPER` = 0.1.
+    """
+    sim = _check_sim(sim, min_size=2)
+    _check_hyper(margin=margin, tau=tau, edge=edge)
+    n, shape = sim.shape[0], tuple(sim.shape)
+    _check_pairwise(pairwise_relevancy, n, "pairwise_relevancy", shape)
+    _check_vector(positive_relevancy, n, "positive_relevancy", shape)
+    pairwise = pairwise_relevancy.to(sim.device)
+    positive = positive_relevancy.to(sim.device).unsqueeze(1)
+
+    dist_t2v, dist_v2t = _anchor_distances(sim)
+    delta_t2v = positive - pairwise  # [a, b] = r_a - R[i_b, p_a]
+    delta_v2t = positive - pairwise.T  # [a, b] = r_a - R[i_a, p_b]
+    return _mean_off_diagonal(
+        _sms_terms(delta_t2v, dist_t2v, margin, tau, edge), _sms_terms(delta_v2t, dist_v2t, margin, tau, edge)
+    )
+
+
+def sms_hard_loss(
+    sim: torch.Tensor,
+    pairwise_relevancy: torch.Tensor,
+    positive_relevancy: torch.Tensor | None = None,
+    margin: float = 0.3,
+    tau: float = 0.1,
+) -> torch.Tensor:
+    r"""SMS for hard 0/1 labels (Charades-Ego, SPEC section 4): every positive has ``r_a = 1`` and candidates are
+    0 or 1, so only two cases exist:
+
+        Delta = 1 (candidate irrelevant):        relu(gamma - d)
+        Delta = 0 (candidate equally relevant):  relu(|d| - tau)
+
+    with ``d`` as in :func:`sms_loss` (both directions, mean over the ``2 N (N - 1)`` terms). This equals
+    :func:`sms_loss` on the same binary input for any edge in ``(0, 1)``.
+
+    Args:
+        pairwise_relevancy: ``(N, N)`` of 0/1, ``[t, v]`` = 1 iff text ``t`` describes video ``v``
+            (:func:`hard_batch_relevancy`).
+        positive_relevancy: ``(N,)``, must be all ones (default).
+        margin: gamma (0.3 for Charades-Ego).
+        tau: relaxation of the equally-relevant case (spec is silent for Charades-Ego; 0.1 as for EK-100).
+    """
+    sim = _check_sim(sim, min_size=2)
+    _check_hyper(margin=margin, tau=tau)
+    n, shape = sim.shape[0], tuple(sim.shape)
+    _check_pairwise(pairwise_relevancy, n, "pairwise_relevancy", shape)
+    if positive_relevancy is not None:
+        _check_vector(positive_relevancy, n, "positive_relevancy", shape)
+        if not bool((positive_relevancy == 1).all()):
+            raise ValueError("sms_hard_loss needs every positive relevancy to be 1 (only Delta in {0, 1} exists)")
+    if not bool(((pairwise_relevancy == 0) | (pairwise_relevancy == 1)).all()):
+        raise ValueError(f"sms_hard_loss needs 0/1 pairwise relevancies, got a {tuple(pairwise_relevancy.shape)} "
+                         "matrix with other values")
+    irrelevant = pairwise_relevancy.to(sim.device) == 0  # [t, v]: Delta = 1 - R = 1
+
+    dist_t2v, dist_v2t = _anchor_distances(sim)
+    t2v = torch.where(irrelevant, F.relu(margin - dist_t2v), F.relu(dist_t2v.abs() - tau))
+    v2t = torch.where(irrelevant.T, F.relu(margin - dist_v2t), F.relu(dist_v2t.abs() - tau))
+    return _mean_off_diagonal(t2v, v2t)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry with one call signature for the trainer
+# ---------------------------------------------------------------------------------------------------------------
+
+# name -> (function, inputs it takes from the uniform call). Everything else in the signature is a hyper-parameter.
+_LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
+    "infonce": (infonce_loss, ("logit_scale",)),
+    "egonce": (egonce_loss, ("logit_scale", "verb_ids", "noun_ids")),
+    "mimm": (max_margin_loss, ()),
+    "adaptive_mimm": (adaptive_max_margin_loss, ("positive_relevancy",)),
+    "sms": (sms_loss, ("pairwise_relevancy", "positive_relevancy")),
+    "sms_hard": (sms_hard_loss, ("pairwise_relevancy", "positive_relevancy")),
+}
+LOSS_NAMES = tuple(_LOSSES)
+
+
+class RetrievalLoss:
+    r"""A loss from :data:`LOSS_NAMES` bound to its hyper-parameters, called the same way whatever the loss::
+
+        loss = loss_fn(sim, logit_scale=model.logit_scale.exp(), relevancy=batch_rel, verb_ids=..., noun_ids=...)
+
+    Each loss takes what it needs and ignores the rest; a missing required input raises ``ValueError``. The flags
+    :attr:`needs_logit_scale`, :attr:`needs_relevancy` and :attr:`needs_verb_noun` tell the trainer what to prepare.
+    """
+
+    def __init__(self, name: str, **hyperparameters):
+        if name not in _LOSSES:
+            raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
+        self.name = name
+        self.fn, self.inputs = _LOSSES[name]
+        allowed = [p for p in inspect.signature(self.fn).parameters if p != "sim" and p not in self.inputs]
+        unknown = sorted(set(hyperparameters) - set(allowed))
+        if unknown:
+            raise TypeError(f"loss {name!r} got unknown hyper-parameters {unknown}; it accepts {allowed}")
+        self.hyperparameters = hyperparameters
+
+    @property
+    def needs_logit_scale(self) -> bool:
+        return "logit_scale" in self.inputs
+
+    @property
+    def needs_relevancy(self) -> bool:
+        return "positive_relevancy" in self.inputs
+
+    @property
+    def needs_verb_noun(self) -> bool:
+        return "verb_ids" in self.inputs
+
+    def __call__(
+        self,
+        sim: torch.Tensor,
+        *,
+        logit_scale=None,
+        relevancy: BatchRelevancy | None = None,
+        verb_ids=None,
+        noun_ids=None,
+    ) -> torch.Tensor:
+        if self.needs_relevancy and relevancy is None:
+            raise ValueError(f"loss {self.name!r} needs relevancy=BatchRelevancy(...)")
+        if self.needs_verb_noun and (verb_ids is None or noun_ids is None):
+            raise ValueError(f"loss {self.name!r} needs verb_ids and noun_ids")
+        available = {
+            "logit_scale": logit_scale,
+            "verb_ids": verb_ids,
+            "noun_ids": noun_ids,
+            "pairwise_relevancy": relevancy.pairwise if relevancy is not None else None,
+            "positive_relevancy": relevancy.positive if relevancy is not None else None,
+        }
+        return self.fn(sim, **{k: available[k] for k in self.inputs}, **self.hyperparameters)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"RetrievalLoss({self.name!r}{', ' + params if params else ''})"
+
+
+def get_loss(name: str, **hyperparameters) -> RetrievalLoss:
+    """Build a loss by name (``"sms"``, ``"sms_hard"``, ``"mimm"``, ``"adaptive_mimm"``, ``"infonce"``,
+    ``"egonce"``) with optional hyper-parameters, e.g. ``get_loss("sms", edge=SMS_EDGE_PAPER)``."""
+    return RetrievalLoss(name, **hyperparameters)
+
+
+__all__ = [
+    "LOSS_NAMES",
+    "RELEVANCY_LEVELS",
+    "SMS_EDGE_CODE",
+    "SMS_EDGE_PAPER",
+    "BatchRelevancy",
+    "RetrievalLoss",
+    "adaptive_max_margin_loss",
+    "batch_relevancy",
+    "egonce_loss",
+    "get_loss",
+    "hard_batch_relevancy",
+    "infonce_loss",
+    "max_margin_loss",
+    "quantize_relevancy",
+    "sms_hard_loss",
+    "sms_loss",
+]

@@ -1,0 +1,98 @@
+"""
+Processor for EVA02-AT: the CLIP BPE tokenizer for captions and the video processor for clips, in one object.
+
+As in X-CLIP, the video processor sits in the `image_processor` slot (transformers' video-processor slot needs
+torchvision). `__call__` is overridden because the generic one would try to open video paths as images.
+"""
+
+from transformers.image_processing_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+from .video_processing_eva02at import Eva02AtVideoProcessor
+
+
+# Arguments of `Eva02AtVideoProcessor.preprocess` that may be passed through the processor. Everything else goes
+# to the tokenizer.
+VIDEO_CALL_ARGUMENTS = {"start", "end", "video_fps", "jitter", "seed", "generator"}
+
+
+class Eva02AtProcessor(ProcessorMixin):
+    r"""
+    Wraps an [`Eva02AtVideoProcessor`] and a [`CLIPTokenizer`] (OpenAI CLIP BPE, 49408 tokens).
+
+    Text is tokenized as OpenAI CLIP / open_clip do: `<|startoftext|> ... <|endoftext|>`, truncated to 77 tokens
+    with `<|endoftext|>` kept as the last token, and padded to 77 by default. Padding uses the tokenizer's pad token
+    (`<|endoftext|>`, id 49407, as in transformers' CLIP checkpoints) where open_clip writes 0; with the causal text
+    tower pooled at the first `<|endoftext|>`, padded positions never reach the embedding, so both give the same
+    text features. `attention_mask` marks the padding.
+
+    Args:
+        image_processor ([`Eva02AtVideoProcessor`]): the video processor.
+        tokenizer ([`CLIPTokenizer`]): the text tokenizer.
+    """
+
+    image_processor_class = "Eva02AtVideoProcessor"
+    tokenizer_class = "CLIPTokenizer"
+
+    def __init__(self, image_processor=None, tokenizer=None, **kwargs):
+        if image_processor is None:
+            image_processor = Eva02AtVideoProcessor()
+        super().__init__(image_processor, tokenizer, **kwargs)
+        self.video_processor = self.image_processor
+
+    def __call__(
+        self,
+        text=None,
+        videos=None,
+        return_tensors: str | None = "pt",
+        num_frames: int | None = None,
+        start=None,
+        end=None,
+        padding: bool | str = "max_length",
+        truncation: bool = True,
+        max_length: int | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Tokenize `text` (a string or a list of strings) and/or preprocess `videos` (see [`Eva02AtVideoProcessor`]).
+
+        Returns one `BatchFeature` with `input_ids` and `attention_mask` (batch, 77) for text and
+        `pixel_values_videos` (batch, num_frames, 3, 224, 224) for videos. `start` / `end` (seconds) select clips
+        inside long videos; `video_fps`, `jitter`, `seed` and `generator` are passed to the video processor, every
+        other keyword to the tokenizer. `padding="longest"` shortens text batches (the outputs do not change).
+        """
+        if text is None and videos is None:
+            raise ValueError("pass text=, videos= or both")
+        video_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in VIDEO_CALL_ARGUMENTS}
+        for key in list(kwargs):
+            if key in self.image_processor.valid_kwargs.__annotations__ and key not in ("return_tensors",):
+                video_kwargs[key] = kwargs.pop(key)
+
+        data = {}
+        if text is not None:
+            if max_length is None:
+                max_length = self.tokenizer.model_max_length
+            data.update(
+                self.tokenizer(
+                    text,
+                    padding=padding,
+                    truncation=truncation,
+                    max_length=max_length,
+                    return_tensors=return_tensors,
+                    **kwargs,
+                )
+            )
+        if videos is not None:
+            data.update(
+                self.image_processor(
+                    videos, num_frames=num_frames, start=start, end=end, return_tensors=return_tensors, **video_kwargs
+                )
+            )
+        return BatchFeature(data=data)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return list(self.tokenizer.model_input_names) + list(self.image_processor.model_input_names)
+
+
+__all__ = ["Eva02AtProcessor"]

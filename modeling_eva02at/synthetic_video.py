@@ -1,0 +1,227 @@
+"""Synthetic test videos: write H.264 MP4 files with PyAV and stamp frame numbers into the pixels.
+
+Used by the test-suite, the I/O benchmark and the training demo. Nothing here is needed to run the model.
+
+Frame numbers are written as a grid of flat gray blocks (one base-4 digit per block) inside the central square of
+the frame, i.e. the region that survives the processor's short-side resize + center crop. Flat blocks with gray
+levels 64 apart survive H.264 compression, chroma subsampling and bilinear resizing, so a test can decode a clip
+and check that it got exactly the frames it asked for (:func:`read_frame_number`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+
+
+# Frame-number code: CODE_ROWS x CODE_COLS blocks, one base-CODE_BASE digit each (4**6 = 4096 distinct numbers).
+CODE_ROWS = 2
+CODE_COLS = 3
+CODE_BASE = 4
+CODE_LEVELS = np.array([32, 96, 160, 224], dtype=np.float64)  # gray level of each digit value
+MAX_FRAME_NUMBER = CODE_BASE ** (CODE_ROWS * CODE_COLS) - 1
+
+
+def _code_cells(height: int, width: int):
+    """Yield (digit position, row slice, col slice) of each code block in the frame's central square."""
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    for r in range(CODE_ROWS):
+        for c in range(CODE_COLS):
+            r0, r1 = top + side * r // CODE_ROWS, top + side * (r + 1) // CODE_ROWS
+            c0, c1 = left + side * c // CODE_COLS, left + side * (c + 1) // CODE_COLS
+            yield r * CODE_COLS + c, slice(r0, r1), slice(c0, c1)
+
+
+def stamp_frame_number(frame: np.ndarray, number: int) -> np.ndarray:
+    """Write `number` into a (H, W, 3) uint8 frame, in place, as flat gray blocks; returns the frame."""
+    if not 0 <= number <= MAX_FRAME_NUMBER:
+        raise ValueError(f"frame number {number} outside [0, {MAX_FRAME_NUMBER}]")
+    height, width = frame.shape[:2]
+    for position, rows, cols in _code_cells(height, width):
+        digit = (number // CODE_BASE**position) % CODE_BASE
+        frame[rows, cols] = int(CODE_LEVELS[digit])
+    return frame
+
+
+def read_frame_number(frame) -> int:
+    """
+    Read back the number written by :func:`stamp_frame_number`.
+
+    `frame` may be a decoded (H, W, 3) uint8 frame, or a processed (3, S, S) / (S, S, 3) float frame that was resized
+    and center-cropped (it is then expected in 0-255 scale; see :func:`unnormalize`). Only the middle half of each block
+    is averaged, so blurred block edges do not matter.
+    """
+    frame = np.asarray(frame, dtype=np.float64)
+    if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
+        frame = frame.transpose(1, 2, 0)
+    gray = frame.mean(axis=-1) if frame.ndim == 3 else frame
+    number = 0
+    for position, rows, cols in _code_cells(*gray.shape):
+        r_len, c_len = rows.stop - rows.start, cols.stop - cols.start
+        inner = gray[
+            rows.start + r_len // 4 : rows.stop - r_len // 4 or None,
+            cols.start + c_len // 4 : cols.stop - c_len // 4 or None,
+        ]
+        digit = int(np.abs(CODE_LEVELS - inner.mean()).argmin())
+        number += digit * CODE_BASE**position
+    return number
+
+
+def read_frame_numbers(frames) -> list[int]:
+    """:func:`read_frame_number` for every frame of a (T, ...) stack."""
+    return [read_frame_number(frame) for frame in frames]
+
+
+def unnormalize(pixel_values, mean, std, rescale_factor: float = 1 / 255):
+    """Undo the processor's normalisation: (T, 3, S, S) normalised values -> 0-255 floats (numpy)."""
+    values = np.asarray(pixel_values, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64).reshape(3, 1, 1)
+    std = np.asarray(std, dtype=np.float64).reshape(3, 1, 1)
+    return (values * std + mean) / rescale_factor
+
+
+def make_frames(
+    num_frames: int,
+    height: int = 48,
+    width: int = 64,
+    *,
+    first_number: int = 0,
+    stamp_numbers: bool = True,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """
+    A (T, H, W, 3) uint8 clip: a moving colour gradient, optional Gaussian noise (standard deviation `noise` in
+    gray levels; makes the clip compress like camera footage), and frame numbers `first_number + t` stamped in the
+    centre when `stamp_numbers`.
+    """
+    rng = np.random.default_rng(seed)
+    ys = np.linspace(0.0, 1.0, height)[:, None]
+    xs = np.linspace(0.0, 1.0, width)[None, :]
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        phase = 2 * np.pi * t / 60.0
+        red = 128 + 100 * np.sin(2 * np.pi * xs + phase) * np.ones_like(ys)
+        green = 128 + 100 * np.cos(2 * np.pi * ys + 0.7 * phase) * np.ones_like(xs)
+        blue = 128 + 60 * np.sin(2 * np.pi * (xs + ys) - phase)
+        frame = np.stack([red, green, blue], axis=-1)
+        if noise > 0:
+            frame = frame + rng.normal(0.0, noise, size=frame.shape)
+        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+        if stamp_numbers:
+            stamp_frame_number(frames[t], first_number + t)
+    return frames
+
+
+def write_video(
+    file,
+    frames: np.ndarray | Sequence[np.ndarray],
+    fps: float = 30.0,
+    *,
+    timestamps: Sequence[float] | None = None,
+    codec: str = "libx264",
+    crf: int | None = 18,
+    gop_size: int | None = None,
+    pix_fmt: str | None = None,
+    faststart: bool = False,
+) -> str | io.IOBase:
+    """
+    Encode (T, H, W, 3) uint8 RGB frames into an MP4 file with PyAV.
+
+    Args:
+        file: a path or a writable binary file-like object (e.g. `io.BytesIO`).
+        fps: nominal frame rate.
+        timestamps: optional per-frame presentation times in seconds (strictly increasing) for a variable-frame-rate
+            file; frames are otherwise spaced 1/fps apart.
+        codec / crf / gop_size: encoder settings (`crf=None` keeps the encoder default).
+        pix_fmt: defaults to yuv420p, or yuv444p when a side is odd (4:2:0 needs even sizes).
+        faststart: put the index (moov atom) at the start of the file, as web videos do.
+
+    Returns `file`.
+    """
+    import av  # local import: only the writer needs PyAV
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    if timestamps is not None:
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        if timestamps.shape != (len(frames),) or np.any(np.diff(timestamps) <= 0):
+            raise ValueError("timestamps must be strictly increasing, one per frame")
+    height, width = frames.shape[1:3]
+    if pix_fmt is None:
+        pix_fmt = "yuv444p" if height % 2 or width % 2 else "yuv420p"
+    if isinstance(file, os.PathLike):
+        file = os.fspath(file)
+
+    options = {}
+    if crf is not None:
+        options["crf"] = str(crf)
+    container_options = {"movflags": "faststart"} if faststart else {}
+    with av.open(file, mode="w", format="mp4", options=container_options) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if gop_size is not None:
+            stream.codec_context.gop_size = gop_size
+        time_base = None
+        if timestamps is not None:
+            # A millisecond clock carries arbitrary per-frame times.
+            time_base = Fraction(1, 1000)
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if time_base is not None:
+                frame.pts = int(round(timestamps[index] / time_base))
+                frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return file
+
+
+def write_numbered_video(
+    file, num_frames: int, height: int = 48, width: int = 64, fps: float = 30.0, *, first_number: int = 0, **kwargs
+):
+    """Shortcut: :func:`make_frames` with stamped frame numbers, then :func:`write_video`. Returns the frames."""
+    noise = kwargs.pop("noise", 0.0)
+    frames = make_frames(num_frames, height, width, first_number=first_number, noise=noise)
+    write_video(file, frames, fps, **kwargs)
+    return frames
+
+
+def write_avion_chunks(
+    video_dir, frames: np.ndarray, fps: float, chunk_seconds: int = 15, ext: str = "MP4", **kwargs
+) -> list[str]:
+    """
+    Split a clip into AVION's chunk layout: `<video_dir>/<start_sec>.<ext>`, `chunk_seconds` seconds each (the
+    folder itself is normally named `<video_id>.MP4`). Chunk k holds frames [int(k*L*fps), int((k+1)*L*fps)), as
+    AVION's loader assumes. Returns the chunk paths.
+    """
+    os.makedirs(video_dir, exist_ok=True)
+    paths = []
+    chunk_start = 0
+    while int(chunk_start * fps) < len(frames):
+        first, last = int(chunk_start * fps), int((chunk_start + chunk_seconds) * fps)
+        path = os.path.join(video_dir, f"{chunk_start}.{ext}")
+        write_video(path, frames[first:last], fps, **kwargs)
+        paths.append(path)
+        chunk_start += chunk_seconds
+    return paths
+
+
+__all__ = [
+    "MAX_FRAME_NUMBER",
+    "make_frames",
+    "read_frame_number",
+    "read_frame_numbers",
+    "stamp_frame_number",
+    "unnormalize",
+    "write_avion_chunks",
+    "write_numbered_video",
+    "write_video",
+]

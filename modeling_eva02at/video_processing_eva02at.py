@@ -1,0 +1,740 @@
+"""
+Video processor for EVA02-AT: decode a clip, sample its frames, resize, center crop and normalise.
+
+The frame sampling follows SPEC section 7 and AVION's loader: the clip [start, end) seconds becomes the frame range
+s = round(start * fps), e = round(end * fps), which is cut into T equal segments; evaluation takes each segment's
+midpoint (floor), training shifts it uniformly within the segment. Long videos can be read whole, as a clip given by
+`start` / `end` seconds (EPIC-Kitchens-100), or from AVION's 15-second chunk layout
+(`<root>/<participant>/<video_id>.MP4/<start_sec>.MP4`).
+
+transformers' `BaseVideoProcessor` needs torchvision, which cannot be installed next to the CPU torch wheels this
+project targets, so this is a `BaseImageProcessor` that X-CLIP-style processors put in their `image_processor` slot.
+Decoding uses decord, or PyAV where decord has no wheels (macOS arm64, aarch64). A video reader is opened and closed
+inside each call and never stored on the processor, so the processor can be pickled into DataLoader workers.
+"""
+
+import io
+import os
+import re
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, is_pil_image
+from transformers.processing_utils import ImagesKwargs
+from transformers.utils import logging
+
+
+# Optional decoders. The try blocks also tell transformers' remote-code import check to skip them.
+try:
+    import decord
+except ImportError:
+    decord = None
+
+try:
+    import av
+except ImportError:
+    av = None
+
+
+logger = logging.get_logger(__name__)
+
+# AVION's checkpoints were trained on 0-255 values with these statistics (SPEC section 7).
+AVION_MEAN = (108.3273, 116.7460, 104.0937)
+AVION_STD = (68.5005, 66.6322, 70.3232)
+NORMALIZATION_PRESETS = {
+    "clip": {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD), "do_rescale": True},
+    "avion": {"image_mean": list(AVION_MEAN), "image_std": list(AVION_STD), "do_rescale": False},
+}
+AVION_CHUNK_SECONDS = 15
+VIDEO_BACKENDS = ("auto", "decord", "pyav")
+
+# The PyAV reader seeks (instead of decoding from the first frame) when the first wanted frame is this many
+# seconds into the video.
+_PYAV_SEEK_THRESHOLD_SECONDS = 2.0
+
+
+class VideoDecodeError(ValueError):
+    """A video could not be read: not a video, truncated or corrupt, no video stream, or no frame at an index."""
+
+
+class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
+    """Call-time and `from_pretrained` overrides accepted on top of the image processor ones."""
+
+    num_frames: int
+    video_backend: str
+    num_threads: int
+    chunk_ext: str
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Frame sampling (SPEC section 7)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def sample_frame_indices(
+    start_frame: int,
+    end_frame: int,
+    num_frames: int,
+    *,
+    jitter: bool = False,
+    generator: np.random.Generator | None = None,
+) -> np.ndarray:
+    """
+    Indices of `num_frames` frames of the range [start_frame, end_frame) (end exclusive), as AVION samples them.
+
+    The range is cut into `num_frames` equal segments of length (e - s) / T. Without jitter, frame i is the floor of
+    segment i's midpoint, s + (e - s) * (2i + 1) / (2T), computed in integers so that no rounding error can move an
+    exact midpoint down a frame. With jitter (training), the midpoint is shifted by U(-1/2, 1/2) * (e - s - 1) / T,
+    as in AVION's `get_frame_ids`. A range shorter than `num_frames` yields repeated indices.
+
+    Example: `sample_frame_indices(30, 90, 16)` -> 31, 35, 39, 43, 46, 50, 54, 58, 61, 65, 69, 73, 76, 80, 84, 88.
+    """
+    start_frame, end_frame, num_frames = int(start_frame), int(end_frame), int(num_frames)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    if end_frame <= start_frame:
+        raise ValueError(f"empty frame range [{start_frame}, {end_frame})")
+    length = end_frame - start_frame
+    segments = np.arange(num_frames, dtype=np.int64)
+    if not jitter:
+        return start_frame + (length * (2 * segments + 1)) // (2 * num_frames)
+    generator = generator if generator is not None else np.random.default_rng()
+    midpoints = start_frame + length * (2 * segments + 1) / (2 * num_frames)
+    shifts = (generator.random(num_frames) - 0.5) * (length - 1) / num_frames
+    indices = np.floor(midpoints + shifts).astype(np.int64)
+    return np.clip(indices, start_frame, end_frame - 1)
+
+
+def frame_range_from_seconds(
+    start: float | None, end: float | None, fps: float, total_frames: int, name: str = "video"
+) -> tuple[int, int]:
+    """
+    The frame range [s, e) of the clip [start, end) seconds: s = round(start * fps), e = round(end * fps).
+
+    `start=None` means the first frame and `end=None` the end of the video. An `end` past the video's last frame is
+    clamped (annotation times are often a little past the end); a `start` at or past the end, a negative `start` or
+    `start >= end` raise ValueError naming the video.
+    """
+    if start is not None and start < 0:
+        raise ValueError(f"start={start} s is negative for {name}")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"start={start} s must be smaller than end={end} s for {name}")
+    if start is not None or end is not None:
+        if fps is None or not fps > 0:
+            raise ValueError(f"{name}: start/end in seconds need a frame rate; pass video_fps=")
+    first = 0 if start is None else int(np.round(start * fps))
+    stop = total_frames if end is None else int(np.round(end * fps))
+    if first >= total_frames:
+        raise ValueError(
+            f"start={start} s (frame {first}) is beyond the end of {name} ({total_frames} frames"
+            + (f", {total_frames / fps:.2f} s)" if fps else ")")
+        )
+    if stop > total_frames:
+        logger.debug(f"{name}: end frame {stop} clamped to the video's {total_frames} frames")
+        stop = total_frames
+    # A clip shorter than one frame still shows its first frame.
+    return first, max(stop, first + 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# AVION's chunked layout: <root>/<participant>/<video_id>.MP4/<start_sec>.MP4, 15 s per chunk
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """The part [local_start, local_end) seconds of chunk file `path`, which starts `chunk_start` s into the video."""
+
+    path: str
+    chunk_start: int
+    local_start: float
+    local_end: float
+
+
+def list_avion_chunks(video_dir: str | os.PathLike, ext: str = "MP4") -> list[tuple[int, str]]:
+    """The chunk files of an AVION-style video folder as (start second, path), sorted by start."""
+    video_dir = os.fspath(video_dir)
+    pattern = re.compile(rf"^(\d+)\.{re.escape(ext)}$")
+    chunks = []
+    for entry in os.listdir(video_dir):
+        match = pattern.match(entry)
+        if match:
+            chunks.append((int(match.group(1)), os.path.join(video_dir, entry)))
+    if not chunks:
+        raise FileNotFoundError(f"no chunk files '<start_sec>.{ext}' in video folder {video_dir}")
+    return sorted(chunks)
+
+
+def avion_chunk_spans(
+    video_dir: str | os.PathLike,
+    start: float,
+    end: float,
+    chunk_seconds: int = AVION_CHUNK_SECONDS,
+    ext: str = "MP4",
+) -> list[ChunkSpan]:
+    """
+    Map the clip [start, end) seconds of a chunked video to its chunk files and the times local to each chunk.
+
+    Chunk files are named by their start second, a multiple of `chunk_seconds` (AVION: 15). Chunks past the last file
+    on disk are dropped (the clip is clamped to the video's end, as AVION does); a missing chunk inside the clip raises
+    FileNotFoundError.
+    """
+    if start < 0 or start >= end:
+        raise ValueError(f"invalid clip [{start}, {end}) s for {video_dir}")
+    last_chunk = list_avion_chunks(video_dir, ext)[-1][0]
+    first = int(start) // chunk_seconds * chunk_seconds
+    if first > last_chunk:
+        raise ValueError(f"start={start} s is beyond the last chunk ({last_chunk}.{ext}) of {video_dir}")
+    spans = []
+    for chunk_start in range(first, min(int(np.ceil(end)), last_chunk + chunk_seconds), chunk_seconds):
+        if chunk_start >= end:
+            break
+        path = os.path.join(os.fspath(video_dir), f"{chunk_start}.{ext}")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"chunk file missing: {path}")
+        local_start = max(start, chunk_start) - chunk_start
+        local_end = min(end, chunk_start + chunk_seconds) - chunk_start
+        spans.append(ChunkSpan(path, chunk_start, float(local_start), float(local_end)))
+    return spans
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Decoders. Each reader lives for one call only (see `_open_reader`).
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class _DecordReader:
+    """Frame-accurate random access with decord (the default)."""
+
+    def __init__(self, source, name: str, num_threads: int):
+        self.name = name
+        try:
+            self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
+        except (decord.DECORDError, RuntimeError, AssertionError) as error:
+            raise VideoDecodeError(f"cannot open {name}: not a readable video, or truncated ({error})") from None
+        self.num_frames = len(self._reader)
+        self.fps = float(self._reader.get_avg_fps())
+
+    def get_frames(self, indices: np.ndarray) -> np.ndarray:
+        # Short clips repeat frames: decode each distinct frame once.
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            frames = self._reader.get_batch(unique.tolist()).asnumpy()
+        except (decord.DECORDError, RuntimeError) as error:
+            raise VideoDecodeError(
+                f"cannot decode frames {unique[0]}..{unique[-1]} of {self.name}: truncated or corrupt video ({error})"
+            ) from None
+        return frames[inverse]
+
+    def close(self):
+        self._reader = None
+
+
+class _PyAVReader:
+    """
+    PyAV fallback. Frames are counted in presentation order from the start of the stream, as decord numbers them.
+    When the first wanted frame is far into the video it seeks to the preceding keyframe instead and numbers frames
+    from their timestamps, which is exact for constant-frame-rate videos (camera footage, EPIC-Kitchens).
+    """
+
+    def __init__(self, source, name: str, num_threads: int):
+        self.name = name
+        try:
+            self._container = av.open(source, mode="r")
+        except av.error.FFmpegError as error:
+            raise VideoDecodeError(f"cannot open {name}: not a readable video ({error})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise VideoDecodeError(f"{name} has no video stream")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = num_threads
+        self._stream = stream
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self.num_frames = stream.frames or self._count_frames()
+        if self.num_frames <= 0:
+            self._container.close()
+            raise VideoDecodeError(f"{name} has no frames")
+
+    def _count_frames(self) -> int:
+        """Containers without a frame count in their header: count the packets (no decoding), then rewind."""
+        try:
+            count = sum(1 for packet in self._container.demux(self._stream) if packet.size)
+            self._container.seek(0, stream=self._stream)
+        except av.error.FFmpegError as error:
+            raise VideoDecodeError(f"cannot read {self.name}: {error}") from None
+        return count
+
+    def _frame_index(self, frame) -> int:
+        stream = self._stream
+        offset = frame.pts - (stream.start_time or 0)
+        return int(round(float(offset * stream.time_base) * self.fps))
+
+    def get_frames(self, indices: np.ndarray) -> np.ndarray:
+        wanted = set(int(i) for i in indices)
+        found = {}
+        if self.fps > 0 and min(wanted) >= _PYAV_SEEK_THRESHOLD_SECONDS * self.fps:
+            found = self._decode(wanted, seek=True)
+        if len(found) < len(wanted):
+            # Decode from the first frame: always right, also where a seek landed badly.
+            found = self._decode(wanted, seek=False)
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise VideoDecodeError(
+                f"{self.name}: the decoder returned no frame for indices {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''} (of {self.num_frames}); the video is truncated or corrupt"
+            )
+        return np.stack([found[int(i)] for i in indices])
+
+    def _decode(self, wanted: set[int], seek: bool) -> dict[int, np.ndarray]:
+        """Decode forward (from the keyframe before the first wanted frame when `seek`), keeping wanted frames."""
+        stream, found, last = self._stream, {}, max(wanted)
+        try:
+            if seek:
+                target = min(wanted) / self.fps / stream.time_base + (stream.start_time or 0)
+                self._container.seek(int(target), stream=stream, backward=True, any_frame=False)
+            else:
+                self._container.seek(0, stream=stream)
+            position = -1
+            for frame in self._container.decode(stream):
+                position = self._frame_index(frame) if seek and frame.pts is not None else position + 1
+                if position in wanted and position not in found:
+                    found[position] = frame.to_ndarray(format="rgb24")
+                if position >= last:
+                    break
+        except av.error.FFmpegError as error:
+            raise VideoDecodeError(f"cannot decode {self.name}: truncated or corrupt video ({error})") from None
+        return found
+
+    def close(self):
+        self._container.close()
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in VIDEO_BACKENDS:
+        raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if decord is not None:
+            return "decord"
+        if av is not None:
+            return "pyav"
+        raise ImportError("decoding videos needs decord (`pip install decord`) or PyAV (`pip install av`)")
+    if backend == "decord" and decord is None:
+        raise ImportError("video_backend='decord' but decord is not installed (`pip install decord`)")
+    if backend == "pyav" and av is None:
+        raise ImportError("video_backend='pyav' but PyAV is not installed (`pip install av`)")
+    return backend
+
+
+@contextmanager
+def _open_reader(source, name: str, backend: str, num_threads: int):
+    """Open `source` (a path or a BytesIO) with the chosen decoder and close it on exit."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    reader_class = _DecordReader if _resolve_backend(backend) == "decord" else _PyAVReader
+    reader = reader_class(source, name, num_threads)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _is_frame(x) -> bool:
+    return is_pil_image(x) or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 3)
+
+
+def _is_encoded(x) -> bool:
+    return isinstance(x, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(x, "read")
+
+
+def make_batched_videos(videos) -> list:
+    """
+    Turn the `videos` argument into a list with one entry per video.
+
+    One video is a path, bytes, a file-like object, a (T, H, W, 3) / (T, 3, H, W) array or tensor, or a list of frames
+    (PIL images or (H, W, 3) arrays). A list of those, or a 5-D array, is a batch.
+    """
+    if videos is None:
+        raise ValueError("videos must be given")
+    if isinstance(videos, (np.ndarray, torch.Tensor)):
+        if videos.ndim == 5:
+            return list(videos)
+        return [videos]
+    if _is_encoded(videos):
+        return [videos]
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("videos is an empty list")
+        if _is_frame(videos[0]):
+            return [videos]
+        return list(videos)
+    raise TypeError(f"unsupported video input of type {type(videos).__name__}")
+
+
+def _frames_to_array(video, name: str) -> np.ndarray | torch.Tensor:
+    """Decoded frames given by the caller -> a (T, H, W, 3) array or tensor (uint8 or float, channels last)."""
+    if isinstance(video, (list, tuple)):
+        if len(video) == 0:
+            raise ValueError(f"{name} is an empty list of frames")
+        frames = [np.asarray(f.convert("RGB")) if is_pil_image(f) else np.asarray(f) for f in video]
+        if any(f.shape != frames[0].shape for f in frames):
+            raise ValueError(f"{name}: all frames must have the same size")
+        video = np.stack(frames)
+    if video.ndim != 4:
+        raise ValueError(f"{name}: expected (T, H, W, 3) frames, got shape {tuple(video.shape)}")
+    if video.shape[-1] != 3 and video.shape[1] == 3:
+        video = video.permute(0, 2, 3, 1) if isinstance(video, torch.Tensor) else video.transpose(0, 2, 3, 1)
+    if video.shape[-1] != 3:
+        raise ValueError(f"{name}: expected 3 colour channels, got shape {tuple(video.shape)}")
+    if video.shape[0] == 0:
+        raise ValueError(f"{name} has no frames")
+    return video
+
+
+def _video_name(video, index: int) -> str:
+    if isinstance(video, (str, os.PathLike)):
+        return repr(os.fspath(video))
+    if hasattr(video, "read"):
+        return repr(getattr(video, "name", f"videos[{index}] (file-like)"))
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return f"videos[{index}] ({len(video)} bytes)"
+    return f"videos[{index}]"
+
+
+def _per_video(value, batch_size: int, argument: str) -> list:
+    """Broadcast a scalar (or None) to every video, or check that a list has one entry per video."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != batch_size:
+            raise ValueError(f"{argument} has {len(value)} entries for {batch_size} videos")
+        return list(value)
+    return [value] * batch_size
+
+
+def _square_size(value, argument: str) -> int:
+    """Accept an int, or transformers' {"shortest_edge": n} / {"height": n, "width": n} dicts."""
+    if isinstance(value, dict):
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"])
+        if value.get("height") == value.get("width") and value.get("height") is not None:
+            return int(value["height"])
+        raise ValueError(f"{argument} must be an int or a square size dict, got {value}")
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"{argument} must be square, got {value}")
+        return int(value[0])
+    return int(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The processor
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class Eva02AtVideoProcessor(BaseImageProcessor):
+    r"""
+    Turns videos into EVA02-AT's `pixel_values_videos`: a float32 tensor (batch, num_frames, 3, crop_size, crop_size).
+
+    Per video: decode, sample `num_frames` frames (SPEC section 7), resize the short side to `size` (bilinear with
+    antialiasing, on uint8 frames as PIL-based CLIP preprocessing does), center crop `crop_size`, rescale to [0, 1]
+    and normalise with the CLIP mean / std.
+
+    Args:
+        num_frames (`int`, defaults to 16): frames per video.
+        size (`int`, defaults to 224): target of the short side (a `{"shortest_edge": n}` dict is accepted).
+        crop_size (`int`, defaults to `size`): side of the square center crop.
+        do_resize / do_center_crop / do_rescale / do_normalize (`bool`): switch the steps.
+        rescale_factor (`float`, defaults to 1/255).
+        image_mean / image_std (`list[float]`): per-channel statistics; CLIP's by default.
+        normalization (`str`, *optional*): preset that sets image_mean / image_std / do_rescale: `"clip"`, or
+            `"avion"` (AVION's statistics on 0-255 values, for checkpoints trained with them).
+        video_backend (`str`, defaults to `"auto"`): `"decord"`, `"pyav"`, or `"auto"` (decord when importable).
+        num_threads (`int`, defaults to 1): decoder threads per video. 1 suits DataLoader workers (one video per
+            core); 0 lets the decoder pick (faster for a single process).
+        chunk_ext (`str`, defaults to `"MP4"`): file extension of AVION chunk files.
+
+    Call arguments (besides overrides of the above): `start` / `end` (seconds, per video or shared; a clip inside a
+    long video), `video_fps` (frame rate for start/end of decoded frame arrays, or to override the file's), `jitter`
+    (training-time sampling), `seed` or `generator` (a `numpy.random.Generator`) for reproducible jitter, and
+    `return_tensors` (`"pt"` default, or `"np"`).
+
+    A video is a path (a file, or an AVION chunk folder `<video_id>.MP4/`), bytes, a binary file-like object, a
+    (T, H, W, 3) or (T, 3, H, W) uint8 array / tensor, or a list of PIL images or (H, W, 3) frames; a list of videos is
+    a batch (videos may differ in length and size).
+    """
+
+    model_input_names = ["pixel_values_videos"]
+    valid_kwargs = Eva02AtVideoProcessorKwargs
+
+    def __init__(
+        self,
+        num_frames: int = 16,
+        size: int | dict = 224,
+        crop_size: int | dict | None = None,
+        do_resize: bool = True,
+        do_center_crop: bool = True,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        normalization: str | None = None,
+        video_backend: str = "auto",
+        num_threads: int = 1,
+        chunk_ext: str = "MP4",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if normalization is not None:
+            if normalization not in NORMALIZATION_PRESETS:
+                raise ValueError(f"normalization must be one of {list(NORMALIZATION_PRESETS)}, got {normalization!r}")
+            preset = NORMALIZATION_PRESETS[normalization]
+            image_mean, image_std, do_rescale = preset["image_mean"], preset["image_std"], preset["do_rescale"]
+        if video_backend not in VIDEO_BACKENDS:
+            raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {video_backend!r}")
+        # Plain JSON-serialisable attributes only: save_pretrained writes self.__dict__.
+        self.num_frames = int(num_frames)
+        self.size = _square_size(size, "size")
+        self.crop_size = self.size if crop_size is None else _square_size(crop_size, "crop_size")
+        self.do_resize = bool(do_resize)
+        self.do_center_crop = bool(do_center_crop)
+        self.do_rescale = bool(do_rescale)
+        self.rescale_factor = float(rescale_factor)
+        self.do_normalize = bool(do_normalize)
+        self.image_mean = [float(m) for m in (OPENAI_CLIP_MEAN if image_mean is None else image_mean)]
+        self.image_std = [float(s) for s in (OPENAI_CLIP_STD if image_std is None else image_std)]
+        self.video_backend = video_backend
+        self.num_threads = int(num_threads)
+        self.chunk_ext = chunk_ext
+
+    def __call__(self, videos=None, **kwargs) -> BatchFeature:
+        """Preprocess a video or a batch of videos (see the class docstring)."""
+        return self.preprocess(videos, **kwargs)
+
+    def preprocess(
+        self,
+        videos,
+        num_frames: int | None = None,
+        start: float | list | None = None,
+        end: float | list | None = None,
+        video_fps: float | list | None = None,
+        jitter: bool = False,
+        seed: int | None = None,
+        generator: np.random.Generator | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Returns a `BatchFeature` with `pixel_values_videos` of shape (batch, num_frames, 3, crop_size, crop_size).
+        Keyword arguments named like the constructor's (`size`, `image_mean`, `video_backend`, ...) override it
+        for this call.
+        """
+        settings = self._call_settings(num_frames=num_frames, **kwargs)
+        videos = make_batched_videos(videos)
+        starts = _per_video(start, len(videos), "start")
+        ends = _per_video(end, len(videos), "end")
+        fps_values = _per_video(video_fps, len(videos), "video_fps")
+        if jitter and generator is None:
+            generator = np.random.default_rng(seed)
+
+        pixel_values = []
+        for index, video in enumerate(videos):
+            frames = self.load_frames(
+                video,
+                settings["num_frames"],
+                start=starts[index],
+                end=ends[index],
+                video_fps=fps_values[index],
+                jitter=jitter,
+                generator=generator,
+                name=_video_name(video, index),
+                video_backend=settings["video_backend"],
+                num_threads=settings["num_threads"],
+                chunk_ext=settings["chunk_ext"],
+            )
+            pixel_values.append(self.transform_frames(frames, **settings))
+        pixel_values = torch.stack(pixel_values)
+        if return_tensors in (None, "np"):
+            pixel_values = pixel_values.numpy()
+        elif return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        return BatchFeature(data={"pixel_values_videos": pixel_values})
+
+    def _call_settings(self, **overrides) -> dict:
+        """This instance's settings, with the non-None call-time overrides applied."""
+        unknown = set(overrides) - set(self.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+        settings = {
+            key: getattr(self, key)
+            for key in (
+                "num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor",
+                "do_normalize", "image_mean", "image_std", "video_backend", "num_threads", "chunk_ext",
+            )
+        }  # fmt: skip
+        settings.update({key: value for key, value in overrides.items() if value is not None})
+        settings["size"] = _square_size(settings["size"], "size")
+        settings["crop_size"] = _square_size(settings["crop_size"], "crop_size")
+        return settings
+
+    # -- decoding and sampling ------------------------------------------------------------------------------------------
+
+    def load_frames(
+        self,
+        video,
+        num_frames: int | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        video_fps: float | None = None,
+        jitter: bool = False,
+        generator: np.random.Generator | None = None,
+        name: str | None = None,
+        video_backend: str | None = None,
+        num_threads: int | None = None,
+        chunk_ext: str | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """
+        Decode and sample one video: returns its `num_frames` sampled frames as (T, H, W, 3), uint8 for encoded
+        videos. Useful on its own, e.g. to cache decoded clips.
+        """
+        num_frames = self.num_frames if num_frames is None else num_frames
+        backend = self.video_backend if video_backend is None else video_backend
+        num_threads = self.num_threads if num_threads is None else num_threads
+        chunk_ext = self.chunk_ext if chunk_ext is None else chunk_ext
+        name = name or _video_name(video, 0)
+        sample = dict(num_frames=num_frames, start=start, end=end, video_fps=video_fps, jitter=jitter,
+                      generator=generator, name=name)  # fmt: skip
+
+        if not _is_encoded(video):
+            frames = _frames_to_array(video, name)
+            first, stop = frame_range_from_seconds(start, end, video_fps, len(frames), name)
+            return frames[self._indices(first, stop, **sample)]
+
+        if isinstance(video, (str, os.PathLike)):
+            path = os.fspath(video)
+            if os.path.isdir(path):
+                return self._load_chunked(path, backend, num_threads, chunk_ext, **sample)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"video file not found: {path}")
+            source = path
+        else:
+            # decord copies file-like objects into memory anyway; one BytesIO suits both decoders.
+            data = video.read() if hasattr(video, "read") else bytes(video)
+            if len(data) == 0:
+                raise VideoDecodeError(f"{name} is empty")
+            source = io.BytesIO(data)
+
+        with _open_reader(source, name, backend, num_threads) as reader:
+            fps = video_fps or reader.fps
+            first, stop = frame_range_from_seconds(start, end, fps, reader.num_frames, name)
+            return reader.get_frames(self._indices(first, stop, **sample))
+
+    @staticmethod
+    def _indices(first, stop, *, num_frames, jitter, generator, name, **_) -> np.ndarray:
+        if stop - first < num_frames:
+            logger.debug(f"{name}: {stop - first} frames for {num_frames} samples; frames repeat")
+        return sample_frame_indices(first, stop, num_frames, jitter=jitter, generator=generator)
+
+    def _load_chunked(self, video_dir, backend, num_threads, chunk_ext, *, start, end, video_fps, **sample):
+        """
+        Read a clip from AVION's chunk folder. Frames are numbered over the whole video; chunk `c` (seconds) holds
+        global frames from int(c * fps) on, as in AVION's loader, so a clip may take frames from several chunks.
+        """
+        chunks = list_avion_chunks(video_dir, chunk_ext)
+        with ExitStack() as stack:
+            readers = {}
+
+            def reader_for(path):
+                # Each chunk is opened at most once per call and closed when the call ends.
+                if path not in readers:
+                    readers[path] = stack.enter_context(_open_reader(path, repr(path), backend, num_threads))
+                return readers[path]
+
+            fps = video_fps or reader_for(chunks[0][1]).fps
+            offsets = np.array([int(chunk_start * fps) for chunk_start, _ in chunks])
+            total_frames = int(offsets[-1]) + reader_for(chunks[-1][1]).num_frames
+            first, stop = frame_range_from_seconds(start, end, fps, total_frames, repr(video_dir))
+            indices = self._indices(first, stop, **sample)
+            owners = np.searchsorted(offsets, indices, side="right") - 1
+            frames = [None] * len(indices)
+            for chunk in np.unique(owners):
+                positions = np.flatnonzero(owners == chunk)
+                reader = reader_for(chunks[chunk][1])
+                # Chunk cuts are not frame exact: a frame past a chunk's end is its last frame, as in AVION.
+                local = np.minimum(indices[positions] - offsets[chunk], reader.num_frames - 1)
+                for position, frame in zip(positions, reader.get_frames(local)):
+                    frames[position] = frame
+        return np.stack(frames)
+
+    # -- pixels ---------------------------------------------------------------------------------------------------------
+
+    def transform_frames(self, frames, **settings) -> torch.Tensor:
+        """(T, H, W, 3) frames -> float32 (T, 3, crop, crop): resize short side, center crop, rescale, normalise."""
+        settings = self._call_settings(**settings)
+        video = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+        # (T, H, W, 3) memory viewed as (T, 3, H, W): channels-last, which is what the fast uint8 kernel wants.
+        video = video.permute(0, 3, 1, 2)
+        if video.dtype != torch.uint8:
+            video = video.float()
+        if settings["do_resize"]:
+            video = self.resize_short_side(video, settings["size"])
+        if settings["do_center_crop"]:
+            video = self.center_crop_video(video, settings["crop_size"])
+        video = video.float()
+        scale = settings["rescale_factor"] if settings["do_rescale"] else 1.0
+        if settings["do_normalize"]:
+            # (x * scale - mean) / std, folded into one subtraction and one division.
+            mean = torch.tensor(settings["image_mean"]).view(1, 3, 1, 1) / scale
+            std = torch.tensor(settings["image_std"]).view(1, 3, 1, 1) / scale
+            video = (video - mean) / std
+        elif scale != 1.0:
+            video = video * scale
+        return video.contiguous()
+
+    @staticmethod
+    def resize_short_side(video: torch.Tensor, size: int) -> torch.Tensor:
+        """Resize (T, 3, H, W) so that its short side is `size` (long side int(size * long / short), as torchvision)."""
+        height, width = video.shape[-2:]
+        if min(height, width) == size:
+            return video
+        if height <= width:
+            new_height, new_width = size, int(size * width / height)
+        else:
+            new_height, new_width = int(size * height / width), size
+        if video.dtype == torch.uint8:
+            video = video.contiguous(memory_format=torch.channels_last)
+        return F.interpolate(video, size=(new_height, new_width), mode="bilinear", antialias=True, align_corners=False)
+
+    @staticmethod
+    def center_crop_video(video: torch.Tensor, crop_size: int) -> torch.Tensor:
+        """Center crop (T, 3, H, W) to crop_size x crop_size (offsets rounded as torchvision's center_crop)."""
+        height, width = video.shape[-2:]
+        if height < crop_size or width < crop_size:
+            raise ValueError(f"cannot crop {crop_size}x{crop_size} from {height}x{width} frames; resize first")
+        top = int(round((height - crop_size) / 2.0))
+        left = int(round((width - crop_size) / 2.0))
+        return video[..., top : top + crop_size, left : left + crop_size]
+
+
+__all__ = [
+    "AVION_MEAN",
+    "AVION_STD",
+    "ChunkSpan",
+    "Eva02AtVideoProcessor",
+    "VideoDecodeError",
+    "avion_chunk_spans",
+    "frame_range_from_seconds",
+    "list_avion_chunks",
+    "make_batched_videos",
+    "sample_frame_indices",
+]
