@@ -68,8 +68,7 @@ def st_rope_tables(angles: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Te
     """Unit complex numbers cos(phi) + i sin(phi) of shape (num_prefix_tokens + L, head_dim // 2), complex64.
 
     Prefix (cls) rows get angle 0, i.e. exactly 1 + 0i: the rotation is then the identity, so q and k of all tokens
-    are rotated in one pass without slicing off the cls token. complex64 holds the float32 cos / sin pairs, and a
-    model cast to bf16 / fp16 leaves complex buffers alone, so the tables stay float32-exact.
+    are rotated in one pass without slicing off the cls token.
     """
     angles = F.pad(angles, (0, 0, num_prefix_tokens, 0))
     return torch.polar(torch.ones_like(angles), angles)
@@ -88,10 +87,12 @@ def apply_rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 
 class Eva02AtRotaryEmbedding(nn.Module):
-    """Rotation tables of the spatial-temporal RoPE (complex64, i.e. float32 cos / sin), cached per (frames, grid).
+    """Rotation tables of the spatial-temporal RoPE, float32 cos / sin cached per (frames, grid).
 
-    The table for the configured frame count and image size is a non-persistent buffer (rebuilt by `_init_weights`,
-    moved by `.to(device)`); other shapes are computed on first use and memoised.
+    The table for the configured frame count and image size is a non-persistent buffer `cos_sin` of shape
+    (1 + T * P, head_dim / 2, 2), rebuilt by `_init_weights` and moved by `.to(device)`; it is used as complex numbers
+    without a copy. Other shapes, and any model cast to half precision (which casts the buffer too), get exact float32
+    tables computed on first use and memoised.
     """
 
     def __init__(self, config: Eva02AtVisionConfig):
@@ -100,7 +101,7 @@ class Eva02AtRotaryEmbedding(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         grid = config.image_size // config.patch_size
         self.default_key = (config.num_frames, grid, grid)
-        self.register_buffer("freqs", self.compute_tables(*self.default_key), persistent=False)
+        self.register_buffer("cos_sin", self.compute_tables(*self.default_key), persistent=False)
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def compute_tables(self, num_frames: int, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -112,18 +113,18 @@ class Eva02AtRotaryEmbedding(nn.Module):
             ref_grid=self.config.rope_ref_grid,
             temporal=self.config.use_temporal_rope,
         )
-        return st_rope_tables(angles, num_prefix_tokens=1)
+        return torch.view_as_real(st_rope_tables(angles, num_prefix_tokens=1))
 
     def forward(self, num_frames: int, grid_h: int, grid_w: int, device: torch.device) -> torch.Tensor:
+        """Complex64 (1 + T * gh * gw, 1, head_dim / 2): broadcasts over the heads of q / k laid out (B, L, H, d)."""
         key = (num_frames, grid_h, grid_w)
-        if key == self.default_key and self.freqs.device == device:
-            freqs = self.freqs
-        else:
+        table = self.cos_sin
+        if key != self.default_key or table.dtype != torch.float32 or table.device != device:
             cache_key = (*key, str(device))
             if cache_key not in self._cache:
                 self._cache[cache_key] = self.compute_tables(*key).to(device)
-            freqs = self._cache[cache_key]
-        return freqs[:, None, :]  # (L, 1, d/2): broadcast over the heads of q / k laid out (B, L, H, d)
+            table = self._cache[cache_key]
+        return torch.view_as_complex(table)[:, None, :]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.pos_embed, std=std)
             init.trunc_normal_(module.temporal_embed, std=std)
         elif isinstance(module, Eva02AtRotaryEmbedding):
-            init.copy_(module.freqs, module.compute_tables(*module.default_key))
+            init.copy_(module.cos_sin, module.compute_tables(*module.default_key))
         elif isinstance(module, Eva02AtModel):
             init.constant_(module.logit_scale, config.logit_scale_init_value)
 

@@ -1,0 +1,582 @@
+"""The EVA02-AT dual encoder: ST-RoPE against SPEC 1.1, attention backends, saving and remote-code loading."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from modeling_eva02at import Eva02AtConfig, Eva02AtModel, Eva02AtVisionConfig, Eva02AtVisionModel
+from modeling_eva02at.modeling_eva02at import apply_rotary, st_rope_angles, st_rope_tables
+
+from .conftest import REPO_ROOT
+
+
+def tiny_config(**vision_overrides) -> Eva02AtConfig:
+    vision = dict(
+        hidden_size=64,
+        intermediate_size=170,
+        num_hidden_layers=2,
+        num_attention_heads=4,  # head_dim 16: 4 row pairs, 4 column pairs
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        max_num_frames=8,
+    )
+    vision.update(vision_overrides)
+    text = dict(
+        vocab_size=120,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        bos_token_id=118,
+        eos_token_id=119,
+        pad_token_id=0,
+    )
+    return Eva02AtConfig(vision_config=vision, text_config=text, projection_dim=24)
+
+
+def tiny_inputs(batch=2, frames=4, size=32, seq=16):
+    generator = torch.Generator().manual_seed(1)
+    pixels = torch.randn(batch, frames, 3, size, size, generator=generator)
+    input_ids = torch.randint(1, 118, (batch, seq), generator=generator)
+    input_ids[:, 0] = 118
+    input_ids[0, 9] = 119  # first sequence ends early: padding after its end-of-text
+    input_ids[0, 10:] = 0
+    input_ids[1, -1] = 119
+    attention_mask = (torch.arange(seq)[None] <= (input_ids == 119).int().argmax(-1)[:, None]).long()
+    return pixels, input_ids, attention_mask
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Eva02AtModel(tiny_config()).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Spatial-temporal RoPE (SPEC 1.1)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def spec_angle(t, h, w, i, head_dim, grid, theta=10000.0, ref_grid=16):
+    """phi_i of the patch at frame t, row h, column w, written out from SPEC 1.1 one scalar at a time."""
+    quarter = head_dim // 4
+    if i < quarter:
+        spatial = (h * ref_grid / grid) * theta ** (-i / quarter)
+    else:
+        spatial = (w * ref_grid / grid) * theta ** (-(i - quarter) / quarter)
+    temporal = t * theta ** (-2 * i / head_dim)
+    return spatial + temporal
+
+
+@pytest.mark.parametrize("head_dim,grid,frames", [(16, 4, 3), (64, 14, 2), (64, 16, 1)])
+def test_angle_table_equals_closed_form(head_dim, grid, frames):
+    angles = st_rope_angles(frames, (grid, grid), head_dim)
+    assert angles.shape == (frames * grid * grid, head_dim // 2) and angles.dtype == torch.float32
+    token = 0
+    for t in range(frames):  # frame-major (t, h, w) token order
+        for h in range(grid):
+            for w in range(grid):
+                expected = [spec_angle(t, h, w, i, head_dim, grid) for i in range(head_dim // 2)]
+                torch.testing.assert_close(angles[token], torch.tensor(expected, dtype=torch.float32))
+                token += 1
+
+
+def eva02_2d_rope_tables(head_dim, grid, theta=10000.0, ref_grid=16):
+    """EVA02's VisionRotaryEmbeddingFast, rewritten: per-axis frequencies over dim = head_dim / 2, each repeated on an
+    adjacent channel pair, row table then column table concatenated along channels."""
+    dim = head_dim // 2
+    freqs = 1.0 / theta ** (torch.arange(0, dim, 2)[: dim // 2].double() / dim)
+    positions = torch.arange(grid).double() / grid * ref_grid
+    per_axis = torch.repeat_interleave(positions[:, None] * freqs, 2, dim=-1)  # (grid, dim)
+    rows = per_axis[:, None, :].expand(grid, grid, dim)
+    cols = per_axis[None, :, :].expand(grid, grid, dim)
+    table = torch.cat((rows, cols), dim=-1).reshape(grid * grid, head_dim)
+    return table.cos(), table.sin()
+
+
+def rotate_half_interleaved(x):
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+@pytest.mark.parametrize("grid", [14, 16])
+def test_spatial_part_equals_eva02_2d_rope(grid):
+    head_dim = 64
+    cos, sin = eva02_2d_rope_tables(head_dim, grid)
+    freqs = st_rope_tables(st_rope_angles(1, (grid, grid), head_dim))[1:]  # frame 0: no temporal rotation
+    torch.testing.assert_close(freqs.real.repeat_interleave(2, -1), cos.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(freqs.imag.repeat_interleave(2, -1), sin.float(), atol=1e-6, rtol=0)
+    # and the rotation itself equals EVA02's x * cos + rotate_half(x) * sin on interleaved pairs
+    x = torch.randn(2, grid * grid, 3, head_dim)
+    expected = x * cos.float()[:, None] + rotate_half_interleaved(x) * sin.float()[:, None]
+    torch.testing.assert_close(apply_rotary(x, freqs[:, None]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_one_summed_rotation_equals_spatial_then_temporal():
+    """R(xy + t) = R(xy) R(t): rotating once by the summed angle equals the two rotations in sequence."""
+    head_dim, grid, frames = 16, 3, 5
+    x = torch.randn(1, frames * grid * grid, 2, head_dim, dtype=torch.float64)
+    full = st_rope_angles(frames, (grid, grid), head_dim, temporal=True).double()
+    spatial = st_rope_angles(frames, (grid, grid), head_dim, temporal=False).double()
+    rotate = lambda v, a: apply_rotary(v, torch.polar(torch.ones_like(a), a)[:, None])  # noqa: E731
+    torch.testing.assert_close(rotate(x, full), rotate(rotate(x, spatial), full - spatial))
+
+
+def test_rotation_acts_on_adjacent_pairs():
+    angles = torch.zeros(1, 8)
+    angles[0, 2] = math.pi / 2  # rotate only pair 2 = channels (4, 5) by 90 degrees
+    x = torch.arange(16.0).reshape(1, 1, 16)
+    out = apply_rotary(x, torch.polar(torch.ones_like(angles), angles)[:, None])
+    expected = x.clone()
+    expected[..., 4], expected[..., 5] = -x[..., 5], x[..., 4]  # (a, b) -> (-b, a)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_frame_shift_leaves_patch_logits_unchanged():
+    """Relative time: q.k between patches depends only on frame differences, so shifting all frames is invisible."""
+    head_dim, grid, frames, shift = 32, 3, 3, 5
+    q, k = torch.randn(2, frames * grid * grid, 1, head_dim, dtype=torch.float64).unbind(0)
+
+    def logits(first_frame):
+        angles = st_rope_angles(first_frame + frames, (grid, grid), head_dim).double()[first_frame * grid * grid :]
+        freqs = torch.polar(torch.ones_like(angles), angles)[:, None]
+        return apply_rotary(q, freqs)[:, 0] @ apply_rotary(k, freqs)[:, 0].T
+
+    torch.testing.assert_close(logits(shift), logits(0), atol=1e-5, rtol=1e-5)  # float32 angles
+    # ... while the temporal rotation does change them (it is not the identity)
+    angles = st_rope_angles(frames, (grid, grid), head_dim, temporal=False).double()
+    freqs = torch.polar(torch.ones_like(angles), angles)[:, None]
+    no_time = apply_rotary(q, freqs)[:, 0] @ apply_rotary(k, freqs)[:, 0].T
+    assert (no_time - logits(0)).abs().max() > 1e-3
+
+
+def test_cls_token_is_never_rotated(model):
+    table = model.vision_model.rotary_emb.cos_sin
+    assert table.dtype == torch.float32 and table.shape == (1 + 4 * 16, 8, 2)
+    assert torch.equal(table[0, :, 0], torch.ones(8)) and torch.equal(table[0, :, 1], torch.zeros(8))
+    freqs = torch.view_as_complex(table)
+    cls = torch.randn(1, 1, 4, 16)
+    assert torch.equal(apply_rotary(cls, freqs[:1, None]), cls)
+
+
+def test_single_frame_has_no_temporal_rotation():
+    """At T = 1 (t = 0) the temporal rotation is the identity: the tower is EVA02's image tower."""
+    torch.manual_seed(0)
+    with_time = Eva02AtVisionModel(tiny_config().vision_config).eval()
+    without = Eva02AtVisionModel(tiny_config(use_temporal_rope=False).vision_config).eval()
+    without.load_state_dict(with_time.state_dict())
+    image = torch.randn(2, 1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(with_time(image).pooler_output, without(image).pooler_output)
+        video = torch.randn(2, 4, 3, 32, 32)
+        assert not torch.allclose(with_time(video).pooler_output, without(video).pooler_output)
+
+
+def test_rope_tables_cached_per_shape_and_exact_in_bf16():
+    tower = Eva02AtVisionModel(tiny_config().vision_config)
+    rotary = tower.rotary_emb
+    cpu = torch.device("cpu")
+    default = rotary(4, 4, 4, cpu)
+    assert default.data_ptr() == rotary.cos_sin.data_ptr()  # the buffer itself, no recomputation
+    other = rotary(6, 4, 4, cpu)
+    assert other.data_ptr() == rotary(6, 4, 4, cpu).data_ptr()  # memoised
+    assert torch.equal(other[:, 0], st_rope_tables(st_rope_angles(6, (4, 4), 16)))
+    tower.to(torch.bfloat16)  # casts the buffer: the tables in use must stay exact float32
+    assert rotary.cos_sin.dtype == torch.bfloat16
+    assert torch.equal(rotary(4, 4, 4, cpu), default)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The towers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_token_layout_and_position_embeddings(model):
+    """Frame-major tokens; patch (t, h, w) gets pos_embed[1 + h*grid + w] + temporal_embed[t]; cls gets pos_embed[0]."""
+    embeddings = model.vision_model.embeddings
+    pixels = torch.zeros(1, 4, 3, 32, 32)  # zero frames: the patch conv contributes only its bias
+    with torch.no_grad():
+        tokens = embeddings(pixels)
+        bias = embeddings.patch_embedding.bias
+        assert tokens.shape == (1, 1 + 4 * 16, 64)
+        torch.testing.assert_close(tokens[0, 0], embeddings.cls_token[0, 0] + embeddings.pos_embed[0])
+        for t, h, w in [(0, 0, 0), (1, 2, 3), (3, 3, 1)]:
+            index = 1 + t * 16 + h * 4 + w
+            expected = bias + embeddings.pos_embed[1 + h * 4 + w] + embeddings.temporal_embed[t]
+            torch.testing.assert_close(tokens[0, index], expected)
+
+
+def test_patch_embedding_is_per_frame(model):
+    pixels = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.vision_model.embeddings(pixels)
+        alone = model.vision_model.embeddings(pixels[:, 2:3].repeat(1, 4, 1, 1, 1))
+    embeddings = model.vision_model.embeddings
+    strip = lambda x, t: x[0, 1 + t * 16 : 1 + (t + 1) * 16] - embeddings.temporal_embed[t]  # noqa: E731
+    torch.testing.assert_close(strip(tokens, 2), strip(alone, 2))
+
+
+def test_temporal_embed_interpolates_linearly(model):
+    embeddings = model.vision_model.embeddings
+    with torch.no_grad():
+        assert torch.equal(embeddings.temporal_embedding(4), embeddings.temporal_embed)
+        eight = embeddings.temporal_embedding(8)
+        # align_corners=False: output frame j samples input position (j + 0.5) * 4 / 8 - 0.5, clamped to [0, 3]
+        table = embeddings.temporal_embed
+        for j in range(8):
+            pos = min(max((j + 0.5) * 0.5 - 0.5, 0.0), 3.0)
+            lo, frac = int(math.floor(pos)), pos - math.floor(pos)
+            hi = min(lo + 1, 3)
+            torch.testing.assert_close(eight[j], (1 - frac) * table[lo] + frac * table[hi])
+        out = model.get_video_features(torch.randn(1, 8, 3, 32, 32)).pooler_output
+    assert out.shape == (1, 24) and torch.isfinite(out).all()
+
+
+def test_swiglu_and_block_follow_spec(model):
+    layer = model.vision_model.encoder.layers[0]
+    x = torch.randn(1, 5, 64)
+    mlp = layer.mlp
+    with torch.no_grad():
+        expected = mlp.fc2(mlp.norm(torch.nn.functional.silu(mlp.fc1_g(x)) * mlp.fc1_x(x)))
+        torch.testing.assert_close(mlp(x), expected)
+    attn = layer.self_attn
+    assert attn.k_proj.bias is None and attn.q_proj.bias is not None and attn.v_proj.bias is not None
+    assert model.visual_projection.bias is not None and model.text_projection.bias is None
+    assert all(m.eps == 1e-6 for m in model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm))
+
+
+def test_attention_equals_direct_computation(model):
+    """One block's attention written out: rotate q and k (not cls), softmax(q k^T / sqrt(d)) v, inner LN, out_proj."""
+    attn = model.vision_model.encoder.layers[0].self_attn
+    rope = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"))
+    x = torch.randn(2, 65, 64)
+    with torch.no_grad():
+        got, _ = attn(x, rope)
+        heads = lambda t: t.view(2, 65, 4, 16)  # noqa: E731
+        angles = st_rope_angles(4, (4, 4), 16)
+        cos = torch.cat((torch.ones(1, 8), angles.cos())).repeat_interleave(2, -1)[:, None]
+        sin = torch.cat((torch.zeros(1, 8), angles.sin())).repeat_interleave(2, -1)[:, None]
+        q = heads(attn.q_proj(x)) * cos + rotate_half_interleaved(heads(attn.q_proj(x))) * sin
+        k = heads(attn.k_proj(x)) * cos + rotate_half_interleaved(heads(attn.k_proj(x))) * sin
+        v = heads(attn.v_proj(x))
+        weights = torch.einsum("blhd,bmhd->bhlm", q, k).div(4.0).softmax(-1)
+        out = torch.einsum("bhlm,bmhd->blhd", weights, v).reshape(2, 65, 64)
+        expected = attn.out_proj(attn.inner_norm(out))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_text_tower_is_transformers_clip(model):
+    from transformers import CLIPTextModel
+
+    assert type(model.text_model) is CLIPTextModel
+    assert model.config.text_config.hidden_act == "gelu"
+    _, input_ids, attention_mask = tiny_inputs()
+    with torch.no_grad():
+        features = model.get_text_features(input_ids, attention_mask).pooler_output
+        eos = (input_ids == 119).int().argmax(-1)
+        hidden = model.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        torch.testing.assert_close(features, model.text_projection(hidden[torch.arange(2), eos]))
+
+
+def test_forward_outputs(model):
+    pixels, input_ids, attention_mask = tiny_inputs()
+    with torch.no_grad():
+        out = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask, return_loss=True)
+        video = torch.nn.functional.normalize(model.get_video_features(pixels).pooler_output, dim=-1)
+        text = torch.nn.functional.normalize(model.get_text_features(input_ids, attention_mask).pooler_output, dim=-1)
+    torch.testing.assert_close(out.video_embeds, video)
+    torch.testing.assert_close(out.text_embeds, text)
+    scale = model.logit_scale.exp()
+    torch.testing.assert_close(out.logits_per_video, scale * video @ text.T)
+    torch.testing.assert_close(out.logits_per_text, out.logits_per_video.T)
+    targets = torch.arange(2)
+    expected_loss = 0.5 * (
+        torch.nn.functional.cross_entropy(out.logits_per_video, targets)
+        + torch.nn.functional.cross_entropy(out.logits_per_text, targets)
+    )
+    torch.testing.assert_close(out.loss, expected_loss)
+    # any number of videos against any number of texts, e.g. one clip against three class prompts
+    with torch.no_grad():
+        out = model(input_ids=input_ids[[0, 1, 0]], pixel_values_videos=pixels[:1])
+    assert out.logits_per_video.shape == (1, 3)
+    assert isinstance(out.to_tuple()[0], torch.Tensor)
+
+
+def test_logit_scale_clamped_and_freezable():
+    config = tiny_config()
+    config.logit_scale_init_value = 6.0
+    model = Eva02AtModel(config)
+    assert model.scale().item() == pytest.approx(100.0)
+    frozen = tiny_config()
+    frozen.freeze_logit_scale = True
+    assert not Eva02AtModel(frozen).logit_scale.requires_grad
+
+
+def test_hidden_states_and_attentions_recorded():
+    config = tiny_config()
+    config._attn_implementation = "eager"
+    tower = Eva02AtVisionModel(config.vision_config).eval()
+    pixels = torch.randn(1, 2, 3, 32, 32)
+    out = tower(pixels, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2
+    assert out.attentions[0].shape == (1, 4, 33, 33)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Attention backends, checkpointing, precision
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_eager_and_sdpa_agree(model):
+    pixels, input_ids, attention_mask = tiny_inputs()
+    assert model.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        sdpa = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+        model.set_attn_implementation("eager")
+        try:
+            eager = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+        finally:
+            model.set_attn_implementation("sdpa")
+    assert (sdpa.video_embeds - eager.video_embeds).abs().max() <= 1e-5
+    assert (sdpa.text_embeds - eager.text_embeds).abs().max() <= 1e-5
+
+
+def test_flash_attention_2_needs_the_package():
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        with pytest.raises((ImportError, ValueError), match="(?i)flash"):
+            Eva02AtModel._from_config(tiny_config(), attn_implementation="flash_attention_2")
+    else:  # pragma: no cover - GPU machines only
+        Eva02AtModel._from_config(tiny_config(), attn_implementation="flash_attention_2")
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    torch.manual_seed(0)
+    model = Eva02AtModel(tiny_config()).train()
+    pixels, input_ids, attention_mask = tiny_inputs()
+
+    def grads():
+        model.zero_grad()
+        out = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask, return_loss=True)
+        out.loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert model.vision_model.encoder.layers[0].gradient_checkpointing
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    assert any(n.startswith("vision_model.encoder") for n in plain) and any(n.startswith("text_model") for n in plain)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_bf16_autocast_runs(model):
+    pixels, input_ids, attention_mask = tiny_inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+    with torch.no_grad():
+        ref = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+    assert torch.isfinite(out.logits_per_video).all()
+    assert (out.video_embeds.float() - ref.video_embeds).abs().max() < 0.1
+
+
+def test_model_cast_to_bf16_runs():
+    model = Eva02AtModel(tiny_config()).eval().to(torch.bfloat16)
+    pixels, input_ids, attention_mask = tiny_inputs()
+    with torch.no_grad():
+        out = model(input_ids=input_ids, pixel_values_videos=pixels.bfloat16(), attention_mask=attention_mask)
+    assert out.video_embeds.dtype == torch.bfloat16 and torch.isfinite(out.video_embeds.float()).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Paper sizes (meta device: no memory, no time)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "preset,video_millions,text_millions",
+    [("eva02at-b16", 86, 63), ("eva02at-l14", 304, 124)],
+)
+def test_paper_parameter_counts(preset, video_millions, text_millions):
+    config = Eva02AtConfig.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", preset))
+    with torch.device("meta"):
+        model = Eva02AtModel(config)
+    count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
+    video = count(model.vision_model, model.visual_projection)
+    text = count(model.text_model, model.text_projection)
+    assert abs(video / 1e6 - video_millions) / video_millions < 0.01, video
+    assert abs(text / 1e6 - text_millions) / text_millions < 0.01, text
+
+
+def test_b16_shapes_follow_the_spec():
+    config = Eva02AtConfig.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
+    vision = config.vision_config
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads) == (768, 12, 12)
+    assert vision.intermediate_size == 2048 and vision.image_size // vision.patch_size == 14
+    with torch.device("meta"):
+        tower = Eva02AtVisionModel(vision)
+    assert tower.rotary_emb.cos_sin.shape == (1 + 16 * 196, 32, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape,match",
+    [
+        ((2, 3, 32, 32), r"unsqueeze\(1\)"),
+        ((2, 4, 1, 32, 32), r"1 channels .*\(batch, frames, 3, height, width\)"),
+        ((2, 4, 3, 30, 32), r"multiples of 8"),
+        ((1, 9, 3, 32, 32), r"max_num_frames=8"),
+    ],
+)
+def test_bad_video_shapes_raise_clear_errors(model, shape, match):
+    with pytest.raises(ValueError, match=match):
+        model.get_video_features(torch.randn(*shape))
+
+
+def test_other_image_size_needs_interpolation_flag(model):
+    pixels = torch.randn(1, 2, 3, 48, 48)
+    with pytest.raises(ValueError, match="interpolate_pos_encoding=True"):
+        model.get_video_features(pixels)
+    with torch.no_grad():
+        out = model.get_video_features(pixels, interpolate_pos_encoding=True).pooler_output
+    assert out.shape == (1, 24)
+
+
+def test_mismatched_batches_raise(model):
+    pixels, input_ids, attention_mask = tiny_inputs()
+    with pytest.raises(ValueError, match="paired batches: input_ids has batch size 2 but pixel_values_videos has 1"):
+        model(input_ids=input_ids, pixel_values_videos=pixels[:1], return_loss=True)
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model.get_text_features(input_ids, attention_mask[:1])
+
+
+def test_config_validation():
+    # huggingface_hub's strict dataclasses wrap the validator's ValueError, message included
+    from huggingface_hub.errors import StrictDataclassClassValidationError as Invalid
+
+    with pytest.raises(Invalid, match="multiple of patch_size"):
+        Eva02AtVisionConfig(image_size=30, patch_size=8)
+    with pytest.raises(Invalid, match="multiple of num_attention_heads"):
+        Eva02AtVisionConfig(hidden_size=64, num_attention_heads=5)
+    with pytest.raises(Invalid, match="num_frames"):
+        Eva02AtVisionConfig(num_frames=80, max_num_frames=64)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving and loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_save_and_from_pretrained_in_process(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    loaded = Eva02AtModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(loaded.vision_model.rotary_emb.cos_sin, model.vision_model.rotary_emb.cos_sin)
+    # the per-frame-count caches and half-precision casting do not leak into the checkpoint
+    assert not any("cos_sin" in key for key in load_file(tmp_path / "model.safetensors"))
+
+
+REMOTE_LOADER = textwrap.dedent(
+    """
+    import json, sys, torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoModel
+
+    folder, inputs_path, out_path = sys.argv[1:4]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+    inputs = load_file(inputs_path)
+    with torch.no_grad():
+        out = model(**inputs)
+    tensors = {"param." + k: v.contiguous() for k, v in model.named_parameters()}
+    tensors.update({"buffer." + k: v.contiguous() for k, v in model.named_buffers()})
+    tensors.update(video_embeds=out.video_embeds, text_embeds=out.text_embeds, logits=out.logits_per_video)
+    save_file({k: (torch.view_as_real(v) if v.is_complex() else v) for k, v in tensors.items()}, out_path)
+    print(json.dumps({
+        "module": type(model).__module__,
+        "config_module": type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__module__,
+        "package_imported": any(m == "modeling_eva02at" or m.startswith("modeling_eva02at.") for m in sys.modules),
+    }))
+    """
+)
+
+
+def test_saved_folder_loads_offline_with_remote_code_in_fresh_process(model, tmp_path):
+    folder = tmp_path / "eva02at-tiny"
+    model.save_pretrained(folder)
+    files = set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "configuration_eva02at.py", "modeling_eva02at.py", "losses.py"} <= files
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_eva02at.Eva02AtConfig",
+        "AutoModel": "modeling_eva02at.Eva02AtModel",
+    }
+
+    pixels, input_ids, attention_mask = tiny_inputs()
+    save_file(
+        {"pixel_values_videos": pixels, "input_ids": input_ids, "attention_mask": attention_mask},
+        tmp_path / "inputs.safetensors",
+    )
+    script = tmp_path / "load_remote.py"
+    script.write_text(REMOTE_LOADER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(tmp_path / "inputs.safetensors"), str(tmp_path / "out.st")],
+        cwd=tmp_path,  # not the repo root: the package must not be importable by accident through the cwd
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["module"].startswith("transformers_modules"), report
+    assert report["config_module"].startswith("transformers_modules"), report
+    assert not report["package_imported"], report
+
+    loaded = load_file(tmp_path / "out.st")
+    for name, value in model.named_parameters():
+        assert torch.equal(loaded["param." + name], value), name
+    for name, value in model.named_buffers():
+        value = torch.view_as_real(value) if value.is_complex() else value
+        assert torch.equal(loaded["buffer." + name], value), name
+    with torch.no_grad():
+        out = model(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+    assert torch.equal(loaded["video_embeds"], out.video_embeds)
+    assert torch.equal(loaded["text_embeds"], out.text_embeds)
+    assert torch.equal(loaded["logits"], out.logits_per_video)
+
+
+def test_auto_classes_registered_for_installed_users():
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
+    assert type(config) is Eva02AtConfig
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    assert type(model) is Eva02AtModel
+
+
+def test_torchvision_and_torchcodec_absent():
+    """Broken CUDA builds of these break transformers' own imports here: they must never be installed."""
+    import importlib.util
+
+    from transformers import CLIPTextModel  # noqa: F401
+
+    assert importlib.util.find_spec("torchvision") is None
+    assert importlib.util.find_spec("torchcodec") is None
