@@ -14,6 +14,7 @@ from .video_processing_eva02at import Eva02AtVideoProcessor
 # Arguments of `Eva02AtVideoProcessor.preprocess` that may be passed through the processor. Everything else goes
 # to the tokenizer.
 VIDEO_CALL_ARGUMENTS = {"start", "end", "video_fps", "jitter", "seed", "generator"}
+CONTEXT_LENGTH = 77  # the CLIP text tower's positions
 
 
 class Eva02AtProcessor(ProcessorMixin):
@@ -30,9 +31,6 @@ class Eva02AtProcessor(ProcessorMixin):
         image_processor ([`Eva02AtVideoProcessor`]): the video processor.
         tokenizer ([`CLIPTokenizer`]): the text tokenizer.
     """
-
-    image_processor_class = "Eva02AtVideoProcessor"
-    tokenizer_class = "CLIPTokenizer"
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
         if image_processor is None:
@@ -58,20 +56,22 @@ class Eva02AtProcessor(ProcessorMixin):
 
         Returns one `BatchFeature` with `input_ids` and `attention_mask` (batch, 77) for text and
         `pixel_values_videos` (batch, num_frames, 3, 224, 224) for videos. `start` / `end` (seconds) select clips
-        inside long videos; `video_fps`, `jitter`, `seed` and `generator` are passed to the video processor, every
-        other keyword to the tokenizer. `padding="longest"` shortens text batches (the outputs do not change).
+        inside long videos; `video_fps`, `jitter`, `seed`, `generator` and the video processor's settings (`size`,
+        `video_backend`, ...) go to the video processor, every other keyword to the tokenizer.
+        `padding="longest"` shortens text batches; the text features do not change (causal text tower pooled at the
+        first end-of-text token).
         """
         if text is None and videos is None:
             raise ValueError("pass text=, videos= or both")
-        video_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in VIDEO_CALL_ARGUMENTS}
-        for key in list(kwargs):
-            if key in self.image_processor.valid_kwargs.__annotations__ and key not in ("return_tensors",):
-                video_kwargs[key] = kwargs.pop(key)
+        # Video processor settings (`size`, `video_backend`, ...) and sampling arguments go to the video processor.
+        video_keys = VIDEO_CALL_ARGUMENTS | set(self.image_processor.valid_kwargs.__annotations__)
+        video_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in video_keys}
 
         data = {}
         if text is not None:
             if max_length is None:
-                max_length = self.tokenizer.model_max_length
+                # A tokenizer saved without model_max_length reports a huge number: fall back to CLIP's context.
+                max_length = min(self.tokenizer.model_max_length, CONTEXT_LENGTH)
             data.update(
                 self.tokenizer(
                     text,

@@ -52,9 +52,9 @@ def read_frame_number(frame) -> int:
     """
     Read back the number written by :func:`stamp_frame_number`.
 
-    `frame` may be a decoded (H, W, 3) uint8 frame, or a processed (3, S, S) / (S, S, 3) float frame that was resized
-    and center-cropped (it is then expected in 0-255 scale; see :func:`unnormalize`). Only the middle half of each block
-    is averaged, so blurred block edges do not matter.
+    `frame` may be a decoded (H, W, 3) uint8 frame, or a processed (3, S, S) / (S, S, 3) float frame that was
+    resized and center-cropped (it is then expected in 0-255 scale; see :func:`unnormalize`). Only the middle half of
+    each block is averaged, so blurred block edges do not matter.
     """
     frame = np.asarray(frame, dtype=np.float64)
     if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
@@ -185,10 +185,20 @@ def write_video(
 
 
 def write_numbered_video(
-    file, num_frames: int, height: int = 48, width: int = 64, fps: float = 30.0, *, first_number: int = 0, **kwargs
-):
-    """Shortcut: :func:`make_frames` with stamped frame numbers, then :func:`write_video`. Returns the frames."""
-    noise = kwargs.pop("noise", 0.0)
+    file,
+    num_frames: int,
+    height: int = 48,
+    width: int = 64,
+    fps: float = 30.0,
+    *,
+    first_number: int = 0,
+    noise: float = 0.0,
+    **kwargs,
+) -> np.ndarray:
+    """
+    Shortcut: :func:`make_frames` with stamped frame numbers, then :func:`write_video` (`kwargs` go to it).
+    Returns the frames that were encoded.
+    """
     frames = make_frames(num_frames, height, width, first_number=first_number, noise=noise)
     write_video(file, frames, fps, **kwargs)
     return frames

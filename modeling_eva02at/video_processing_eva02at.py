@@ -65,14 +65,15 @@ class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
     """Call-time and `from_pretrained` overrides accepted on top of the image processor ones."""
 
     num_frames: int
+    normalization: str
     video_backend: str
     num_threads: int
     chunk_ext: str
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Frame sampling (SPEC section 7)
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def sample_frame_indices(
@@ -140,9 +141,9 @@ def frame_range_from_seconds(
     return first, max(stop, first + 1)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # AVION's chunked layout: <root>/<participant>/<video_id>.MP4/<start_sec>.MP4, 15 s per chunk
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,9 @@ def avion_chunk_spans(
     return spans
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Decoders. Each reader lives for one call only (see `_open_reader`).
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class _DecordReader:
@@ -344,9 +345,9 @@ def _open_reader(source, name: str, backend: str, num_threads: int):
         reader.close()
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Input handling
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _is_frame(x) -> bool:
@@ -420,6 +421,14 @@ def _per_video(value, batch_size: int, argument: str) -> list:
     return [value] * batch_size
 
 
+def _normalization_preset(name: str) -> tuple[list[float], list[float], bool]:
+    """(image_mean, image_std, do_rescale) of a named preset."""
+    if name not in NORMALIZATION_PRESETS:
+        raise ValueError(f"normalization must be one of {list(NORMALIZATION_PRESETS)}, got {name!r}")
+    preset = NORMALIZATION_PRESETS[name]
+    return list(preset["image_mean"]), list(preset["image_std"]), preset["do_rescale"]
+
+
 def _square_size(value, argument: str) -> int:
     """Accept an int, or transformers' {"shortest_edge": n} / {"height": n, "width": n} dicts."""
     if isinstance(value, dict):
@@ -435,9 +444,9 @@ def _square_size(value, argument: str) -> int:
     return int(value)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # The processor
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class Eva02AtVideoProcessor(BaseImageProcessor):
@@ -465,11 +474,13 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     Call arguments (besides overrides of the above): `start` / `end` (seconds, per video or shared; a clip inside a
     long video), `video_fps` (frame rate for start/end of decoded frame arrays, or to override the file's), `jitter`
     (training-time sampling), `seed` or `generator` (a `numpy.random.Generator`) for reproducible jitter, and
-    `return_tensors` (`"pt"` default, or `"np"`).
+    `return_tensors` (`"pt"` default, `"np"` or None for numpy).
 
     A video is a path (a file, or an AVION chunk folder `<video_id>.MP4/`), bytes, a binary file-like object, a
-    (T, H, W, 3) or (T, 3, H, W) uint8 array / tensor, or a list of PIL images or (H, W, 3) frames; a list of videos is
-    a batch (videos may differ in length and size).
+    (T, H, W, 3) or (T, 3, H, W) array / tensor of 0-255 values (uint8 or float), or a list of PIL images or
+    (H, W, 3) frames; a list of videos is a batch (videos may differ in length and size). Seconds become frames with
+    the stream's average frame rate (SPEC section 7), which is exact for constant-frame-rate video; frames are
+    numbered in presentation order, so index-based sampling is exact for variable frame rates too.
     """
 
     model_input_names = ["pixel_values_videos"]
@@ -495,10 +506,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     ):
         super().__init__(**kwargs)
         if normalization is not None:
-            if normalization not in NORMALIZATION_PRESETS:
-                raise ValueError(f"normalization must be one of {list(NORMALIZATION_PRESETS)}, got {normalization!r}")
-            preset = NORMALIZATION_PRESETS[normalization]
-            image_mean, image_std, do_rescale = preset["image_mean"], preset["image_std"], preset["do_rescale"]
+            image_mean, image_std, do_rescale = _normalization_preset(normalization)
         if video_backend not in VIDEO_BACKENDS:
             raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {video_backend!r}")
         # Plain JSON-serialisable attributes only: save_pretrained writes self.__dict__.
@@ -582,11 +590,14 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
             )
         }  # fmt: skip
         settings.update({key: value for key, value in overrides.items() if value is not None})
+        if "normalization" in settings:
+            preset = _normalization_preset(settings.pop("normalization"))
+            settings["image_mean"], settings["image_std"], settings["do_rescale"] = preset
         settings["size"] = _square_size(settings["size"], "size")
         settings["crop_size"] = _square_size(settings["crop_size"], "crop_size")
         return settings
 
-    # -- decoding and sampling ------------------------------------------------------------------------------------------
+    # -- decoding and sampling ----------------------------------------------------------------------------------------
 
     def load_frames(
         self,
@@ -676,7 +687,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                     frames[position] = frame
         return np.stack(frames)
 
-    # -- pixels ---------------------------------------------------------------------------------------------------------
+    # -- pixels -------------------------------------------------------------------------------------------------------
 
     def transform_frames(self, frames, **settings) -> torch.Tensor:
         """(T, H, W, 3) frames -> float32 (T, 3, crop, crop): resize short side, center crop, rescale, normalise."""
@@ -690,20 +701,22 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
             video = self.resize_short_side(video, settings["size"])
         if settings["do_center_crop"]:
             video = self.center_crop_video(video, settings["crop_size"])
-        video = video.float()
+        # One copy into a fresh contiguous float tensor (never the caller's memory), then in-place arithmetic:
+        # element-wise ops on the strided channels-last crop are several times slower.
+        video = video.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
         scale = settings["rescale_factor"] if settings["do_rescale"] else 1.0
         if settings["do_normalize"]:
             # (x * scale - mean) / std, folded into one subtraction and one division.
             mean = torch.tensor(settings["image_mean"]).view(1, 3, 1, 1) / scale
             std = torch.tensor(settings["image_std"]).view(1, 3, 1, 1) / scale
-            video = (video - mean) / std
+            video.sub_(mean).div_(std)
         elif scale != 1.0:
-            video = video * scale
-        return video.contiguous()
+            video.mul_(scale)
+        return video
 
     @staticmethod
     def resize_short_side(video: torch.Tensor, size: int) -> torch.Tensor:
-        """Resize (T, 3, H, W) so that its short side is `size` (long side int(size * long / short), as torchvision)."""
+        """Resize (T, 3, H, W) to short side `size`; the long side becomes int(size * long / short), as torchvision."""
         height, width = video.shape[-2:]
         if min(height, width) == size:
             return video

@@ -40,7 +40,7 @@ def preset_config(width, depth, heads, patch, text_width, text_heads) -> Eva02At
             projection_dim=256,
             bos_token_id=49406,
             eos_token_id=49407,
-            pad_token_id=0,
+            pad_token_id=49407,  # the tokenizer pads with <|endoftext|>
         ),
         projection_dim=256,
     )
@@ -54,6 +54,8 @@ def main():
     for name, preset in PRESETS.items():
         folder = os.path.join(ROOT, name)
         preset_config(*preset).save_pretrained(folder)
+        # save_pretrained copies the registered config's .py file: the package holds the one copy.
+        os.remove(os.path.join(folder, "configuration_eva02at.py"))
         print(f"wrote {folder}/config.json")
 
 
