@@ -3,6 +3,9 @@
     python benchmarks/bench_encoder.py                 # B/16, T = 4 and 16, batch 1, fp32 on CPU
     python benchmarks/bench_encoder.py --preset l14 --frames 16 --batch 2
 
+On the CPU the script tunes glibc's allocator (modeling_eva02at.runtime.tune_cpu_allocator) and, unless
+--no-compare, re-runs itself with the default allocator in a subprocess so both figures come from the same run.
+
 On a CUDA machine it runs bf16 (autocast) with sdpa (and flash_attention_2 if installed) and prints model FLOP
 utilisation against the best bf16 matmul rate of the model's own shapes.
 
@@ -17,6 +20,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -26,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtVisionConfig  # noqa: E402
 from modeling_eva02at.modeling_eva02at import Eva02AtVisionModel  # noqa: E402
+from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 
@@ -88,7 +93,7 @@ def run(args) -> list[dict]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = vision_config(args.preset)
     results = []
-    impls = args.attn or (["sdpa", "eager"] if device.type == "cpu" else ["sdpa"])
+    impls = list(args.attn or ["sdpa"])
     if device.type == "cuda" and not args.attn:
         try:
             import flash_attn  # noqa: F401
@@ -116,6 +121,7 @@ def run(args) -> list[dict]:
             flops = forward_flops(config, frames, args.batch)
             row = {
                 "preset": args.preset,
+                "allocator": "default" if args.default_allocator or device.type == "cuda" else "tuned",
                 "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
                 "dtype": str(dtype).replace("torch.", ""),
                 "attn": impl,
@@ -137,7 +143,8 @@ def run(args) -> list[dict]:
                 row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             results.append(row)
             print(
-                f"{row['preset']} T={frames:>2} B={args.batch} {row['dtype']} {impl:<18} forward {seconds:7.3f} s "
+                f"{row['preset']} T={frames:>2} B={args.batch} {row['dtype']} {impl:<6} {row['allocator']:<7} alloc  "
+                f"forward {seconds:7.3f} s "
                 f"(median of {args.reps})  {row['gflop']:7.1f} GFLOP  {row['achieved_gflops']:7.1f} GFLOP/s  "
                 f"peak {row['matmul_peak_gflops']:7.1f}  => {100 * row['fraction_of_peak']:5.1f} % of matmul peak",
                 flush=True,
@@ -155,7 +162,19 @@ def main(argv=None):
     parser.add_argument("--attn", nargs="+", default=None, help="attention implementations to time")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even if CUDA is available")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--default-allocator", action="store_true", help="leave glibc's malloc settings alone")
+    parser.add_argument("--no-compare", action="store_true", help="skip the default-allocator run on CPU")
     args = parser.parse_args(argv)
+    on_cpu = args.cpu or not torch.cuda.is_available()
+    if on_cpu and not args.default_allocator and not args.no_compare:
+        # mallopt settings are sticky for a process: the baseline needs a process of its own.
+        command = [sys.executable, os.path.abspath(__file__), "--default-allocator", "--cpu", "--preset", args.preset,
+                   "--batch", str(args.batch), "--reps", str(args.reps), "--frames", *map(str, args.frames)]
+        if args.attn:
+            command += ["--attn", *args.attn]
+        subprocess.run(command, check=True)
+    if on_cpu and not args.default_allocator:
+        tune_cpu_allocator()
     results = run(args)
     if args.json:
         with open(args.json, "w") as f:
