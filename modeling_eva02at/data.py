@@ -1,0 +1,217 @@
+"""EPIC-Kitchens-100 multi-instance retrieval data: annotations, a clip dataset and the collator that decodes videos.
+
+Rows stay light (a video path, timestamps, a caption and indices): decoding happens in the collator, i.e. in the
+DataLoader workers, and never keeps a VideoReader on the dataset. The layer knows nothing about losses: it hands the
+trainer the (clip index, sentence index, positive relevancy) triple that relevancy-aware losses look up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .relevancy import (
+    POSITIVE_THRESHOLD,
+    build_relevancy,
+    load_relevancy_pickle,
+    positive_sentences,
+    read_retrieval_csv,
+    read_sentence_csv,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def timestamp_to_seconds(stamp: str) -> float:
+    """EK-100's "HH:MM:SS.ff" -> seconds."""
+    try:
+        hours, minutes, seconds = stamp.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError) as error:
+        raise ValueError(f"timestamp {stamp!r} is not of the form HH:MM:SS.ff") from error
+
+
+@dataclass
+class Ek100MirAnnotations:
+    """One split of EK-100 MIR: its clips (retrieval CSV rows), captions (sentence CSV rows) and relevancy."""
+
+    clips: pd.DataFrame
+    sentences: pd.DataFrame
+    relevancy: np.ndarray  # (num_clips, num_sentences) float32
+
+    @classmethod
+    def from_files(cls, retrieval_csv, sentence_csv, relevancy=None) -> "Ek100MirAnnotations":
+        """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs (SPEC 5)."""
+        clips = read_retrieval_csv(retrieval_csv)
+        sentences = read_sentence_csv(sentence_csv)
+        if relevancy is None:
+            matrix = build_relevancy(clips, sentences)
+        else:
+            matrix = load_relevancy_pickle(relevancy)
+            expected = (len(clips), len(sentences))
+            if matrix.shape != expected:
+                raise ValueError(
+                    f"relevancy {relevancy} has shape {matrix.shape} but {retrieval_csv} has {expected[0]} clips and "
+                    f"{sentence_csv} has {expected[1]} sentences: the files are not of the same split"
+                )
+        return cls(clips=clips.reset_index(drop=True), sentences=sentences.reset_index(drop=True), relevancy=matrix)
+
+    @property
+    def caption_columns(self) -> np.ndarray:
+        """For each sentence, the index of the clip whose narration it is: the columns of the clip x clip similarity
+        (each clip against its own narration) that form the clip x caption matrix the metrics score."""
+        position = pd.Series(np.arange(len(self.clips)), index=self.clips["narration_id"].to_numpy())
+        missing = ~self.sentences["narration_id"].isin(position.index)
+        if missing.any():
+            raise ValueError(
+                f"sentence narration_ids missing from the retrieval CSV: "
+                f"{self.sentences['narration_id'][missing].head(5).tolist()}"
+            )
+        return position.loc[self.sentences["narration_id"].to_numpy()].to_numpy()
+
+    def video_path(self, video_root: str, index: int, ext: str = "MP4") -> str:
+        """`<root>/<participant>/<video_id>.MP4`: a video file, or AVION's folder of 15-second chunks."""
+        row = self.clips.iloc[index]
+        return os.path.join(video_root, str(row["participant_id"]), f"{row['video_id']}.{ext}")
+
+
+class Ek100MirDataset(Dataset):
+    """EK-100 MIR clips with their captions.
+
+    Training (`train=True`): each clip is paired with a sentence drawn uniformly from those with R > 0.1 (EgoVLP hard
+    mining), reproducibly from (seed, epoch, clip), so a resumed run draws what an uninterrupted one would.
+    Evaluation: each clip with its own narration (the metrics keep the caption columns, see `caption_columns`).
+
+    Items: `video` (path), `start` / `end` (seconds), `caption`, `video_index`, `sentence_index` (-1 in evaluation),
+    `relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints) and
+    `sample_seed` (the jitter's seed).
+    """
+
+    def __init__(
+        self,
+        annotations: Ek100MirAnnotations,
+        video_root: str,
+        *,
+        train: bool,
+        seed: int = 0,
+        positive_threshold: float = POSITIVE_THRESHOLD,
+        video_ext: str = "MP4",
+    ):
+        self.annotations = annotations
+        self.video_root = video_root
+        self.train = train
+        self.seed = seed
+        self.video_ext = video_ext
+        self.epoch = 0
+        self.positives = positive_sentences(annotations.relevancy, positive_threshold) if train else None
+        clips = annotations.clips
+        self._starts = np.array([timestamp_to_seconds(s) for s in clips["start_timestamp"]])
+        self._ends = np.array([timestamp_to_seconds(s) for s in clips["stop_timestamp"]])
+        bad = np.flatnonzero(self._ends <= self._starts)
+        if len(bad):
+            raise ValueError(
+                f"clips with stop_timestamp <= start_timestamp: {clips['narration_id'].iloc[bad[:5]].tolist()}"
+            )
+
+    @property
+    def relevancy(self) -> np.ndarray:
+        return self.annotations.relevancy
+
+    @property
+    def caption_columns(self) -> np.ndarray:
+        return self.annotations.caption_columns
+
+    def __len__(self) -> int:
+        return len(self.annotations.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader each epoch: a new draw of positives and frame jitter."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+    def __getitem__(self, index: int) -> dict:
+        clips = self.annotations.clips
+        rng = self._rng(index)
+        if self.train:
+            sentence = int(rng.choice(self.positives.sentences_of(index)))
+            caption = self.annotations.sentences["narration"].iloc[sentence]
+            relevancy = float(self.annotations.relevancy[index, sentence])
+        else:
+            sentence, caption, relevancy = -1, clips["narration"].iloc[index], 1.0
+        return {
+            "video": self.annotations.video_path(self.video_root, index, self.video_ext),
+            "start": float(self._starts[index]),
+            "end": float(self._ends[index]),
+            "caption": str(caption),
+            "video_index": index,
+            "sentence_index": sentence,
+            "relevancy": relevancy,
+            "jitter": self.train,
+            "sample_seed": int(rng.integers(2**31)),
+        }
+
+    def missing_videos(self, limit: int = 10) -> list[str]:
+        """The first `limit` video paths that do not exist: checked before training, not an hour into it."""
+        missing = []
+        for path in dict.fromkeys(self.annotations.video_path(self.video_root, i, self.video_ext) for i in range(len(self))):
+            if not os.path.exists(path):
+                missing.append(path)
+                if len(missing) >= limit:
+                    break
+        return missing
+
+
+class VideoTextCollator:
+    """Decodes a batch's clips and tokenizes its captions with an `Eva02AtProcessor`.
+
+    Items say how to sample (`jitter`, seeded by `sample_seed`), so one collator serves the Trainer's training and
+    evaluation loaders. A video that cannot be decoded raises (naming it) with `on_error="raise"`, or is dropped
+    from the batch with a warning and counted in `skipped` (per process / DataLoader worker) with `on_error="skip"`.
+    """
+
+    def __init__(self, processor, *, num_frames: int | None = None, on_error: str = "raise"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.processor = processor
+        self.num_frames = num_frames
+        self.on_error = on_error
+        self.skipped = 0
+
+    def _frames(self, item: dict) -> torch.Tensor:
+        return self.processor.image_processor(
+            item["video"],
+            num_frames=self.num_frames,
+            start=item.get("start"),
+            end=item.get("end"),
+            jitter=bool(item.get("jitter", False)),
+            seed=item.get("sample_seed"),
+        )["pixel_values_videos"][0]
+
+    def __call__(self, items: list[dict]) -> dict:
+        kept, videos = [], []
+        for item in items:
+            try:
+                videos.append(self._frames(item))
+            except (OSError, ValueError) as error:  # FileNotFoundError and VideoDecodeError included
+                if self.on_error == "raise":
+                    raise
+                self.skipped += 1
+                logger.warning(f"skipping video {item['video']} ({error}); skipped so far here: {self.skipped}")
+                continue
+            kept.append(item)
+        if not kept:
+            raise ValueError(f"every video of the batch failed to decode: {[item['video'] for item in items]}")
+        batch = dict(self.processor(text=[item["caption"] for item in kept], return_tensors="pt"))
+        batch["pixel_values_videos"] = torch.stack(videos)
+        for key, dtype in (("video_index", torch.long), ("sentence_index", torch.long), ("relevancy", torch.float32)):
+            if key in kept[0]:
+                batch[key] = torch.tensor([item[key] for item in kept], dtype=dtype)
+        return batch

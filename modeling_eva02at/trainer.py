@@ -1,0 +1,234 @@
+"""A transformers `Trainer` for EVA02-AT's contrastive and multi-instance retrieval objectives.
+
+- `compute_loss` gathers video and text embeddings from every rank with gradients, builds the global text x video
+  similarity matrix, looks up the global batch's relevancy by (clip, sentence) indices and applies the configured
+  loss (SMS by default). Every rank computes the same global loss; the gradient then equals one process on the
+  concatenated batch (all_gather's backward sums over ranks, DDP averages).
+- `evaluate` encodes the eval split and reports EK-100 MIR mAP / nDCG, so `metric_for_best_model` works.
+- The warm-up-then-cosine schedule of SPEC 8 (1e-6 -> lr over the warm-up, then cosine to `min_lr`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.dynamic_module_utils import custom_object_save
+
+from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss
+from .metrics import ek100_mir_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Eva02AtTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the retrieval losses' settings and SPEC 8's learning-rate schedule.
+
+    Defaults that differ from transformers': `remove_unused_columns=False` (rows carry paths and indices the model
+    does not take), `ddp_find_unused_parameters=False`, `average_tokens_across_devices=False` (the loss is already
+    global).
+    """
+
+    loss: str = field(default="sms", metadata={"help": f"one of {', '.join(LOSS_NAMES)}"})
+    margin: float | None = field(
+        default=None, metadata={"help": "margin gamma: SMS 0.6, sms_hard 0.3, MI-MM 0.2, adaptive MI-MM 0.4 by default"}
+    )
+    sms_tau: float = field(default=0.1, metadata={"help": "SMS relaxation tau"})
+    sms_edge: str = field(
+        default="code",
+        metadata={"help": "SMS lambda: 'code' (1.1/240, the authors' code), 'paper' (0.1), or a number"},
+    )
+    quantize_relevancy: bool = field(
+        default=True, metadata={"help": "look candidates' relevancy up as uint8(240 R)/240, as the authors' code"}
+    )
+    warmup_start_lr: float | None = field(
+        default=None, metadata={"help": "SPEC 8 schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"}
+    )
+    min_lr: float | None = field(default=None, metadata={"help": "SPEC 8 schedule: final lr of the cosine (e.g. 2e-6)"})
+    remove_unused_columns: bool = field(default=False)
+    ddp_find_unused_parameters: bool | None = field(default=False)
+    average_tokens_across_devices: bool = field(default=False)
+
+    def loss_hyperparameters(self) -> dict:
+        params = {}
+        if self.margin is not None:
+            params["margin"] = self.margin
+        if self.loss in ("sms", "sms_hard"):
+            params["tau"] = self.sms_tau
+        if self.loss == "sms":
+            edges = {"code": SMS_EDGE_CODE, "paper": SMS_EDGE_PAPER}
+            params["edge"] = edges[self.sms_edge] if self.sms_edge in edges else float(self.sms_edge)
+        return params
+
+
+def warmup_cosine_schedule(optimizer, warmup_steps: int, total_steps: int, start_lr: float, min_lr: float) -> LambdaLR:
+    """Linear warm-up from `start_lr` to each group's lr over `warmup_steps`, then cosine down to `min_lr`."""
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def factor(base_lr):
+        def at(step):
+            if step < warmup_steps:
+                return (start_lr + (base_lr - start_lr) * step / warmup_steps) / base_lr
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return (min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / base_lr
+
+        return at
+
+    return LambdaLR(optimizer, [factor(lr) for lr in base_lrs])
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` from all ranks along dim 0, keeping the autograd graph (a no-op on one process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+class RemoteCodeFilesCallback(TrainerCallback):
+    """Keep the remote-code `.py` files in `output_dir` from the start: pushes made on each save upload `output_dir`
+    but copy only weights and configs into it, so without this the Hub repo cannot load mid-training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None and getattr(model, "_auto_class", None):
+            os.makedirs(args.output_dir, exist_ok=True)
+            custom_object_save(model, args.output_dir, config=model.config)
+
+
+class Eva02AtTrainer(Trainer):
+    """Trainer for EVA02-AT dual encoders.
+
+    Training batches hold `input_ids`, `attention_mask`, `pixel_values_videos` and, for relevancy-aware losses,
+    `video_index`, `sentence_index` (global indices into `relevancy`) and `relevancy` (r_a). `relevancy` is the
+    training split's (num_clips, num_sentences) matrix; the eval dataset provides its own (`Ek100MirDataset`).
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, relevancy: np.ndarray | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, Eva02AtTrainingArguments):
+            raise TypeError("Eva02AtTrainer needs Eva02AtTrainingArguments (loss settings, schedule)")
+        self.loss_fn = get_loss(self.args.loss, **self.args.loss_hyperparameters())
+        if self.loss_fn.needs_relevancy and relevancy is None:
+            raise ValueError(f"loss {self.args.loss!r} needs the training split's relevancy matrix (relevancy=...)")
+        self.relevancy = relevancy
+        if not self.loss_fn.needs_logit_scale and self.model.logit_scale.requires_grad:
+            # A parameter outside the loss gets no gradient, which DDP (find_unused_parameters=False) rejects.
+            logger.info(f"loss {self.args.loss!r} does not use the logit scale: freezing it")
+            self.model.logit_scale.requires_grad_(False)
+        self.add_callback(RemoteCodeFilesCallback())
+
+    # -- loss ---------------------------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        video_index = inputs.pop("video_index", None)
+        sentence_index = inputs.pop("sentence_index", None)
+        positive = inputs.pop("relevancy", None)
+        outputs = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs.get("attention_mask"),
+            pixel_values_videos=inputs["pixel_values_videos"],
+        )
+        video = gather_with_grad(outputs.video_embeds)
+        text = gather_with_grad(outputs.text_embeds)
+        sim = text @ video.T  # sim[a, b]: text a against video b, positives on the diagonal
+        if not torch.isfinite(sim).all():
+            self._stop_on_non_finite("similarities", video_index)
+
+        relevancy = None
+        if self.loss_fn.needs_relevancy:
+            if video_index is None or sentence_index is None:
+                raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
+            video_index, sentence_index = gather_no_grad(video_index), gather_no_grad(sentence_index)
+            positive = gather_no_grad(positive) if positive is not None else None
+            relevancy = batch_relevancy(
+                self.relevancy,
+                video_index.cpu().numpy(),
+                sentence_index.cpu().numpy(),
+                quantized=self.args.quantize_relevancy,
+                positive=positive.cpu() if positive is not None else None,
+                device=sim.device,
+            )
+        scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_logit_scale else None
+        loss = self.loss_fn(sim, logit_scale=scale, relevancy=relevancy)
+        if not torch.isfinite(loss):
+            self._stop_on_non_finite(f"loss ({loss.item()})", video_index)
+        return (loss, outputs) if return_outputs else loss
+
+    def _stop_on_non_finite(self, what: str, video_index) -> None:
+        ids = video_index.tolist() if video_index is not None else "n/a"
+        raise FloatingPointError(
+            f"non-finite {what} at step {self.state.global_step} (epoch {self.state.epoch}); batch clip indices "
+            f"{ids}. Raised before the update: the last checkpoint is intact."
+        )
+
+    # -- schedule -----------------------------------------------------------------------------------------------------
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.args.warmup_start_lr is None and self.args.min_lr is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = warmup_cosine_schedule(
+                self.optimizer if optimizer is None else optimizer,
+                warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                total_steps=num_training_steps,
+                start_lr=self.args.warmup_start_lr if self.args.warmup_start_lr is not None else 0.0,
+                min_lr=self.args.min_lr if self.args.min_lr is not None else 0.0,
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    # -- evaluation ---------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, dataset, description: str = "Encoding") -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised (video, text) embeddings of every item of `dataset`, in dataset order, on every rank."""
+        dataloader = self.get_eval_dataloader(dataset)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        videos, texts = [], []
+        for batch in tqdm(dataloader, desc=description, disable=not self.is_world_process_zero()):
+            batch = self._prepare_inputs(batch)
+            with self.autocast_smart_context_manager():
+                out = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch.get("attention_mask"),
+                    pixel_values_videos=batch["pixel_values_videos"],
+                )
+            videos.append(self.accelerator.gather_for_metrics(out.video_embeds.float()).cpu())
+            texts.append(self.accelerator.gather_for_metrics(out.text_embeds.float()).cpu())
+        model.train(was_training)
+        return torch.cat(videos), torch.cat(texts)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """EK-100 MIR mAP / nDCG (video->text, text->video, mean; fractions in [0, 1]) of the eval split."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None or not hasattr(dataset, "caption_columns"):
+            raise ValueError("evaluate needs an Ek100MirDataset-like eval dataset (relevancy and caption_columns)")
+        videos, texts = self.encode(dataset, description="Evaluating")
+        similarity = (videos @ texts[torch.from_numpy(np.array(dataset.caption_columns))].T).numpy()
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in ek100_mir_metrics(similarity, dataset.relevancy).items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics

@@ -1,0 +1,302 @@
+"""Training: the EK-100 MIR data pipeline, the SMS trainer (single and 2-process), resume, schedule, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_eva02at import Eva02AtConfig, Eva02AtModel
+from modeling_eva02at.data import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator, timestamp_to_seconds
+from modeling_eva02at.demo_data import make_demo_dataset
+from modeling_eva02at.losses import batch_relevancy, sms_loss
+from modeling_eva02at.processing_eva02at import Eva02AtProcessor
+from modeling_eva02at.trainer import Eva02AtTrainer, Eva02AtTrainingArguments, warmup_cosine_schedule
+
+from .conftest import REPO_ROOT
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, num_train=48, num_test=24)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    processor = Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
+    video = processor.image_processor
+    video.num_frames, video.size, video.crop_size = 2, 16, 16
+    return processor
+
+
+@pytest.fixture(scope="module")
+def splits(demo):
+    train = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.train_csv, demo.train_sentence_csv), demo.video_root,
+                            train=True, seed=0)  # fmt: skip
+    test = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.test_csv, demo.test_sentence_csv), demo.video_root,
+                           train=False)  # fmt: skip
+    return train, test
+
+
+def tiny_model(seed=0, **vision):
+    config = Eva02AtConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=16, patch_size=8, num_frames=2, **vision),
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=49407),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return Eva02AtModel(config)
+
+
+def training_args(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=16,
+                  learning_rate=1e-3, use_cpu=True, report_to="none", seed=0, dataloader_num_workers=0,
+                  logging_steps=1, save_strategy="no", disable_tqdm=True)  # fmt: skip
+    values.update(overrides)
+    return Eva02AtTrainingArguments(**values)
+
+
+def make_trainer(tmp_path, splits, processor, model=None, **overrides):
+    train, test = splits
+    return Eva02AtTrainer(
+        model=model or tiny_model(),
+        args=training_args(tmp_path, **overrides),
+        train_dataset=train,
+        eval_dataset=test,
+        data_collator=VideoTextCollator(processor),
+        processing_class=processor,
+        relevancy=train.relevancy,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_timestamps():
+    assert timestamp_to_seconds("00:01:02.50") == pytest.approx(62.5)
+    assert timestamp_to_seconds("01:00:00.00") == 3600
+    with pytest.raises(ValueError, match="HH:MM:SS"):
+        timestamp_to_seconds("62.5")
+
+
+def test_training_items_draw_positives_reproducibly(splits):
+    train, _ = splits
+    items = [train[i] for i in range(len(train))]
+    for item in items:
+        assert train.relevancy[item["video_index"], item["sentence_index"]] > 0.1
+        assert item["relevancy"] == pytest.approx(train.relevancy[item["video_index"], item["sentence_index"]])
+        assert item["caption"] == train.annotations.sentences["narration"].iloc[item["sentence_index"]]
+        assert item["jitter"] and item["end"] > item["start"]
+    assert [train[i] for i in range(len(train))] == items  # same epoch, same draws
+    train.set_epoch(1)
+    try:
+        redrawn = [train[i] for i in range(len(train))]
+    finally:
+        train.set_epoch(0)
+    assert [r["sample_seed"] for r in redrawn] != [i["sample_seed"] for i in items]
+
+
+def test_eval_items_pair_clips_with_their_own_narration(splits):
+    _, test = splits
+    item = test[3]
+    assert item["caption"] == test.annotations.clips["narration"].iloc[3]
+    assert item["sentence_index"] == -1 and not item["jitter"]
+    columns = test.caption_columns
+    clips = test.annotations.clips
+    assert list(clips["narration_id"].iloc[columns]) == list(test.annotations.sentences["narration_id"])
+
+
+def test_collator_builds_model_inputs(splits, processor):
+    train, _ = splits
+    batch = VideoTextCollator(processor)([train[0], train[1], train[2]])
+    assert batch["pixel_values_videos"].shape == (3, 2, 3, 16, 16)
+    assert batch["input_ids"].shape == (3, 77) and batch["attention_mask"].shape == (3, 77)
+    assert batch["video_index"].tolist() == [0, 1, 2] and batch["relevancy"].dtype == torch.float32
+
+
+def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, processor, tmp_path):
+    train, _ = splits
+    broken = tmp_path / "broken.MP4"
+    broken.write_bytes(b"not a video at all")
+    bad = dict(train[0], video=str(broken))
+    with pytest.raises(ValueError, match="broken.MP4"):
+        VideoTextCollator(processor)([train[1], bad])
+    skipping = VideoTextCollator(processor, on_error="skip")
+    batch = skipping([train[1], bad, dict(train[2], video=str(tmp_path / "missing.MP4"))])
+    assert batch["video_index"].tolist() == [1] and skipping.skipped == 2
+
+
+def test_missing_videos_reported_before_training(splits, tmp_path):
+    train, _ = splits
+    dataset = Ek100MirDataset(train.annotations, str(tmp_path), train=True)
+    missing = dataset.missing_videos(limit=3)
+    assert len(missing) == 3 and all(path.startswith(str(tmp_path)) for path in missing)
+
+
+def test_relevancy_pickle_of_the_wrong_split_is_refused(demo, tmp_path):
+    path = tmp_path / "relevancy.pkl"
+    pd.to_pickle(np.zeros((5, 7), dtype=np.float32), path)
+    with pytest.raises(ValueError, match=r"shape \(5, 7\) but .* clips"):
+        Ek100MirAnnotations.from_files(demo.train_csv, demo.train_sentence_csv, path)
+
+
+def test_clip_without_positive_sentence_is_refused(splits):
+    train, _ = splits
+    annotations = Ek100MirAnnotations(train.annotations.clips, train.annotations.sentences,
+                                      train.relevancy.copy())  # fmt: skip
+    annotations.relevancy[4] = 0.05
+    with pytest.raises(ValueError, match="4"):
+        Ek100MirDataset(annotations, train.video_root, train=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, processor):
+    trainer = make_trainer(tmp_path, splits, processor)
+    train, _ = splits
+    batch = VideoTextCollator(processor)([train[i] for i in range(6)])
+    model = trainer.model.eval()
+    loss = trainer.compute_loss(model, batch)
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
+    relevancy = batch_relevancy(train.relevancy, batch["video_index"], batch["sentence_index"],
+                                positive=batch["relevancy"])  # fmt: skip
+    expected = sms_loss(out.text_embeds @ out.video_embeds.T, relevancy.pairwise, relevancy.positive)
+    torch.testing.assert_close(loss.detach(), expected.to(loss.dtype))
+    assert not trainer.model.logit_scale.requires_grad  # SMS does not use it: frozen, so DDP sees no unused param
+
+
+def test_non_finite_loss_stops_with_step_and_batch(tmp_path, splits, processor):
+    trainer = make_trainer(tmp_path, splits, processor)
+    train, _ = splits
+    batch = VideoTextCollator(processor)([train[i] for i in range(4)])
+    batch["pixel_values_videos"][0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"at step 0 .*clip indices \[0, 1, 2, 3\]"):
+        trainer.compute_loss(trainer.model, batch)
+
+
+def test_warmup_cosine_schedule_follows_spec():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=2e-5)
+    schedule = warmup_cosine_schedule(optimizer, warmup_steps=10, total_steps=110, start_lr=1e-6, min_lr=2e-6)
+    lrs = []
+    for _ in range(111):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-6) and lrs[5] == pytest.approx(1e-6 + 0.5 * 19e-6)
+    assert lrs[10] == pytest.approx(2e-5) and lrs[60] == pytest.approx(2e-6 + 0.5 * 18e-6)
+    assert lrs[110] == pytest.approx(2e-6)
+
+
+def test_trainer_uses_spec_schedule(tmp_path, splits, processor):
+    trainer = make_trainer(tmp_path, splits, processor, warmup_start_lr=1e-5, min_lr=1e-4, warmup_steps=2)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5)
+
+
+def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, processor):
+    trainer = make_trainer(tmp_path, splits, processor, max_steps=4, save_strategy="steps", save_steps=2)
+    before = trainer.evaluate()
+    assert set(before) >= {"eval_avg_mAP", "eval_avg_nDCG", "eval_vis2txt_mAP", "eval_txt2vis_nDCG"}
+    trainer.train()
+    after = trainer.evaluate()
+    assert all(0.0 <= after[k] <= 1.0 for k in after if "mAP" in k or "nDCG" in k)
+    for folder in (tmp_path, tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"):
+        files = set(os.listdir(folder))
+        assert {"configuration_eva02at.py", "modeling_eva02at.py", "losses.py"} <= files, folder
+    checkpoint = set(os.listdir(tmp_path / "checkpoint-4"))
+    assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "trainer_state.json"} <= checkpoint
+
+
+def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        """Simulates a run killed right after its step-3 checkpoint."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                control.should_training_stop = True
+
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3, per_device_train_batch_size=6)
+    uninterrupted = make_trainer(tmp_path / "a", splits, processor, **common)
+    uninterrupted.train()
+
+    killed = make_trainer(tmp_path / "b", splits, processor, **common)
+    killed.add_callback(StopAfter())
+    killed.train()
+    assert killed.state.global_step == 3
+    resumed = make_trainer(tmp_path / "b", splits, processor, model=tiny_model(seed=123), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-3"))
+    assert resumed.state.global_step == 6
+    for (name, a), (_, b) in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["sms", "infonce"])
+def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, loss):
+    """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo, DDP) against one process, same global batch."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    script = os.path.join(HERE, "distributed_loss_check.py")
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    subprocess.run([sys.executable, script, str(one), loss], check=True, env=env, cwd=tmp_path, timeout=300)
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    result = subprocess.run([*accelerate, script, str(two), loss], env=env, cwd=tmp_path, timeout=300,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, double = load_file(one), load_file(two)
+    assert single["world_size"].item() == 1 and double["world_size"].item() == 2
+    torch.testing.assert_close(double["loss"], single["loss"], atol=1e-5, rtol=0)
+    grads = [k for k in single if k.startswith("grad.")]
+    assert grads and set(grads) == {k for k in double if k.startswith("grad.")}
+    assert any("vision_model" in k for k in grads) and any("text_model" in k for k in grads)
+    for key in grads:
+        torch.testing.assert_close(double[key], single[key], atol=1e-5, rtol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_train_mir_script_end_to_end(tmp_path, demo):
+    """examples/train_mir.py on real-format files: trains, evaluates, saves a folder that loads as remote code."""
+    output = tmp_path / "run"
+    command = [
+        sys.executable, os.path.join(REPO_ROOT, "examples", "train_mir.py"),
+        "--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root", demo.video_root,
+        "--eval-csv", demo.test_csv, "--eval-sentence-csv", demo.test_sentence_csv,
+        "--model", os.path.join(HERE, "fixtures", "tiny_mir_config"), "--num-frames", "2",
+        "--output-dir", str(output), "--max-steps", "3", "--per-device-train-batch-size", "8", "--use-cpu",
+        "--save-strategy", "no", "--report-to", "none", "--disable-tqdm", "true",
+    ]  # fmt: skip
+    result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=600,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "after training" in result.stdout and "random scores" in result.stdout
+    loader = (
+        "import sys, torch; from transformers import AutoModel, AutoProcessor;"
+        "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True);"
+        "p = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True);"
+        "print(type(m).__module__, type(p).__name__, m.config.vision_config.num_frames)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", loader, str(output)], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    module, processor_name, frames = loaded.stdout.split()
+    assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
