@@ -75,6 +75,26 @@ class Ek100MirAnnotations:
             )
         return position.loc[self.sentences["narration_id"].to_numpy()].to_numpy()
 
+    def to_dataset(self, video_root: str, ext: str = "MP4"):
+        """The clips as a `datasets.Dataset`: video paths as plain string columns (the `Video` feature decodes with
+        torchcodec, unavailable with a CPU torch here), start / end seconds and narration. Decode in
+        `set_transform` with the processor, e.g.
+        `table.set_transform(lambda b: processor(text=b["narration"], videos=b["video"], start=b["start"], end=b["end"]))`.
+        """
+        import datasets
+
+        clips = self.clips
+        return datasets.Dataset.from_dict(
+            {
+                "narration_id": clips["narration_id"].astype(str).tolist(),
+                "video": [self.video_path(video_root, i, ext) for i in range(len(clips))],
+                "start": [timestamp_to_seconds(s) for s in clips["start_timestamp"]],
+                "end": [timestamp_to_seconds(s) for s in clips["stop_timestamp"]],
+                "narration": clips["narration"].astype(str).tolist(),
+                "verb_class": clips["verb_class"].astype(int).tolist(),
+            }
+        )
+
     def video_path(self, video_root: str, index: int, ext: str = "MP4") -> str:
         """`<root>/<participant>/<video_id>.MP4`: a video file, or AVION's folder of 15-second chunks."""
         row = self.clips.iloc[index]

@@ -103,6 +103,29 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The newest `checkpoint-N` in `folder` that was fully written, or None.
+
+    The Trainer writes a checkpoint in place and its `trainer_state.json` last: a run killed while saving leaves a
+    folder without it, which transformers' `get_last_checkpoint` would still pick (and resuming would fail on).
+    """
+    if not os.path.isdir(folder):
+        return None
+    steps = sorted(
+        (int(name.split("-", 1)[1]) for name in os.listdir(folder)
+         if name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()),
+        reverse=True,
+    )  # fmt: skip
+    for step in steps:
+        path = os.path.join(folder, f"checkpoint-{step}")
+        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
+            os.path.join(path, "model.safetensors")
+        ):
+            return path
+        logger.warning(f"skipping {path}: it was not completely written (interrupted save?)")
+    return None
+
+
 class RemoteCodeFilesCallback(TrainerCallback):
     """Keep the remote-code `.py` files in `output_dir` from the start: pushes made on each save upload `output_dir`
     but copy only weights and configs into it, so without this the Hub repo cannot load mid-training."""
@@ -136,6 +159,15 @@ class Eva02AtTrainer(Trainer):
             logger.info(f"loss {self.args.loss!r} does not use the logit scale: freezing it")
             self.model.logit_scale.requires_grad_(False)
         self.add_callback(RemoteCodeFilesCallback())
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        """`resume_from_checkpoint=True` (or "last") resumes from the newest *complete* checkpoint of output_dir."""
+        if resume_from_checkpoint is True or resume_from_checkpoint == "last":
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no complete checkpoint to resume from in {self.args.output_dir}")
+            logger.info(f"resuming from {resume_from_checkpoint}")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # -- loss ---------------------------------------------------------------------------------------------------------
 

@@ -580,3 +580,25 @@ def test_torchvision_and_torchcodec_absent():
 
     assert importlib.util.find_spec("torchvision") is None
     assert importlib.util.find_spec("torchcodec") is None
+
+
+def test_pooled_text_embedding_does_not_depend_on_the_pad_id():
+    """The processor pads with <|endoftext|> (49407) where open_clip pads with 0: the causal tower pooled at the first
+    end-of-text token never sees what follows it, so the text embedding is the same either way."""
+    from modeling_eva02at import Eva02AtProcessor
+
+    processor = Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
+    config = tiny_config()
+    config.text_config.vocab_size, config.text_config.max_position_embeddings = 49408, 77
+    config.text_config.bos_token_id, config.text_config.eos_token_id = 49406, 49407
+    model = Eva02AtModel(config).eval()
+    tokens = processor(text=["cut the onion", "wash the pan with a sponge and dry it"])
+    ids, mask = tokens["input_ids"], tokens["attention_mask"]
+    assert ids.shape == (2, 77) and (ids[:, -1] == 49407).all()
+    open_clip_ids = ids.masked_fill(mask == 0, 0)  # open_clip's padding
+    with torch.no_grad():
+        ours = model.get_text_features(ids).pooler_output
+        theirs = model.get_text_features(open_clip_ids).pooler_output
+        with_mask = model.get_text_features(ids, mask).pooler_output
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours, with_mask, atol=1e-6, rtol=0)

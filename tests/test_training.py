@@ -16,7 +16,12 @@ from modeling_eva02at.data import Ek100MirAnnotations, Ek100MirDataset, VideoTex
 from modeling_eva02at.demo_data import make_demo_dataset
 from modeling_eva02at.losses import batch_relevancy, sms_loss
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-from modeling_eva02at.trainer import Eva02AtTrainer, Eva02AtTrainingArguments, warmup_cosine_schedule
+from modeling_eva02at.trainer import (
+    Eva02AtTrainer,
+    Eva02AtTrainingArguments,
+    last_complete_checkpoint,
+    warmup_cosine_schedule,
+)
 
 from .conftest import REPO_ROOT
 
@@ -138,6 +143,20 @@ def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, processor, 
     assert batch["video_index"].tolist() == [1] and skipping.skipped == 2
 
 
+def test_annotation_table_as_hf_dataset_decodes_in_set_transform(splits, processor):
+    _, test = splits
+    table = test.annotations.to_dataset(test.video_root)
+    assert table.features["video"].dtype in ("string", "large_string") and len(table) == len(test)
+    assert table[0]["start"] == test[0]["start"] and table[0]["video"] == test[0]["video"]
+    table.set_transform(
+        lambda rows: processor(text=rows["narration"], videos=rows["video"], start=rows["start"], end=rows["end"])
+    )
+    rows = table[0:3]
+    assert rows["pixel_values_videos"].shape == (3, 2, 3, 16, 16) and rows["input_ids"].shape == (3, 77)
+    direct = VideoTextCollator(processor)([test[0], test[1], test[2]])["pixel_values_videos"]
+    torch.testing.assert_close(rows["pixel_values_videos"], direct)
+
+
 def test_missing_videos_reported_before_training(splits, tmp_path):
     train, _ = splits
     dataset = Ek100MirDataset(train.annotations, str(tmp_path), train=True)
@@ -243,8 +262,12 @@ def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
     killed.add_callback(StopAfter())
     killed.train()
     assert killed.state.global_step == 3
+    # a later save that was interrupted half-way must not be picked
+    (tmp_path / "b" / "checkpoint-5").mkdir()
+    (tmp_path / "b" / "checkpoint-5" / "config.json").write_text("{}")
+    assert last_complete_checkpoint(str(tmp_path / "b")) == str(tmp_path / "b" / "checkpoint-3")
     resumed = make_trainer(tmp_path / "b", splits, processor, model=tiny_model(seed=123), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-3"))
+    resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 6
     for (name, a), (_, b) in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=name)
