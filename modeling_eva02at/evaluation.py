@@ -41,6 +41,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Sequence
 
@@ -54,7 +55,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import Ek100MirAnnotations, Ek100MirDataset
-from .metrics import charades_ego_map, egomcq_accuracy, ek100_mir_metrics
+from .metrics import EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO, charades_ego_map, egomcq_accuracy, ek100_mir_metrics
 from .video_processing_eva02at import ChunkSpan
 
 
@@ -601,6 +602,21 @@ _EGOMCQ_CLIP_FIELDS = ("video_uid", "clip_start", "clip_end")
 EGOMCQ_VIDEO_LAYOUTS = ("auto", "full", "chunked")
 
 
+def _check_egomcq_types(path: str, clips: pd.DataFrame, choices: list, types: list) -> None:
+    """Warn where a question's type disagrees with its candidates: inter-video candidates come from several videos."""
+    uids = clips["video_uid"].to_numpy()
+    from_several_videos = np.array([len(set(uids[row])) > 1 for row in choices])
+    expected = np.where(from_several_videos, EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO)
+    disagree = int((expected != np.array(types)).sum())
+    if disagree:
+        warnings.warn(
+            f"{path}: {disagree} of {len(types)} questions have a `types` value that disagrees with their candidates "
+            f"(expected {EGOMCQ_INTER_VIDEO} = inter-video where candidates come from several videos, "
+            f"{EGOMCQ_INTRA_VIDEO} = intra-video otherwise); accuracy is reported by the file's types",
+            stacklevel=3,
+        )
+
+
 @dataclass
 class EgoMcqQuestions:
     """EgoMCQ questions (EgoVLP's ``egomcq.json``): a text query and `num_choices` (5) candidate clips each.
@@ -608,7 +624,8 @@ class EgoMcqQuestions:
     File format: ``{"0": {"query": {clip}, "choices": {"0": {clip}, ..., "4": {clip}}, "answer": int,
     "types": 1 | 2}, ...}`` where a clip is an EgoClip row as a dict: ``video_uid``, ``clip_start`` / ``clip_end``
     (seconds in the full Ego4D video), ``clip_text`` (the narration; the query's is the question's text) and other
-    fields (``tag_verb``, ``tag_noun``, ...) that are ignored. ``types``: 1 = inter-video, 2 = intra-video. Choices
+    fields (``tag_verb``, ``tag_noun``, ...) that are ignored. ``types``: 1 = intra-video, 2 = inter-video (see
+    `metrics.egomcq_accuracy`; a warning counts questions whose candidates' videos disagree with their type). Choices
     are ordered by their integer keys; ``answer`` indexes them. Negative clip times are clamped to 0 (as EgoVLP).
 
     Attributes:
@@ -672,7 +689,7 @@ class EgoMcqQuestions:
             if not _is_integer(answer) or not 0 <= answer < num_choices:
                 raise ValueError(f"{where}: answer {answer!r} is not an integer in [0, {num_choices})")
             if not _is_integer(question["types"]) or question["types"] not in (1, 2):
-                raise ValueError(f"{where}: types {question['types']!r} must be 1 (inter-video) or 2 (intra-video)")
+                raise ValueError(f"{where}: types {question['types']!r} must be 1 (intra-video) or 2 (inter-video)")
             rows = []
             for choice_key in expected_keys:
                 uid, start, end = _egomcq_clip(options[choice_key], f"{where}, choice {choice_key!r}")
@@ -682,6 +699,7 @@ class EgoMcqQuestions:
             answers.append(int(answer))
             types.append(int(question["types"]))
         clips = pd.DataFrame(list(clip_rows), columns=["video_uid", "start", "end"])
+        _check_egomcq_types(path, clips, choices, types)
         return cls(path=path, question_ids=list(data), query_texts=query_texts, clips=clips,
                    choices=np.array(choices, dtype=np.int64), answers=np.array(answers, dtype=np.int64),
                    types=np.array(types, dtype=np.int64))  # fmt: skip

@@ -1,7 +1,7 @@
 """Evaluation metrics of EVA02-AT (SPEC section 6) as plain numpy functions.
 
 * :func:`ek100_mir_metrics`: EPIC-Kitchens-100 multi-instance retrieval mAP and nDCG, both directions. Same numbers
-  as the official evaluation code, about 10x faster and with bounded memory (see its docstring).
+  as the official evaluation code for about 1/7 of its CPU time and 1/25 of its memory (see its docstring).
 * :func:`egomcq_accuracy`: EgoMCQ inter-video / intra-video accuracy.
 * :func:`charades_ego_map`: Charades-Ego per-class average precision, averaged over classes.
 
@@ -23,11 +23,11 @@ import numpy as np
 
 EVALUATE_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluate_modules")
 
-EGOMCQ_INTER_VIDEO = 1
-"""EgoMCQ ``types`` value of inter-video questions (the 5 candidates come from different videos)."""
-
-EGOMCQ_INTRA_VIDEO = 2
+EGOMCQ_INTRA_VIDEO = 1
 """EgoMCQ ``types`` value of intra-video questions (the 5 candidates are neighbouring clips of one video)."""
+
+EGOMCQ_INTER_VIDEO = 2
+"""EgoMCQ ``types`` value of inter-video questions (the 5 candidates come from different videos)."""
 
 # Elements per chunk of query rows in ek100_mir_metrics: ~2 MB of scores, so the per-chunk temporaries (sort keys,
 # gathered relevancies, cumulative sums) stay in cache and the peak memory does not grow with the query count.
@@ -269,11 +269,12 @@ def ek100_mir_metrics(similarity, relevancy, num_workers: int | None = None) -> 
     is unspecified / reversed; without ties the rankings, hence the numbers, are the same (up to float64 summation
     order, ~1e-16). Sums are accumulated in float64 whatever the input dtype.
 
-    Cost: the official code argsorts the full matrix twice per direction (about 30 s and 3 GB for the 9668 x 3842
-    test split). Here query rows are processed in blocks of about 0.5 M elements on all cores, the sort is an
+    Cost: the official code argsorts and fancy-indexes the whole matrix twice per direction (9668 x 3842 test
+    split, 2-core CPU: ~23 s of CPU time, 1.4 GB beyond the inputs). Here the queries are processed in blocks of
+    about 0.5 M elements, on a thread per core, with scratch arrays reused between blocks; the ranking is an
     integer sort of packed (score, index) keys, and only the ranks up to the last relevant item (mAP) and the first
-    ``n_q`` ranks (nDCG) are reduced: about 1-2 s and a few tens of MB beyond the inputs. float32 scores take the
-    fast path; float64 scores too when they are exactly representable in float32, otherwise a stable argsort.
+    ``n_q`` ranks (nDCG) are reduced: ~3 s of CPU time and ~60 MB (``benchmarks/bench_metrics.py``). float32 scores
+    take this path; float64 scores too when float32 represents them exactly, otherwise a (slower) stable argsort.
 
     Args:
         similarity: ``(num_videos, num_texts)`` scores ``S = V T^T`` (numpy array, or a torch tensor).
@@ -342,17 +343,19 @@ def egomcq_accuracy(similarity_or_predictions, answers, types, num_candidates: i
     Each question has a text query and ``num_candidates`` (5) candidate clips; the prediction is the candidate
     with the highest similarity (the first one on ties, like ``torch.argmax``).
 
-    ``types`` follow the EgoMCQ annotation (EgoVLP's data loader: "1 for inter; 2 for intra"):
-    ``1`` = **inter-video** (candidates from different videos), ``2`` = **intra-video** (candidates are
-    neighbouring clips of the same video). Note: EgoVLP / LaViLa / AVION's ``egomcq_accuracy_metrics`` name the
-    sorted type values ``["Intra-video", "Inter-video"]``, i.e. the opposite labels; this function follows the
-    annotation's meaning.
+    ``types``: ``1`` = **intra-video** (candidates are neighbouring clips of the same video), ``2`` =
+    **inter-video** (candidates from different videos). This is how EgoVLP, LaViLa and AVION's
+    ``egomcq_accuracy_metrics`` label the sorted type values (``["Intra-video", "Inter-video"]``), i.e. the code
+    behind every published EgoMCQ number the paper compares with, and the only reading under which the easier
+    inter-video task scores higher (~90 % vs ~60 %). EgoVLP's data loader carries the opposite comment
+    ("1 for inter; 2 for intra"); `modeling_eva02at.evaluation.EgoMcqQuestions` checks the file's types against its
+    candidates' videos and warns where they disagree.
 
     Args:
         similarity_or_predictions: ``(num_questions, num_candidates)`` similarities, or ``(num_questions,)``
             predicted candidate indices.
         answers: ``(num_questions,)`` index of the correct candidate.
-        types: ``(num_questions,)`` question types, 1 or 2.
+        types: ``(num_questions,)`` question types, 1 (intra-video) or 2 (inter-video).
         num_candidates: candidates per question; default: the similarity's width, or 5 for predicted indices.
 
     Returns:

@@ -63,7 +63,8 @@ def _parse_literal_list(text: str, *, column: str, narration_id: str, path, item
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as error:
         raise ValueError(
-            f"{path}: column {column!r} of narration_id {narration_id!r} is not a Python-literal list: {text!r}"
+            f"{path}: column {column!r} of narration_id {narration_id!r} is not a Python-literal list: "
+            f"{text!r}"
         ) from error
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, item_type) for item in value):
         raise ValueError(
@@ -83,7 +84,8 @@ def _check_unique_ids(frame: pd.DataFrame, what: str) -> None:
     duplicated = frame["narration_id"][frame["narration_id"].duplicated()]
     if len(duplicated):
         raise ValueError(
-            f"{what}: narration_id must be unique, {len(duplicated)} duplicate(s) such as {duplicated.iloc[:5].tolist()}"
+            f"{what}: narration_id must be unique, {len(duplicated)} duplicate(s) such as "
+            f"{duplicated.iloc[:5].tolist()}"
         )
 
 
@@ -275,21 +277,21 @@ def build_relevancy(retrieval_df: pd.DataFrame, sentence_df: pd.DataFrame) -> np
 # Official pickled matrices, loaded without arbitrary code execution
 # ---------------------------------------------------------------------------------------------------------------
 
-# (module, name) -> candidate (module, name) to import. Old pickles name numpy.core.*, numpy >= 2 moved it to
-# numpy._core.*; both spellings resolve to whichever exists, without touching numpy.core's deprecation shim.
+# (module, name) a pickle may reference -> the (module, name) candidates to import for it, first found wins.
 _NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): (("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct")),
-    ("numpy._core.multiarray", "_reconstruct"): (("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct")),
-    ("numpy.core.multiarray", "scalar"): (("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")),
-    ("numpy._core.multiarray", "scalar"): (("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")),
-    # protocol 5 pickles of arrays
-    ("numpy.core.numeric", "_frombuffer"): (("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer")),
-    ("numpy._core.numeric", "_frombuffer"): (("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer")),
     ("numpy", "ndarray"): (("numpy", "ndarray"),),
     ("numpy", "dtype"): (("numpy", "dtype"),),
     # protocols 0-2 store bytes as _codecs.encode(text, "latin1"): a pure text -> bytes conversion
     ("_codecs", "encode"): (("_codecs", "encode"),),
 }
+# Array reconstruction (_frombuffer: protocol 5). Old pickles name numpy.core.*, numpy >= 2 moved it to
+# numpy._core.*; both spellings resolve to whichever exists, without touching numpy.core's deprecation shim.
+for _module, _name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")):
+    for _core in ("core", "_core"):
+        _NUMPY_GLOBALS[(f"numpy.{_core}.{_module}", _name)] = (
+            (f"numpy._core.{_module}", _name),
+            (f"numpy.core.{_module}", _name),
+        )
 
 # A DataFrame of floats with a default or plain index (what pandas writes for pd.DataFrame(array)).
 _PANDAS_GLOBALS = {

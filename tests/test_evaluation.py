@@ -3,6 +3,7 @@ examples/eval_*.py scripts end to end on tiny synthetic data in the real file fo
 
 import importlib.util
 import json
+import warnings
 import os
 import pickle
 import re
@@ -229,25 +230,36 @@ def egomcq_data(tmp_path_factory):
     questions = {
         "0": {"query": egomcq_clip("a", 0.5, 1.5, "#C C opens a door"),
               "choices": {str(i): egomcq_clip(uid, 0.5, 1.5, f"text {uid}") for i, uid in enumerate("abcde")},
-              "answer": 0, "types": 1},
+              "answer": 0, "types": 2},  # candidates from five videos: inter-video
         "1": {"query": egomcq_clip("b", 1.0, 2.0, "#C C cuts a tomato"),
               "choices": {str(i): egomcq_clip("b", 0.5 * i, 0.5 * i + 0.8, f"text b{i}") for i in range(5)},
-              "answer": 2, "types": 2},
+              "answer": 2, "types": 1},  # five clips of one video: intra-video
         "2": {"query": egomcq_clip("e", 1.5, 2.5, "#C C washes a cup"),
               "choices": {str(i): egomcq_clip(uid, -0.2 if uid == "c" else 1.5, 2.5, f"t{uid}")
                           for i, uid in enumerate("ecdab")},
-              "answer": 0, "types": 1},
+              "answer": 0, "types": 2},
     }  # fmt: skip
     path = root / "egomcq.json"
     path.write_text(json.dumps(questions))
     return root, path, questions
 
 
+def test_egomcq_types_disagreeing_with_candidates_warn(egomcq_data, tmp_path):
+    _, _, questions = egomcq_data
+    swapped = {key: dict(q, types=3 - q["types"]) for key, q in questions.items()}  # the loader comment's reading
+    path = tmp_path / "swapped.json"
+    path.write_text(json.dumps(swapped))
+    with pytest.warns(UserWarning, match="3 of 3 questions have a `types` value that disagrees"):
+        EgoMcqQuestions.from_json(str(path))
+
+
 def test_egomcq_reader(egomcq_data):
     root, path, _ = egomcq_data
-    questions = EgoMcqQuestions.from_json(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # types consistent with the candidates: no warning
+        questions = EgoMcqQuestions.from_json(str(path))
     assert len(questions) == 3 and questions.choices.shape == (3, 5)
-    assert questions.answers.tolist() == [0, 2, 0] and questions.types.tolist() == [1, 2, 1]
+    assert questions.answers.tolist() == [0, 2, 0] and questions.types.tolist() == [2, 1, 2]
     assert questions.query_texts[1] == "#C C cuts a tomato"
     assert len(questions.clips) == 15
     first = questions.clips.iloc[questions.choices[2, 1]]

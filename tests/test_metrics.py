@@ -247,7 +247,7 @@ def test_egomcq_types_mapping_and_accuracy():
         ]
     )
     answers = np.array([0, 1, 3, 4, 1])
-    types = np.array([1, 1, 2, 2, 2])  # 1 = inter-video, 2 = intra-video
+    types = np.array([2, 2, 1, 1, 1])  # 2 = inter-video, 1 = intra-video (the metric code of EgoVLP/LaViLa/AVION)
     result = egomcq_accuracy(similarity, answers, types)
     assert result == {
         "inter_video_accuracy": 1.0,
@@ -261,7 +261,7 @@ def test_egomcq_types_mapping_and_accuracy():
 
 
 def test_egomcq_single_type_gives_nan_for_the_other():
-    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.array([2, 2, 2]))
+    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.array([1, 1, 1])  # all intra-video)
     assert math.isnan(result["inter_video_accuracy"]) and result["intra_video_accuracy"] == pytest.approx(2 / 3)
 
 
