@@ -261,7 +261,7 @@ def test_egomcq_types_mapping_and_accuracy():
 
 
 def test_egomcq_single_type_gives_nan_for_the_other():
-    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.array([1, 1, 1])  # all intra-video)
+    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.array([1, 1, 1]))  # all intra-video
     assert math.isnan(result["inter_video_accuracy"]) and result["intra_video_accuracy"] == pytest.approx(2 / 3)
 
 
