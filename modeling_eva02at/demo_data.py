@@ -544,7 +544,7 @@ def make_demo_dataset(
     root: str | os.PathLike,
     *,
     seed: int = 0,
-    num_train: int = 400,
+    num_train: int = 1600,
     num_test: int = 100,
     width: int = 64,
     height: int = 48,
