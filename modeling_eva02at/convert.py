@@ -42,14 +42,13 @@ import re
 import shutil
 import struct
 import tempfile
-import types
 import zipfile
 from dataclasses import dataclass, field
 
 import torch
 
 from .configuration_eva02at import Eva02AtConfig
-from .modeling_eva02at import Eva02AtModel, Eva02AtVideoEmbeddings
+from .modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
 
 
 logger = logging.getLogger(__name__)
@@ -501,13 +500,9 @@ def _check_head_dim(canonical: dict[str, tuple[str, torch.Tensor]], config: Eva0
 
 
 def resample_temporal_embed(temporal_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """`temporal_embed` (T, D) linearly resampled to (num_frames, D), exactly as the model does at inference.
-
-    Calls the model's own `Eva02AtVideoEmbeddings.temporal_embedding` on a stand-in that holds only the tensor, so
-    that a checkpoint converted to T' frames and the unconverted one run at T' frames see the same embedding.
-    """
-    stand_in = types.SimpleNamespace(temporal_embed=temporal_embed)
-    return Eva02AtVideoEmbeddings.temporal_embedding(stand_in, num_frames).contiguous()
+    """`temporal_embed` (T, D) linearly resampled to (num_frames, D) by the model's own interpolation, so that a
+    checkpoint converted to T' frames and the unconverted one run at T' frames see the same embedding."""
+    return interpolate_temporal_embed(temporal_embed, num_frames).contiguous()
 
 
 @dataclass

@@ -132,6 +132,17 @@ class Eva02AtRotaryEmbedding(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def interpolate_temporal_embed(temporal_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(T, D) temporal embeddings linearly interpolated along time to (num_frames, D) (align_corners=False).
+
+    Used at inference for frame counts other than the configured one, and by checkpoint conversion, so that both
+    see the same embedding.
+    """
+    if num_frames == temporal_embed.shape[0]:
+        return temporal_embed
+    return F.interpolate(temporal_embed.T[None], size=num_frames, mode="linear", align_corners=False)[0].T
+
+
 class Eva02AtVideoEmbeddings(nn.Module):
     """Per-frame patch embedding, cls token, and learnable spatial (pos_embed) + temporal position embeddings."""
 
@@ -148,12 +159,7 @@ class Eva02AtVideoEmbeddings(nn.Module):
         self.temporal_embed = nn.Parameter(torch.empty(config.num_frames, config.hidden_size))
 
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
-        """temporal_embed linearly interpolated along time to `num_frames` rows (align_corners=False)."""
-        if num_frames == self.temporal_embed.shape[0]:
-            return self.temporal_embed
-        return F.interpolate(
-            self.temporal_embed.T[None], size=num_frames, mode="linear", align_corners=False
-        )[0].T
+        return interpolate_temporal_embed(self.temporal_embed, num_frames)
 
     def spatial_embedding(self, grid_h: int, grid_w: int, interpolate_pos_encoding: bool) -> torch.Tensor:
         patch_pos = self.pos_embed[1:]
@@ -514,5 +520,6 @@ __all__ = [
     "Eva02AtPreTrainedModel",
     "Eva02AtVisionModel",
     "apply_rotary",
+    "interpolate_temporal_embed",
     "st_rope_angles",
 ]
