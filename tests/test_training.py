@@ -306,12 +306,14 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
         "--eval-csv", demo.test_csv, "--eval-sentence-csv", demo.test_sentence_csv,
         "--model", os.path.join(HERE, "fixtures", "tiny_mir_config"), "--num-frames", "2",
         "--output-dir", str(output), "--max-steps", "3", "--per-device-train-batch-size", "8", "--use-cpu",
-        "--save-strategy", "no", "--report-to", "none", "--disable-tqdm", "true",
+        "--save-strategy", "no", "--report-to", "tensorboard", "--logging-steps", "1", "--disable-tqdm", "true",
     ]  # fmt: skip
     result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=600,
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "after training" in result.stdout and "random scores" in result.stdout
+    events = [f for _, _, files in os.walk(output) for f in files if f.startswith("events.out.tfevents")]
+    assert events, "--report-to tensorboard wrote no event file"
     loader = (
         "import sys, torch; from transformers import AutoModel, AutoProcessor;"
         "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True);"
