@@ -325,3 +325,34 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     module, processor_name, frames = loaded.stdout.split()
     assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
+
+
+def test_every_push_carries_the_remote_code_files(tmp_path, splits, processor, monkeypatch):
+    """hub_strategy=every_save pushes output_dir on each save; without the callback the .py files are only there at
+    the end, and the Hub repo cannot load with trust_remote_code mid-training. HfApi is patched: no network."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi, RepoUrl
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    pushes = []
+
+    def create_repo(self, repo_id, *args, **kwargs):
+        return RepoUrl(f"https://huggingface.co/{repo_id}", endpoint="https://huggingface.co")
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message=None, ignore_patterns=None, run_as_future=False,
+                      **kwargs):  # fmt: skip
+        pushes.append((commit_message, sorted(os.listdir(folder_path))))
+        done = SimpleNamespace(done=lambda: True, is_done=lambda: True, result=lambda: None, commit_url="")
+        return done if run_as_future else done
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    trainer = make_trainer(tmp_path, splits, processor, max_steps=2, save_strategy="steps", save_steps=1,
+                           push_to_hub=True, hub_model_id="someone/eva02at-test", hub_token="hf_fake")  # fmt: skip
+    trainer.train()
+    trainer.push_to_hub(finetuned_from="tiny", tasks="video-classification")
+    assert len(pushes) >= 2, pushes
+    for message, files in pushes:
+        assert {"configuration_eva02at.py", "modeling_eva02at.py", "losses.py", "config.json"} <= set(files), message
