@@ -52,7 +52,7 @@ import numpy as np
 from .synthetic_video import write_video
 
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the generated content changes, so that an existing dataset of an older version is regenerated."""
 
 MANIFEST_NAME = "manifest.json"
@@ -133,10 +133,11 @@ TWO_OBJECT_FRACTION = 0.25
 
 # Objects stay inside the frame's central square (side = the short side): the processor resizes the short side and
 # center-crops a square, so anything outside it would be cut off. Object half-size and the travel of a "move" clip
-# are fractions of that side: large enough to be seen at 64x48, small enough that start points still vary a lot.
-_OBJECT_RADIUS = 0.12
-_TRAVEL = (0.3, 0.45)
-_SCALE_RANGE = (0.65, 1.35)  # an "enlarge" clip goes from 0.65x to 1.35x the object's size, "shrink" the other way
+# are fractions of that side: large enough to be seen at 64x48 and for a move to span ~2 patches of the demo model's
+# 32-px input (8-px patches), small enough that start points still vary.
+_OBJECT_RADIUS = 0.11
+_TRAVEL = (0.5, 0.65)
+_SCALE_RANGE = (0.5, 1.6)  # an "enlarge" clip goes from 0.5x to 1.6x the object's size, "shrink" the other way
 _BACKGROUND_NOISE = 4.0  # per-frame Gaussian noise, in gray levels
 _IDLE_GAP_SECONDS = (0.0, 0.5)  # object-free frames between two clips of a video
 
