@@ -5,7 +5,7 @@
 
 On the CPU each forward is timed against a straightforward timm-style implementation (same weights; q and k rotated
 twice with rotate-half arithmetic), alternating rep by rep in one process so machine noise hits both alike. The
-script tunes glibc's allocator (modeling_eva02at.runtime.tune_cpu_allocator) and, unless --no-compare, first runs
+script tunes glibc's allocator (modeling_eva02at.utils.runtime.tune_cpu_allocator) and, unless --no-compare, first runs
 itself with the default allocator in a subprocess, so both settings come from the same run.
 
 On a CUDA machine it runs bf16 (autocast) with sdpa (and flash_attention_2 if installed) and prints model FLOP
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtVisionConfig  # noqa: E402
 from modeling_eva02at.modeling_eva02at import Eva02AtVisionModel  # noqa: E402
-from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 

@@ -1,12 +1,12 @@
 """Speed and memory of the EK-100 MIR metric at full size (9668 clips x 3842 captions), against the official code.
 
-    python benchmarks/bench_metrics.py                      # real test relevancy from ../shared/data/ek100
+    python benchmarks/bench_metrics.py                      # real test relevancy from tests/data/ek100
     python benchmarks/bench_metrics.py --retrieval-csv A.csv --sentence-csv B.csv
     python benchmarks/bench_metrics.py --relevancy-pkl caption_relevancy_EPIC_100_retrieval_test.pkl
 
 Implementations, each run in its own subprocess so that its memory numbers are not mixed with the others':
 
-* ``ours``: ``modeling_eva02at.metrics.ek100_mir_metrics``.
+* ``ours``: ``modeling_eva02at.evaluation.metrics.ek100_mir_metrics``.
 * ``official``: a straightforward numpy transcription of the official EPIC-Kitchens evaluation (full argsorts,
   fancy-indexed copies of the whole matrix), given the relevancy as float64 like the official pickle.
 * ``evaluate``: the shipped evaluate module, ``compute(predictions=S, references=R)`` (``evaluate.load`` timed
@@ -40,7 +40,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "ek100")
+DEFAULT_DATA = os.path.join(REPO, "tests", "data", "ek100")
 IMPLEMENTATIONS = ("ours", "official", "evaluate", "evaluate_batches")
 KEYS = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
 
@@ -110,7 +110,7 @@ def tie_free_scores(shape: tuple[int, int], seed: int) -> np.ndarray:
 
 
 def load_relevancy(args) -> np.ndarray:
-    from modeling_eva02at.relevancy import (
+    from modeling_eva02at.data.relevancy import (
         build_relevancy,
         load_relevancy_pickle,
         read_retrieval_csv,
@@ -172,7 +172,7 @@ def worker(name: str, folder: str, repeats: int) -> dict:
             return official_metrics(similarity, relevancy)
 
     elif name == "ours":
-        from modeling_eva02at.metrics import ek100_mir_metrics
+        from modeling_eva02at.evaluation.metrics import ek100_mir_metrics
 
         def call():
             return ek100_mir_metrics(similarity, relevancy)
@@ -180,7 +180,7 @@ def worker(name: str, folder: str, repeats: int) -> dict:
     else:
         import evaluate
 
-        from modeling_eva02at.metrics import metric_path
+        from modeling_eva02at.evaluation.metrics import metric_path
 
         start = time.perf_counter()
         module = evaluate.load(metric_path("ek100_mir"))

@@ -32,14 +32,14 @@ def build(name: str, batch: int, frames: int, workers: int):
     import numpy as np
 
     from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-    from modeling_eva02at.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+    from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
 
     args = Eva02AtTrainingArguments(output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
                                     report_to="none", per_device_train_batch_size=batch)  # fmt: skip
     if name == "demo":
         import train_mir
-        from modeling_eva02at.data import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator
-        from modeling_eva02at.demo_data import make_demo_dataset
+        from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator
+        from modeling_eva02at.demo.dataset import make_demo_dataset
 
         data_args = train_mir.DataArguments()
         model, processor = train_mir.load_model_and_processor(data_args, demo=True)
@@ -85,7 +85,7 @@ def build(name: str, batch: int, frames: int, workers: int):
 
 
 def run_one(name: str, batch: int, frames: int, steps: int, checkpointing: bool, workers: int) -> dict:
-    from modeling_eva02at.runtime import tune_cpu_allocator
+    from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
     cuda = torch.cuda.is_available()
     if not cuda:

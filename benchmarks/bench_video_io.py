@@ -20,13 +20,16 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from modeling_eva02at.synthetic_video import make_frames, write_video
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.video_helpers import make_frames, write_video  # noqa: E402
 from modeling_eva02at.video_processing_eva02at import Eva02AtVideoProcessor, sample_frame_indices
 
 

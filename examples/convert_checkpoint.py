@@ -7,7 +7,7 @@
 The output folder loads offline with `AutoModel.from_pretrained(DIR, trust_remote_code=True)` (and
 `AutoProcessor.from_pretrained(DIR, trust_remote_code=True)` when --config has processor files). With
 --projection-dim equal to the checkpoint's head size (512 for EVA02-CLIP-B, 768 for -L) the heads are kept and the
-model is EVA02-CLIP at one frame; otherwise new heads are initialised. The logic is in `modeling_eva02at.convert`.
+model is EVA02-CLIP at one frame; otherwise new heads are initialised. The logic is in `modeling_eva02at.conversion.convert`.
 """
 
 import argparse
@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from modeling_eva02at.convert import SOURCES, CheckpointError, convert_checkpoint
+from modeling_eva02at.conversion.convert import SOURCES, CheckpointError, convert_checkpoint
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

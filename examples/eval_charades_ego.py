@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate an EVA02-AT model on Charades-Ego action recognition (mAP over the 157 classes, SPEC 6).
+"""Evaluate an EVA02-AT model on Charades-Ego action recognition (mAP over the 157 classes).
 
     python examples/eval_charades_ego.py --model eva02at-b16-egoclip \\
         --csv CharadesEgo_v1_test_only1st.csv --classes Charades_v1_classes.txt \\
@@ -12,30 +12,16 @@ templates instead and averages them per class. Videos without any action are lef
 The logic is in `modeling_eva02at.evaluation`.
 """
 
-import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.evaluation import (  # noqa: E402
-    DEFAULT_CHARADES_TEMPLATES,
-    PAPER_RESULTS,
-    CharadesEgoAnnotations,
-    add_common_arguments,
-    evaluate_charades_ego,
-    load_model_and_processor,
-    model_fingerprint,
-    run_settings,
-    settings_from_args,
-    write_json,
-)
-from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.evaluation.cli import ArgumentParser, add_common_arguments, run_evaluation  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", required=True, help="CharadesEgo_v1_test_only1st.csv")
     parser.add_argument("--classes", required=True, help="Charades_v1_classes.txt")
     parser.add_argument("--template", action="append", default=None,
@@ -46,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def print_table(metrics: dict) -> None:
+    from modeling_eva02at.evaluation.results import PAPER_RESULTS
+
     print("\nCharades-Ego mAP (percent)")
     print(f"{'':<30}{'mAP':>10}")
     print(f"{'this model':<30}{100 * metrics['mAP']:>10.2f}")
@@ -57,24 +45,20 @@ def print_table(metrics: dict) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
-    if settings.device.type == "cpu":
-        tune_cpu_allocator()
+    from modeling_eva02at.evaluation.charades_ego import (
+        DEFAULT_CHARADES_TEMPLATES,
+        CharadesEgoAnnotations,
+        evaluate_charades_ego,
+    )
+
     templates = args.template or list(DEFAULT_CHARADES_TEMPLATES)
     annotations = CharadesEgoAnnotations.from_files(args.csv, args.classes)
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
-                                                num_frames=args.num_frames, device=settings.device)  # fmt: skip
-    result = evaluate_charades_ego(model, processor, annotations, args.video_root, settings, templates=templates,
-                                   video_ext=args.video_ext, cache_dir=args.cache_dir,
-                                   model_id=model_fingerprint(args.model, args.processor))  # fmt: skip
-    print_table(result.metrics)
-    report = result.to_json_dict(**run_settings(args, processor), csv=args.csv, classes=args.classes,
-                                 templates=templates)  # fmt: skip
-    if args.output_json:
-        write_json(args.output_json, report)
-        print(f"\nWrote {args.output_json}")
-    return report
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_charades_ego(model, processor, annotations, args.video_root, settings, templates=templates,
+                                     video_ext=args.video_ext, cache_dir=args.cache_dir, model_id=model_id)
+
+    return run_evaluation(args, evaluate, print_table, csv=args.csv, classes=args.classes, templates=templates)
 
 
 if __name__ == "__main__":

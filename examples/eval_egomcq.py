@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate an EVA02-AT model on EgoMCQ (inter-video / intra-video accuracy, SPEC 6).
+"""Evaluate an EVA02-AT model on EgoMCQ (inter-video / intra-video accuracy).
 
     python examples/eval_egomcq.py --model eva02at-b16-egoclip --egomcq-json egomcq.json \\
         --video-root /data/ego4d_256/data_chunked --video-layout chunked --num-frames 4 --bf16 \\
@@ -10,42 +10,30 @@ full Ego4D files `<root>/<video_uid>.mp4` or EgoVLP's 600-second chunks `<root>/
 (--video-layout auto picks per video). The logic is in `modeling_eva02at.evaluation`.
 """
 
-import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.evaluation import (  # noqa: E402
-    EGOMCQ_VIDEO_LAYOUTS,
-    EGOVLP_CHUNK_SECONDS,
-    PAPER_RESULTS,
-    EgoMcqQuestions,
-    add_common_arguments,
-    evaluate_egomcq,
-    load_model_and_processor,
-    model_fingerprint,
-    run_settings,
-    settings_from_args,
-    write_json,
-)
-from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.evaluation.cli import ArgumentParser, add_common_arguments, run_evaluation  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--egomcq-json", required=True, help="EgoVLP's egomcq.json")
-    parser.add_argument("--video-layout", choices=EGOMCQ_VIDEO_LAYOUTS, default="auto",
-                        help="full: <root>/<video_uid>.mp4; chunked: <root>/<video_uid>/<k>.mp4 (EgoVLP)")
+    parser.add_argument("--video-layout", choices=("auto", "full", "chunked"), default="auto",
+                        help="full: <root>/<video_uid>.mp4; chunked: <root>/<video_uid>/<k>.mp4 (EgoVLP); "
+                             "auto: per video, the full file if it exists (default)")
     parser.add_argument("--video-ext", default="mp4", help="video file extension (default mp4)")
-    parser.add_argument("--chunk-seconds", type=int, default=EGOVLP_CHUNK_SECONDS,
-                        help=f"seconds per chunk of the chunked layout (EgoVLP: {EGOVLP_CHUNK_SECONDS})")
+    parser.add_argument("--chunk-seconds", type=int, default=600,
+                        help="seconds per chunk of the chunked layout (EgoVLP: 600, the default)")
     add_common_arguments(parser)
     return parser.parse_args(argv)
 
 
 def print_table(metrics: dict) -> None:
+    from modeling_eva02at.evaluation.results import PAPER_RESULTS
+
     print("\nEgoMCQ accuracy (percent)")
     print(f"{'':<24}{'inter-video':>14}{'intra-video':>14}")
     inter, intra = 100 * metrics["inter_video_accuracy"], 100 * metrics["intra_video_accuracy"]
@@ -58,25 +46,18 @@ def print_table(metrics: dict) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.chunk_seconds < 1:
         raise ValueError(f"--chunk-seconds must be at least 1, got {args.chunk_seconds}")
-    settings = settings_from_args(args)
-    if settings.device.type == "cpu":
-        tune_cpu_allocator()
+    from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions, evaluate_egomcq
+
     questions = EgoMcqQuestions.from_json(args.egomcq_json)
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
-                                                num_frames=args.num_frames, device=settings.device)  # fmt: skip
-    result = evaluate_egomcq(model, processor, questions, args.video_root, settings, layout=args.video_layout,
-                             video_ext=args.video_ext, chunk_seconds=args.chunk_seconds, cache_dir=args.cache_dir,
-                             model_id=model_fingerprint(args.model, args.processor))  # fmt: skip
-    print_table(result.metrics)
-    report = result.to_json_dict(**run_settings(args, processor), egomcq_json=args.egomcq_json,
-                                 video_layout=args.video_layout)  # fmt: skip
-    if args.output_json:
-        write_json(args.output_json, report)
-        print(f"\nWrote {args.output_json}")
-    return report
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_egomcq(model, processor, questions, args.video_root, settings, layout=args.video_layout,
+                               video_ext=args.video_ext, chunk_seconds=args.chunk_seconds, cache_dir=args.cache_dir,
+                               model_id=model_id)
+
+    return run_evaluation(args, evaluate, print_table, egomcq_json=args.egomcq_json, video_layout=args.video_layout)
 
 
 if __name__ == "__main__":

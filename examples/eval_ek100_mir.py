@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate an EVA02-AT model on EPIC-Kitchens-100 multi-instance retrieval (mAP / nDCG, SPEC 6).
+"""Evaluate an EVA02-AT model on EPIC-Kitchens-100 multi-instance retrieval (mAP / nDCG).
 
     python examples/eval_ek100_mir.py --model eva02at-b16-ek100 \\
         --test-csv EPIC_100_retrieval_test.csv --sentence-csv EPIC_100_retrieval_test_sentence.csv \\
@@ -8,35 +8,22 @@
         --cache-dir features/ --output-json results/ek100_mir.json
 
 Each clip and its own narration are encoded; the sentence CSV picks the caption columns; the relevancy is the
-official pickle or, by default, built from the CSVs (SPEC 5). With --cache-dir a second run (e.g. with another
+official pickle or, by default, built from the CSVs (). With --cache-dir a second run (e.g. with another
 --relevancy) loads the embeddings instead of decoding the videos again. The logic is in `modeling_eva02at.evaluation`.
 """
 
-import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.data import Ek100MirAnnotations  # noqa: E402
-from modeling_eva02at.evaluation import (  # noqa: E402
-    PAPER_RESULTS,
-    add_common_arguments,
-    evaluate_ek100_mir,
-    load_model_and_processor,
-    model_fingerprint,
-    run_settings,
-    settings_from_args,
-    write_json,
-)
-from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.evaluation.cli import ArgumentParser, add_common_arguments, run_evaluation  # noqa: E402
 
 METRIC_KEYS = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--test-csv", required=True, help="EPIC_100_retrieval_test.csv")
     parser.add_argument("--sentence-csv", required=True, help="EPIC_100_retrieval_test_sentence.csv")
     parser.add_argument("--relevancy", default=None, help="relevancy pickle (default: built from the CSVs)")
@@ -46,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def print_table(metrics: dict) -> None:
+    from modeling_eva02at.evaluation.results import PAPER_RESULTS
+
     print("\nEK-100 MIR (percent)")
     print(f"{'':<28}" + "".join(f"{key:>14}" for key in METRIC_KEYS))
     print(f"{'this model':<28}" + "".join(f"{100 * metrics[key]:>14.2f}" for key in METRIC_KEYS))
@@ -58,27 +47,17 @@ def print_table(metrics: dict) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
-    if settings.device.type == "cpu":
-        tune_cpu_allocator()
+    from modeling_eva02at.data.ek100 import Ek100MirAnnotations
+    from modeling_eva02at.evaluation.ek100_mir import evaluate_ek100_mir
+
     annotations = Ek100MirAnnotations.from_files(args.test_csv, args.sentence_csv, args.relevancy)
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
-                                                num_frames=args.num_frames, device=settings.device)  # fmt: skip
-    result = evaluate_ek100_mir(model, processor, annotations, args.video_root, settings, video_ext=args.video_ext,
-                                cache_dir=args.cache_dir, model_id=model_fingerprint(args.model, args.processor),
-                                data_files=[args.test_csv])  # fmt: skip
-    print_table(result.metrics)
-    report = result.to_json_dict(
-        **run_settings(args, processor),
-        test_csv=args.test_csv,
-        sentence_csv=args.sentence_csv,
-        relevancy=args.relevancy or "built from the CSVs",
-    )
-    if args.output_json:
-        write_json(args.output_json, report)
-        print(f"\nWrote {args.output_json}")
-    return report
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_ek100_mir(model, processor, annotations, args.video_root, settings, video_ext=args.video_ext,
+                                  cache_dir=args.cache_dir, model_id=model_id, data_files=[args.test_csv])
+
+    return run_evaluation(args, evaluate, print_table, test_csv=args.test_csv, sentence_csv=args.sentence_csv,
+                          relevancy=args.relevancy or "built from the CSVs")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,13 @@ from transformers import HfArgumentParser, set_seed
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel  # noqa: E402
-from modeling_eva02at.data import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator  # noqa: E402
-from modeling_eva02at.demo_data import make_demo_dataset  # noqa: E402
-from modeling_eva02at.metrics import ek100_mir_metrics  # noqa: E402
+from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator  # noqa: E402
+from modeling_eva02at.demo.dataset import make_demo_dataset  # noqa: E402
+from modeling_eva02at.evaluation.metrics import ek100_mir_metrics  # noqa: E402
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor  # noqa: E402
-from modeling_eva02at.runtime import tune_cpu_allocator  # noqa: E402
-from modeling_eva02at.trainer import Eva02AtTrainer, Eva02AtTrainingArguments  # noqa: E402
+from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments  # noqa: E402
+from modeling_eva02at.utils.files import require_paths  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("train_mir")
@@ -145,11 +146,8 @@ def build_datasets(data_args, demo: bool, seed: int):
             data_args.eval_video_root or data_args.video_root, train=False,
         )  # fmt: skip
     for split, dataset in (("training", train), ("evaluation", evaluation)):
-        missing = dataset.missing_videos() if dataset is not None else []
-        if missing:
-            raise FileNotFoundError(
-                f"{split} videos missing under {dataset.video_root} (first {len(missing)}):\n  " + "\n  ".join(missing)
-            )
+        if dataset is not None:
+            require_paths(dataset.video_paths(), f"{split} videos", dataset.video_root)
     return train, evaluation
 
 

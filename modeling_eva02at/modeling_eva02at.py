@@ -24,7 +24,6 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_eva02at import Eva02AtConfig, Eva02AtVisionConfig
-from .losses import infonce_loss
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -403,6 +402,13 @@ class Eva02AtVisionModel(Eva02AtPreTrainedModel):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+
+def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of paired square logits (as CLIP): the mean of the cross-entropies of the rows and of the
+    columns, the target of row / column `a` being `a`. The orientation of `logits` does not matter."""
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
 @dataclass
 class Eva02AtOutput(ModelOutput):
     r"""
@@ -498,11 +504,8 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
         video_embeds = F.normalize(vision_outputs.pooler_output, dim=-1)
         text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)
 
-        logit_scale = self.scale()
-        logits_per_video = logit_scale * video_embeds @ text_embeds.T
-        loss = None
-        if return_loss:
-            loss = infonce_loss(text_embeds @ video_embeds.T, logit_scale)
+        logits_per_video = self.scale() * video_embeds @ text_embeds.T
+        loss = contrastive_loss(logits_per_video) if return_loss else None
         return Eva02AtOutput(
             loss=loss,
             logits_per_video=logits_per_video,
@@ -520,6 +523,7 @@ __all__ = [
     "Eva02AtPreTrainedModel",
     "Eva02AtVisionModel",
     "apply_rotary",
+    "contrastive_loss",
     "interpolate_temporal_embed",
     "st_rope_angles",
 ]

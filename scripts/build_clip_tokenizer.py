@@ -26,7 +26,7 @@ import sys
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BPE = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "clip_bpe", "bpe_simple_vocab_16e6.txt.gz")
+DEFAULT_BPE = os.path.join(REPO_ROOT, "tests", "data", "clip_bpe", "bpe_simple_vocab_16e6.txt.gz")
 DEFAULT_OUT = [os.path.join(REPO_ROOT, "hub_configs", name) for name in ("eva02at-b16", "eva02at-l14")]
 
 NUM_MERGES = 49152 - 256 - 2  # 48894, as OpenAI slices the merges file

@@ -14,7 +14,7 @@ project's venv, which only reads the safetensors files written here:
     # the full EVA02-B-16 (random init, ~600 MB: keep it out of the repo):
     /tmp/ocenv/bin/python scripts/make_open_clip_reference.py make b16 --out /tmp/eva02_b16_open_clip
 
-    # then, in the project's venv (converts with modeling_eva02at.convert and compares):
+    # then, in the project's venv (converts with modeling_eva02at.conversion.convert and compares):
     .venv/bin/python scripts/make_open_clip_reference.py compare tests/fixtures/open_clip_tiny
     .venv/bin/python scripts/make_open_clip_reference.py compare /tmp/eva02_b16_open_clip \\
         --config hub_configs/eva02at-b16
@@ -178,7 +178,7 @@ def compare(folder: str, config_dir: str | None = None, tolerance: float = 1e-4)
     from safetensors.torch import load_file
 
     from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-    from modeling_eva02at.convert import convert_checkpoint
+    from modeling_eva02at.conversion.convert import convert_checkpoint
 
     with open(os.path.join(folder, META)) as f:
         meta = json.load(f)

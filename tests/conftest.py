@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +23,6 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def shared_data():
-    """../shared/data next to the checkout (EK-100 annotations, CLIP BPE merges)."""
-    if not os.path.isdir(SHARED_DATA):
-        pytest.fail(f"shared data folder not found: {SHARED_DATA}")
-    return SHARED_DATA
+def data_dir():
+    """tests/data: the real EK-100 test annotations and class lists, and the CLIP BPE merges (see its README)."""
+    return DATA_DIR

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
 
 GLOBAL_BATCH = 8
 

@@ -1,4 +1,4 @@
-"""Tests of modeling_eva02at.convert (issue 3): checkpoint conversion from open_clip, EVA-CLIP, timm and EVA02-AT.
+"""Tests of modeling_eva02at.conversion.convert (issue 3): checkpoint conversion from open_clip, EVA-CLIP, timm and EVA02-AT.
 
 The round trips generate random tiny checkpoints directly in each SOURCE layout and compare the converted model with
 a reference forward written here from the source tensors in plain torch (EVA-CLIP's rotate-half RoPE on adjacent
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.convert import (
+from modeling_eva02at.conversion.convert import (
     CheckpointError,
     convert_checkpoint,
     load_checkpoint,

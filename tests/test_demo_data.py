@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from modeling_eva02at import demo_data
-from modeling_eva02at.demo_data import DEMO_NOUNS, DEMO_VERBS, format_timestamp, make_demo_dataset
-from modeling_eva02at.relevancy import build_relevancy, positive_sentences, read_retrieval_csv, read_sentence_csv
+from modeling_eva02at.demo import dataset as demo_data
+from modeling_eva02at.demo.dataset import DEMO_NOUNS, DEMO_VERBS, format_timestamp, make_demo_dataset
+from modeling_eva02at.data.relevancy import build_relevancy, positive_sentences, read_retrieval_csv, read_sentence_csv
 
 
 av = pytest.importorskip("av")
@@ -60,8 +60,8 @@ def _seconds(timestamp):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_headers_match_the_real_files(demo, shared_data):
-    ek100 = os.path.join(shared_data, "ek100")
+def test_headers_match_the_real_files(demo, data_dir):
+    ek100 = os.path.join(data_dir, "ek100")
     real_retrieval = _header(os.path.join(ek100, "EPIC_100_retrieval_test.csv"))
     assert _header(demo.train_csv) == real_retrieval
     assert _header(demo.test_csv) == real_retrieval

@@ -15,22 +15,20 @@ import torch
 import torch.nn.functional as F
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.demo_data import make_demo_dataset
-from modeling_eva02at.evaluation import (
-    CharadesEgoAnnotations,
+from modeling_eva02at.demo.dataset import make_demo_dataset
+from modeling_eva02at.evaluation.cache import cached_features, feature_cache_path
+from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
+from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions, egovlp_chunk_spans
+from modeling_eva02at.evaluation.encoding import (
     ClipCollator,
-    EgoMcqQuestions,
-    cached_features,
-    egovlp_chunk_spans,
     encode_texts,
     encode_videos,
-    feature_cache_path,
     load_model_and_processor,
     split_frames,
 )
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-from modeling_eva02at.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
-from modeling_eva02at.synthetic_video import make_frames, write_video
+from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
+from .video_helpers import make_frames, write_video
 
 from .conftest import REPO_ROOT
 

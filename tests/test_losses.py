@@ -1,4 +1,4 @@
-"""Tests of modeling_eva02at.losses against direct Python-loop transcriptions of SPEC section 4 / 5.
+"""Tests of modeling_eva02at.training.losses against direct Python-loop transcriptions of SPEC section 4 / 5.
 
 The references below read the *full* relevancy matrix R with the spec's indices (R[i_b, p_a], R[i_a, p_b]) and
 loop over ordered pairs, so they share no code and no layout convention with the vectorised implementation.
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_eva02at.losses import (
+from modeling_eva02at.training.losses import (
     LOSS_NAMES,
     RELEVANCY_LEVELS,
     SMS_EDGE_CODE,

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_eva02at import metrics as metrics_module
-from modeling_eva02at.metrics import (
+from modeling_eva02at.evaluation import metrics as metrics_module
+from modeling_eva02at.evaluation.metrics import (
     charades_ego_map,
     egomcq_accuracy,
     ek100_mir_metrics,
     metric_path,
 )
-from modeling_eva02at.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
+from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 
 MIR_KEYS = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
 
@@ -76,8 +76,8 @@ def assert_metrics_close(actual, expected, tol=1e-12):
 
 
 @pytest.fixture(scope="module")
-def ek100_relevancy(shared_data):
-    folder = os.path.join(shared_data, "ek100")
+def ek100_relevancy(data_dir):
+    folder = os.path.join(data_dir, "ek100")
     return build_relevancy(
         read_retrieval_csv(os.path.join(folder, "EPIC_100_retrieval_test.csv")),
         read_sentence_csv(os.path.join(folder, "EPIC_100_retrieval_test_sentence.csv")),

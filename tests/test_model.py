@@ -1,5 +1,6 @@
 """The EVA02-AT dual encoder: ST-RoPE against SPEC 1.1, attention backends, saving and remote-code loading."""
 
+import ast
 import json
 import math
 import os
@@ -11,7 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from modeling_eva02at import Eva02AtConfig, Eva02AtModel, Eva02AtVisionConfig, Eva02AtVisionModel
+from modeling_eva02at import (
+    REMOTE_CODE_FILES,
+    Eva02AtConfig,
+    Eva02AtModel,
+    Eva02AtProcessor,
+    Eva02AtVisionConfig,
+    Eva02AtVisionModel,
+)
 from modeling_eva02at.modeling_eva02at import apply_rotary, st_rope_angles, st_rope_tables
 
 from .conftest import REPO_ROOT
@@ -520,7 +528,8 @@ def test_saved_folder_loads_offline_with_remote_code_in_fresh_process(model, tmp
     folder = tmp_path / "eva02at-tiny"
     model.save_pretrained(folder)
     files = set(os.listdir(folder))
-    assert {"config.json", "model.safetensors", "configuration_eva02at.py", "modeling_eva02at.py", "losses.py"} <= files
+    assert {"config.json", "model.safetensors"} <= files
+    assert {name for name in files if name.endswith(".py")} == {"configuration_eva02at.py", "modeling_eva02at.py"}
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eva02at.Eva02AtConfig",
@@ -602,3 +611,31 @@ def test_pooled_text_embedding_does_not_depend_on_the_pad_id():
         with_mask = model.get_text_features(ids, mask).pooler_output
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
     torch.testing.assert_close(ours, with_mask, atol=1e-6, rtol=0)
+
+
+def _imports(path):
+    """(relative module names, absolute top-level package names) imported anywhere in a Python file."""
+    relative, absolute = set(), set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom):
+            (relative if node.level else absolute).add(node.module)
+        elif isinstance(node, ast.Import):
+            absolute.update(alias.name for alias in node.names)
+    return relative, {name.split(".")[0] for name in absolute if name}
+
+
+def test_remote_code_files_import_only_each_other():
+    package = os.path.join(REPO_ROOT, "modeling_eva02at")
+    top_level = {name for name in os.listdir(package) if name.endswith(".py")}
+    assert top_level == {"__init__.py", *REMOTE_CODE_FILES}, "only the Hub files live at the package's top level"
+    stems = {name[:-3] for name in REMOTE_CODE_FILES}
+    for name in REMOTE_CODE_FILES:
+        relative, absolute = _imports(os.path.join(package, name))
+        assert relative <= stems, f"{name} imports {relative - stems}, which a Hub repo does not carry"
+        assert "modeling_eva02at" not in absolute, f"{name} imports the installed package"
+
+
+def test_saved_model_and_processor_folder_carries_exactly_the_remote_code_files(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16")).save_pretrained(tmp_path)
+    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".py")) == sorted(REMOTE_CODE_FILES)

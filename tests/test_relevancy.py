@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling_eva02at import relevancy as rel
-from modeling_eva02at.relevancy import (
+from modeling_eva02at.data import relevancy as rel
+from modeling_eva02at.data.relevancy import (
     build_relevancy,
     load_relevancy_pickle,
     positive_sentences,
@@ -45,8 +45,8 @@ def direct_relevancy(clip, sentence_clip):
 
 
 @pytest.fixture(scope="module")
-def ek100(shared_data):
-    folder = os.path.join(shared_data, "ek100")
+def ek100(data_dir):
+    folder = os.path.join(data_dir, "ek100")
     clips = read_retrieval_csv(os.path.join(folder, "EPIC_100_retrieval_test.csv"))
     sentences = read_sentence_csv(os.path.join(folder, "EPIC_100_retrieval_test_sentence.csv"))
     return clips, sentences, build_relevancy(clips, sentences)
@@ -103,8 +103,8 @@ def test_read_retrieval_csv_errors(tmp_path):
         read_retrieval_csv(path)
 
 
-def test_read_sentence_csvs(shared_data):
-    folder = os.path.join(shared_data, "ek100")
+def test_read_sentence_csvs(data_dir):
+    folder = os.path.join(data_dir, "ek100")
     test = read_sentence_csv(os.path.join(folder, "EPIC_100_retrieval_test_sentence.csv"))
     assert len(test) == 3842 and list(test.columns) == ["narration_id", "narration"]
     assert test["narration_id"].iloc[-1] == "P12_03_90"

@@ -118,8 +118,8 @@ def _load_ftfy():
 
 
 @pytest.fixture(scope="module")
-def bpe_path(shared_data):
-    return os.path.join(shared_data, "clip_bpe", "bpe_simple_vocab_16e6.txt.gz")
+def bpe_path(data_dir):
+    return os.path.join(data_dir, "clip_bpe", "bpe_simple_vocab_16e6.txt.gz")
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +133,8 @@ def tokenizer(request):
 
 
 @pytest.fixture(scope="module")
-def captions(shared_data):
-    path = os.path.join(shared_data, "ek100", "EPIC_100_retrieval_test_sentence.csv")
+def captions(data_dir):
+    path = os.path.join(data_dir, "ek100", "EPIC_100_retrieval_test_sentence.csv")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return [row["narration"] for row in rows[::7][:500]]

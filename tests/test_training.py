@@ -12,11 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.data import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator, timestamp_to_seconds
-from modeling_eva02at.demo_data import make_demo_dataset
-from modeling_eva02at.losses import batch_relevancy, sms_loss
+from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator, timestamp_to_seconds
+from modeling_eva02at.demo.dataset import make_demo_dataset
+from modeling_eva02at.utils.files import require_paths
+from modeling_eva02at.training.losses import batch_relevancy, sms_loss
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-from modeling_eva02at.trainer import (
+from modeling_eva02at.training.trainer import (
     Eva02AtTrainer,
     Eva02AtTrainingArguments,
     last_complete_checkpoint,
@@ -160,8 +161,10 @@ def test_annotation_table_as_hf_dataset_decodes_in_set_transform(splits, process
 def test_missing_videos_reported_before_training(splits, tmp_path):
     train, _ = splits
     dataset = Ek100MirDataset(train.annotations, str(tmp_path), train=True)
-    missing = dataset.missing_videos(limit=3)
-    assert len(missing) == 3 and all(path.startswith(str(tmp_path)) for path in missing)
+    with pytest.raises(FileNotFoundError, match=r"training videos missing under .* \(first 6\)") as error:
+        require_paths(dataset.video_paths(), "training videos", dataset.video_root)
+    missing = str(error.value).splitlines()[1:]
+    assert len(missing) == 6 and all(path.strip().startswith(str(tmp_path)) for path in missing)
 
 
 def test_relevancy_pickle_of_the_wrong_split_is_refused(demo, tmp_path):
@@ -239,7 +242,7 @@ def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, proc
     assert all(0.0 <= after[k] <= 1.0 for k in after if "mAP" in k or "nDCG" in k)
     for folder in (tmp_path, tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"):
         files = set(os.listdir(folder))
-        assert {"configuration_eva02at.py", "modeling_eva02at.py", "losses.py"} <= files, folder
+        assert {"configuration_eva02at.py", "modeling_eva02at.py"} <= files, folder
     checkpoint = set(os.listdir(tmp_path / "checkpoint-4"))
     assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "trainer_state.json"} <= checkpoint
 
@@ -355,4 +358,4 @@ def test_every_push_carries_the_remote_code_files(tmp_path, splits, processor, m
     trainer.push_to_hub(finetuned_from="tiny", tasks="video-classification")
     assert len(pushes) >= 2, pushes
     for message, files in pushes:
-        assert {"configuration_eva02at.py", "modeling_eva02at.py", "losses.py", "config.json"} <= set(files), message
+        assert {"configuration_eva02at.py", "modeling_eva02at.py", "config.json"} <= set(files), message

@@ -1,7 +1,7 @@
 """
 Eva02AtVideoProcessor and Eva02AtProcessor on tiny synthetic H.264 clips.
 
-Every test clip has its frame number stamped into the pixels (modeling_eva02at.synthetic_video), so the tests check
+Every test clip has its frame number stamped into the pixels (tests/video_helpers.py), so the tests check
 that decoding, sampling, resizing and cropping return exactly the frames SPEC section 7 asks for.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import modeling_eva02at.video_processing_eva02at as video_module
-from modeling_eva02at import synthetic_video as sv
+from . import video_helpers as sv
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
 from modeling_eva02at.video_processing_eva02at import (
     AVION_MEAN,

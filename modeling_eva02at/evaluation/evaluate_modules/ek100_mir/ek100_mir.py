@@ -1,19 +1,19 @@
 """EPIC-Kitchens-100 multi-instance retrieval mAP / nDCG as an `evaluate` metric.
 
     import evaluate
-    from modeling_eva02at.metrics import metric_path
+    from modeling_eva02at.evaluation.metrics import metric_path
 
     mir = evaluate.load(metric_path("ek100_mir"))
     mir.compute(predictions=similarity, references=relevancy)  # (num_clips, num_captions) arrays
 
-The numbers come from ``modeling_eva02at.metrics.ek100_mir_metrics``; see its docstring for the definitions.
+The numbers come from ``modeling_eva02at.evaluation.metrics.ek100_mir_metrics``; see its docstring for the definitions.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from modeling_eva02at.metrics import ek100_mir_metrics
+from modeling_eva02at.evaluation.metrics import ek100_mir_metrics
 
 
 _DESCRIPTION = """\
@@ -34,7 +34,7 @@ _CITATION = """\
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: (num_clips, num_captions) similarity matrix S = V T^T, one row per clip.
-    references: (num_clips, num_captions) relevancy matrix R in [0, 1] (see modeling_eva02at.relevancy).
+    references: (num_clips, num_captions) relevancy matrix R in [0, 1] (see modeling_eva02at.data.relevancy).
     num_workers: optional number of threads.
 Returns:
     vis2txt_mAP, txt2vis_mAP, avg_mAP, vis2txt_nDCG, txt2vis_nDCG, avg_nDCG (floats in [0, 1]).

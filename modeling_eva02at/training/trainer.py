@@ -23,8 +23,11 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.dynamic_module_utils import custom_object_save
 
+from .. import register_auto_classes
+from ..evaluation.metrics import ek100_mir_metrics
 from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss
-from .metrics import ek100_mir_metrics
+
+register_auto_classes()  # saved folders get auto_map and the remote-code files
 
 logger = logging.getLogger(__name__)
 

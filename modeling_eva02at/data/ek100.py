@@ -178,15 +178,9 @@ class Ek100MirDataset(Dataset):
             "sample_seed": int(rng.integers(2**31)),
         }
 
-    def missing_videos(self, limit: int = 10) -> list[str]:
-        """The first `limit` video paths that do not exist: checked before training, not an hour into it."""
-        missing = []
-        for path in dict.fromkeys(self.annotations.video_path(self.video_root, i, self.video_ext) for i in range(len(self))):
-            if not os.path.exists(path):
-                missing.append(path)
-                if len(missing) >= limit:
-                    break
-        return missing
+    def video_paths(self) -> list[str]:
+        """The video path of every clip, in row order (check them with `utils.files.require_paths` before a run)."""
+        return [self.annotations.video_path(self.video_root, i, self.video_ext) for i in range(len(self))]
 
 
 class VideoTextCollator:

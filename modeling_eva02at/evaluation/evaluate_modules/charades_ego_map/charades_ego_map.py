@@ -1,19 +1,19 @@
 """Charades-Ego action recognition mAP as an `evaluate` metric.
 
     import evaluate
-    from modeling_eva02at.metrics import metric_path
+    from modeling_eva02at.evaluation.metrics import metric_path
 
     charades = evaluate.load(metric_path("charades_ego_map"))
     charades.compute(predictions=scores, references=labels)  # (num_videos, 157) each
 
-The number comes from ``modeling_eva02at.metrics.charades_ego_map``.
+The number comes from ``modeling_eva02at.evaluation.metrics.charades_ego_map``.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from modeling_eva02at.metrics import charades_ego_map
+from modeling_eva02at.evaluation.metrics import charades_ego_map
 
 
 _DESCRIPTION = """\

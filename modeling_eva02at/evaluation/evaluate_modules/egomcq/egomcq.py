@@ -1,21 +1,21 @@
 """EgoMCQ accuracy (inter-video / intra-video) as an `evaluate` metric.
 
     import evaluate
-    from modeling_eva02at.metrics import metric_path
+    from modeling_eva02at.evaluation.metrics import metric_path
 
     mcq = evaluate.load(metric_path("egomcq"))
     mcq.compute(predictions=similarity, references=answers, types=types)
 
 ``predictions`` are (num_questions, 5) similarities (or predicted candidate indices), ``references`` the correct
 candidate indices, ``types`` 1 = inter-video, 2 = intra-video. The numbers come from
-``modeling_eva02at.metrics.egomcq_accuracy``.
+``modeling_eva02at.evaluation.metrics.egomcq_accuracy``.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from modeling_eva02at.metrics import egomcq_accuracy
+from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 
 
 _DESCRIPTION = """\

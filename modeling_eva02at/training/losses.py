@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..modeling_eva02at import contrastive_loss
+
 
 RELEVANCY_LEVELS = 240
 """Quantisation levels of the authors' uint8 relevancy copy: ``uint8(240 * R) / 240``."""
@@ -346,9 +348,7 @@ def infonce_loss(sim: torch.Tensor, logit_scale) -> torch.Tensor:
         logit_scale: the exponentiated scale (``1 / temperature``), a float or a scalar tensor (may need grad).
     """
     sim = _check_sim(sim)
-    logits = _as_scale(logit_scale, sim) * sim
-    targets = torch.arange(sim.shape[0], device=sim.device)
-    return 0.5 * (F.cross_entropy(logits.T, targets) + F.cross_entropy(logits, targets))
+    return contrastive_loss(_as_scale(logit_scale, sim) * sim)
 
 
 def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple) -> torch.Tensor:

@@ -8,7 +8,7 @@ It keeps everything the data pipeline sees identical to the real thing (SPEC sec
 * ``EPIC_100_retrieval_{train,test}.csv`` with the real header, ``HH:MM:SS.ff`` timestamps and Python-literal noun
   lists, and ``EPIC_100_retrieval_{train,test}_sentence.csv`` holding one row per unique caption (the first
   narration_id carrying that text), the train file with the real file's extra columns;
-* the relevancy matrix is not written: :func:`modeling_eva02at.relevancy.build_relevancy` builds it from the CSVs.
+* the relevancy matrix is not written: :func:`modeling_eva02at.data.relevancy.build_relevancy` builds it from the CSVs.
 
 What the clips show is chosen so that a model must use time to score well:
 
@@ -28,8 +28,8 @@ A later call with the same parameters finds the manifest and returns immediately
 Example:
 
 ```python
->>> from modeling_eva02at.demo_data import make_demo_dataset
->>> from modeling_eva02at.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
+>>> from modeling_eva02at.demo.dataset import make_demo_dataset
+>>> from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 >>> paths = make_demo_dataset("data/ek100_demo")
 >>> clips, captions = read_retrieval_csv(paths.train_csv), read_sentence_csv(paths.train_sentence_csv)
 >>> relevancy = build_relevancy(clips, captions)  # (num_clips, num_captions) float32
@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .synthetic_video import write_video
+from .video import write_video
 
 
 GENERATOR_VERSION = 2

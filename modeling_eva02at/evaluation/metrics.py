@@ -43,7 +43,7 @@ def metric_path(name: str) -> str:
     Example::
 
         import evaluate
-        from modeling_eva02at.metrics import metric_path
+        from modeling_eva02at.evaluation.metrics import metric_path
 
         mir = evaluate.load(metric_path("ek100_mir"))
         mir.compute(predictions=similarity, references=relevancy)
@@ -279,7 +279,7 @@ def ek100_mir_metrics(similarity, relevancy, num_workers: int | None = None) -> 
     Args:
         similarity: ``(num_videos, num_texts)`` scores ``S = V T^T`` (numpy array, or a torch tensor).
         relevancy: ``(num_videos, num_texts)`` relevancy ``R`` in ``[0, 1]`` (e.g. from
-            :func:`modeling_eva02at.relevancy.build_relevancy`).
+            :func:`modeling_eva02at.data.relevancy.build_relevancy`).
         num_workers: threads over query blocks (default: the usable CPU cores).
 
     Returns:

@@ -47,9 +47,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .configuration_eva02at import Eva02AtConfig
-from .modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
+from .. import register_auto_classes
+from ..configuration_eva02at import Eva02AtConfig
+from ..modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
 
+
+register_auto_classes()  # saved folders get auto_map and the remote-code files
 
 logger = logging.getLogger(__name__)
 
@@ -762,8 +765,8 @@ def _save_processor(config_dir: str, staging: str, num_frames: int) -> list[str]
         return [f"no processor: {config_dir} has no processor_config.json / tokenizer.json"]
     from transformers import AutoTokenizer
 
-    from .processing_eva02at import Eva02AtProcessor
-    from .video_processing_eva02at import Eva02AtVideoProcessor
+    from ..processing_eva02at import Eva02AtProcessor
+    from ..video_processing_eva02at import Eva02AtVideoProcessor
 
     # Built from the package's classes rather than AutoProcessor: the config folder holds no processing code, so
     # AutoProcessor would ask for trust_remote_code (and prompt on a terminal).

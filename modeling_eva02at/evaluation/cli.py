@@ -1,0 +1,91 @@
+"""The command-line layer shared by ``examples/eval_*.py``: flags, settings, and the run's shared tail.
+
+Importing this module is cheap (no torch), so the scripts answer ``--help`` at once; the heavy modules are imported
+when a run starts. Library functions raise errors that name the file or value; this layer adds the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that accepts every ``--dashed-flag`` also as ``--dashed_flag`` (the spelling of transformers'
+    `HfArgumentParser`, which ``examples/train_mir.py`` uses), so both spellings work in every script."""
+
+    def add_argument(self, *names, **kwargs):
+        aliases = ["--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
+        return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every `examples/eval_*.py` script takes (model, video root, encoding, cache, output)."""
+    parser.add_argument("--model", required=True, help="model folder (save_pretrained / convert_checkpoint output)")
+    parser.add_argument("--processor", default=None, help="processor folder if not in --model")
+    parser.add_argument("--video-root", required=True, help="folder of the videos")
+    parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    parser.add_argument("--text-batch-size", type=int, default=256, help="texts per forward pass")
+    parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers decoding videos")
+    parser.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: no cache)")
+    parser.add_argument("--output-json", default=None, help="write the metrics and settings here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def settings_from_args(args):
+    """:class:`~modeling_eva02at.evaluation.encoding.EncodeSettings` from the arguments of
+    :func:`add_common_arguments`, checked; errors name the flag."""
+    import os
+
+    import torch
+
+    from .encoding import EncodeSettings, resolve_device
+
+    for name in ("batch_size", "text_batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.num_frames is not None and args.num_frames < 1:
+        raise ValueError(f"--num-frames must be at least 1, got {args.num_frames}")
+    if not os.path.isdir(args.video_root):
+        raise FileNotFoundError(f"--video-root {args.video_root} is not a folder")
+    return EncodeSettings(batch_size=args.batch_size, text_batch_size=args.text_batch_size,
+                          num_workers=args.num_workers, flip=args.flip, device=resolve_device(args.device),
+                          dtype=torch.bfloat16 if args.bf16 else None, progress=not args.no_progress)  # fmt: skip
+
+
+def run_settings(args, processor) -> dict:
+    """The settings a JSON report records."""
+    return {"model": args.model, "video_root": args.video_root, "num_frames": processor.image_processor.num_frames,
+            "flip": args.flip, "bf16": args.bf16, "batch_size": args.batch_size}  # fmt: skip
+
+
+def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None], **report_fields) -> dict:
+    """The tail every eval script shares: check the settings, load the model and processor, run
+    ``evaluate(model, processor, settings, model_id)`` (an :class:`EvaluationResult`), print its table, and write
+    the JSON report (metrics, settings, `report_fields`, the paper's numbers) to ``--output-json``. Returns the report.
+    """
+    from ..utils.files import write_json
+    from ..utils.runtime import tune_cpu_allocator
+    from .cache import model_fingerprint
+    from .encoding import load_model_and_processor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    if settings.device.type == "cpu":
+        tune_cpu_allocator()
+    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
+                                                num_frames=args.num_frames, device=settings.device)  # fmt: skip
+    result = evaluate(model, processor, settings, model_fingerprint(args.model, args.processor))
+    print_table(result.metrics)
+    report = result.to_json_dict(**run_settings(args, processor), **report_fields)
+    if args.output_json:
+        write_json(args.output_json, report)
+        print(f"\nWrote {args.output_json}")
+    return report

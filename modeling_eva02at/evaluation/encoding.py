@@ -1,0 +1,269 @@
+"""Encode clips and texts into L2-normalised embeddings for evaluation.
+
+Videos are decoded in the workers of a torch ``DataLoader`` (the collator calls the processor); the model runs under
+``torch.inference_mode`` with optional autocast, and :func:`encode_videos` can average over a horizontal flip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..video_processing_eva02at import ChunkSpan
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model_and_processor(
+    model_path: str,
+    *,
+    processor_path: str | None = None,
+    num_frames: int | None = None,
+    device: str | torch.device | None = None,
+):
+    """Load an `Eva02AtModel` (float32, eval mode, on `device`) and its `Eva02AtProcessor`.
+
+    Args:
+        model_path: a folder (or Hub id) saved with `save_pretrained` / `examples/convert_checkpoint.py`.
+        processor_path: where the processor is, if not next to the model (e.g. `hub_configs/eva02at-b16`).
+        num_frames: frames per clip; default: the frame count the model was built for
+            (`config.vision_config.num_frames`). Written into the processor.
+
+    Raises:
+        FileNotFoundError: a local `model_path` without `config.json`, or no processor files where expected.
+        ValueError: the processor's crop size differs from the model's `image_size`.
+    """
+    from ..modeling_eva02at import Eva02AtModel  # local: keeps the readers importable without the model
+    from ..processing_eva02at import Eva02AtProcessor
+
+    if os.path.isdir(model_path) and not os.path.isfile(os.path.join(model_path, "config.json")):
+        raise FileNotFoundError(f"--model {model_path}: no config.json in this folder (not a saved model)")
+    processor_path = processor_path or model_path
+    if os.path.isdir(processor_path) and not os.path.isfile(os.path.join(processor_path, "processor_config.json")):
+        raise FileNotFoundError(
+            f"no processor_config.json in {processor_path}: pass the processor's folder (e.g. --processor "
+            "hub_configs/eva02at-b16)"
+        )
+    model = Eva02AtModel.from_pretrained(model_path, dtype=torch.float32)
+    model.eval().to(resolve_device(device))
+    processor = Eva02AtProcessor.from_pretrained(processor_path)
+    video = processor.image_processor
+    video.num_frames = int(num_frames or model.config.vision_config.num_frames)
+    if video.crop_size != model.config.vision_config.image_size:
+        raise ValueError(
+            f"the processor of {processor_path} crops {video.crop_size}x{video.crop_size} frames but the model "
+            f"{model_path} takes {model.config.vision_config.image_size}x{model.config.vision_config.image_size}"
+        )
+    return model, processor
+
+
+@dataclass
+class EncodeSettings:
+    """How clips and texts are encoded; everything here but the batch sizes, workers and device is in the cache key.
+
+    Args:
+        batch_size: clips per forward pass.
+        text_batch_size: texts per forward pass.
+        num_workers: DataLoader workers that decode videos (0: in the main process).
+        flip: horizontal-flip test-time augmentation (see :func:`encode_videos`).
+        device: default: CUDA when available.
+        dtype: autocast dtype (e.g. `torch.bfloat16` on CUDA); None runs in float32.
+        progress: tqdm progress bars.
+    """
+
+    batch_size: int = 16
+    text_batch_size: int = 256
+    num_workers: int = 0
+    flip: bool = False
+    device: str | torch.device | None = None
+    dtype: torch.dtype | None = None
+    progress: bool = True
+
+    def cache_fields(self) -> dict:
+        return {"flip": bool(self.flip), "dtype": str(self.dtype or torch.float32)}
+
+
+
+def split_frames(durations: Sequence[float], num_frames: int) -> list[int]:
+    """Share `num_frames` among pieces of a clip in proportion to their durations (largest remainder; sums exactly)."""
+    durations = np.asarray(durations, dtype=np.float64)
+    exact = num_frames * durations / durations.sum()
+    counts = np.floor(exact).astype(int)
+    for index in np.argsort(-(exact - counts), kind="stable")[: num_frames - counts.sum()]:
+        counts[index] += 1
+    return counts.tolist()
+
+
+class _ClipDataset(Dataset):
+    """Rows `{"video", "start", "end"}`; `video` is anything the processor reads or a tuple of `ChunkSpan`s."""
+
+    def __init__(self, videos, starts, ends):
+        self.videos, self.starts, self.ends = videos, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"video": self.videos[index], "start": self.starts[index], "end": self.ends[index]}
+
+
+class ClipCollator:
+    """Decodes a batch of clips with the processor (in DataLoader workers) into `pixel_values_videos`.
+
+    A clip given as a tuple of :class:`ChunkSpan` (a clip over several chunk files) is decoded piece by piece, its
+    frames shared among the pieces in proportion to their durations (each piece sampled at its segment midpoints),
+    and the frames are concatenated before the processor's resize / crop / normalisation.
+    """
+
+    def __init__(self, processor, num_frames: int | None = None):
+        self.processor = processor
+        self.num_frames = num_frames or processor.image_processor.num_frames
+
+    def _spans_to_frames(self, spans: tuple[ChunkSpan, ...]) -> np.ndarray:
+        video = self.processor.image_processor
+        counts = split_frames([span.local_end - span.local_start for span in spans], self.num_frames)
+        pieces = [
+            video.load_frames(span.path, count, start=span.local_start, end=span.local_end)
+            for span, count in zip(spans, counts)
+            if count > 0
+        ]
+        return np.concatenate(pieces)
+
+    def __call__(self, items: list[dict]) -> torch.Tensor:
+        videos, starts, ends = [], [], []
+        for item in items:
+            if isinstance(item["video"], tuple):  # already decoded here: no start / end left to apply
+                videos.append(self._spans_to_frames(item["video"]))
+                starts.append(None)
+                ends.append(None)
+            else:
+                videos.append(item["video"])
+                starts.append(item["start"])
+                ends.append(item["end"])
+        return self.processor(videos=videos, start=starts, end=ends, num_frames=self.num_frames)["pixel_values_videos"]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _video_embedding(model, pixel_values: torch.Tensor, flip: bool) -> torch.Tensor:
+    embeds = F.normalize(model.get_video_features(pixel_values_videos=pixel_values).pooler_output.float(), dim=-1)
+    if flip:
+        flipped = model.get_video_features(pixel_values_videos=pixel_values.flip(-1)).pooler_output.float()
+        embeds = F.normalize(embeds + F.normalize(flipped, dim=-1), dim=-1)
+    return embeds
+
+
+def encode_videos(
+    model,
+    processor,
+    videos: Sequence,
+    *,
+    starts: Sequence[float | None] | None = None,
+    ends: Sequence[float | None] | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    flip: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    num_frames: int | None = None,
+    progress: bool = True,
+    description: str = "Encoding videos",
+) -> torch.Tensor:
+    """L2-normalised float32 video embeddings `(len(videos), projection_dim)` on the CPU, in input order.
+
+    Args:
+        videos: one entry per clip: a path (a file or an AVION chunk folder), anything else the processor reads, or
+            a tuple of :class:`ChunkSpan` for a clip spread over several chunk files.
+        starts / ends: clip bounds in seconds (None: the whole video).
+        batch_size / num_workers: DataLoader settings; decoding runs in the workers.
+        flip: horizontal-flip test-time augmentation. The embedding is
+            ``normalize(normalize(f(x)) + normalize(f(flip(x))))``, where ``flip`` mirrors every frame left-right
+            (after the center crop): the mean of the two unit embeddings, re-normalised.
+        device: default: CUDA when available (the model must already be there).
+        dtype: autocast dtype, e.g. `torch.bfloat16` on CUDA; None runs in float32.
+        num_frames: frames per clip (default: the processor's).
+
+    Raises:
+        FileNotFoundError, VideoDecodeError (a ValueError): a clip cannot be read (raised from the workers).
+    """
+    count = len(videos)
+    starts = [None] * count if starts is None else list(starts)
+    ends = [None] * count if ends is None else list(ends)
+    if len(starts) != count or len(ends) != count:
+        raise ValueError(f"{count} videos but {len(starts)} starts and {len(ends)} ends")
+    device = resolve_device(device)
+    loader = DataLoader(
+        _ClipDataset(list(videos), starts, ends),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=ClipCollator(processor, num_frames),
+        pin_memory=device.type == "cuda",
+    )
+    embeds = []
+    with torch.inference_mode(), _autocast(device, dtype):
+        for pixel_values in tqdm(loader, desc=description, disable=not progress, unit="batch"):
+            embeds.append(_video_embedding(model, pixel_values.to(device, non_blocking=True), flip).cpu())
+    return torch.cat(embeds) if embeds else torch.empty(0, model.config.projection_dim)
+
+
+class _TextCollator:
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, texts: list[str]) -> dict:
+        return dict(self.processor(text=list(texts), return_tensors="pt"))
+
+
+def encode_texts(
+    model,
+    processor,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+    description: str = "Encoding texts",
+) -> torch.Tensor:
+    """L2-normalised float32 text embeddings `(len(texts), projection_dim)` on the CPU, in input order.
+
+    Texts are tokenized by the processor (CLIP BPE, 77 tokens) in the DataLoader's collate function; `dtype` is an
+    optional autocast dtype as in :func:`encode_videos`.
+    """
+    device = resolve_device(device)
+    loader = DataLoader(list(texts), batch_size=batch_size, collate_fn=_TextCollator(processor))
+    embeds = []
+    with torch.inference_mode(), _autocast(device, dtype):
+        for batch in tqdm(loader, desc=description, disable=not progress, unit="batch"):
+            features = model.get_text_features(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).pooler_output
+            embeds.append(F.normalize(features.float(), dim=-1).cpu())
+    return torch.cat(embeds) if embeds else torch.empty(0, model.config.projection_dim)
+
+
+def encode_class_texts(
+    model, processor, class_names: Sequence[str], templates: Sequence[str], settings: EncodeSettings
+) -> torch.Tensor:
+    """One embedding per class: the normalised mean of its normalised embeddings over `templates` (as LaViLa)."""
+    texts = [template.format(name) for name in class_names for template in templates]
+    embeds = encode_texts(model, processor, texts, settings.text_batch_size, settings.device, dtype=settings.dtype,
+                          progress=settings.progress, description="Encoding class texts")  # fmt: skip
+    return F.normalize(embeds.view(len(class_names), len(templates), -1).mean(dim=1), dim=-1)

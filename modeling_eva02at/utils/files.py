@@ -1,0 +1,64 @@
+"""File helpers: one way to report missing inputs and one way to write a file that is never seen half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+
+
+def missing_paths(paths: Iterable[str], limit: int = 10) -> list[str]:
+    """The first `limit` of `paths` (duplicates skipped) that do not exist."""
+    missing = []
+    for path in dict.fromkeys(paths):
+        if not os.path.exists(path):
+            missing.append(path)
+            if len(missing) >= limit:
+                break
+    return missing
+
+
+def require_paths(paths: Iterable[str], what: str, where: str) -> None:
+    """Raise `FileNotFoundError` listing the first missing ones of `paths`, e.g. "videos missing under /data"."""
+    missing = missing_paths(paths)
+    if missing:
+        raise FileNotFoundError(f"{what} missing under {where} (first {len(missing)}):\n  " + "\n  ".join(missing))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, prefix: str = ".tmp-") -> Iterator[str]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one `os.replace`, on error it is
+    removed. Readers therefore see the old file or the complete new one, never a truncated one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _json_ready(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write `data` as indented JSON, atomically (NaN and infinities written as null)."""
+    with atomic_path(path, prefix=".json-") as temporary, open(temporary, "w") as file:
+        json.dump(_json_ready(data), file, indent=2, default=str)
+        file.write("\n")
+
+
+__all__ = ["atomic_path", "missing_paths", "require_paths", "write_json"]
