@@ -1,4 +1,4 @@
-"""Fine-tune EVA02-AT for EPIC-Kitchens-100 multi-instance retrieval (SPEC 8) with the SMS loss.
+"""Fine-tune EVA02-AT for EPIC-Kitchens-100 multi-instance retrieval (docs/recipes.md) with the SMS loss.
 
     accelerate launch examples/train_mir.py                     # the demo: synthetic EK-100-format data, tiny model
     accelerate launch --multi_gpu --num_processes 4 examples/train_mir.py \

@@ -9,7 +9,7 @@ from transformers import CLIPTextConfig, PreTrainedConfig
 @strict
 class Eva02AtVisionConfig(PreTrainedConfig):
     r"""
-    The EVA02 ViT video tower (SPEC section 1). Defaults are EVA02-AT-B/16.
+    The EVA02 ViT video tower (docs/architecture.md). Defaults are EVA02-AT-B/16.
 
     num_frames: frames the temporal embedding is trained for; other counts interpolate it.
     max_num_frames: hard limit on frames at inference (the token count grows as 1 + T * P).

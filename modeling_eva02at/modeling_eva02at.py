@@ -27,7 +27,7 @@ from .configuration_eva02at import Eva02AtConfig, Eva02AtVisionConfig
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Spatial-temporal rotary position embedding (SPEC 1.1)
+# Spatial-temporal rotary position embedding (docs/architecture.md)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -77,7 +77,7 @@ def apply_rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent channel pairs (x[2i], x[2i+1]) of x (..., L, H, d) by the angles of `freqs` (L, 1, d/2).
 
     A pair read as the complex number a + ib times cos(phi) + i sin(phi) is (a cos - b sin) + i (a sin + b cos):
-    exactly the rotation of SPEC 1.1, done by one complex multiply instead of the rotate-half arithmetic (one
+    exactly the rotation of docs/architecture.md, done by one complex multiply instead of the rotate-half arithmetic (one
     memory pass instead of five; 16x faster on CPU at 3137 tokens). EVA02's interleaved pair layout, not the
     split-halves one of many language models.
     """

@@ -1,7 +1,7 @@
 """
 Video processor for EVA02-AT: decode a clip, sample its frames, resize, center crop and normalise.
 
-The frame sampling follows SPEC section 7 and AVION's loader: the clip [start, end) seconds becomes the frame range
+The frame sampling follows docs/data_formats.md and AVION's loader: the clip [start, end) seconds becomes the frame range
 s = round(start * fps), e = round(end * fps), which is cut into T equal segments; evaluation takes each segment's
 midpoint (floor), training shifts it uniformly within the segment. Long videos can be read whole, as a clip given by
 `start` / `end` seconds (EPIC-Kitchens-100), or from AVION's 15-second chunk layout
@@ -42,7 +42,7 @@ except ImportError:
 
 logger = logging.get_logger(__name__)
 
-# AVION's checkpoints were trained on 0-255 values with these statistics (SPEC section 7).
+# AVION's checkpoints were trained on 0-255 values with these statistics (docs/data_formats.md).
 AVION_MEAN = (108.3273, 116.7460, 104.0937)
 AVION_STD = (68.5005, 66.6322, 70.3232)
 NORMALIZATION_PRESETS = {
@@ -72,7 +72,7 @@ class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Frame sampling (SPEC section 7)
+# Frame sampling (docs/data_formats.md)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -453,7 +453,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     r"""
     Turns videos into EVA02-AT's `pixel_values_videos`: a float32 tensor (batch, num_frames, 3, crop_size, crop_size).
 
-    Per video: decode, sample `num_frames` frames (SPEC section 7), resize the short side to `size` (bilinear with
+    Per video: decode, sample `num_frames` frames (docs/data_formats.md), resize the short side to `size` (bilinear with
     antialiasing, on uint8 frames as PIL-based CLIP preprocessing does), center crop `crop_size`, rescale to [0, 1]
     and normalise with the CLIP mean / std.
 
@@ -479,7 +479,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     A video is a path (a file, or an AVION chunk folder `<video_id>.MP4/`), bytes, a binary file-like object, a
     (T, H, W, 3) or (T, 3, H, W) array / tensor of 0-255 values (uint8 or float), or a list of PIL images or
     (H, W, 3) frames; a list of videos is a batch (videos may differ in length and size). Seconds become frames with
-    the stream's average frame rate (SPEC section 7), which is exact for constant-frame-rate video; frames are
+    the stream's average frame rate (docs/data_formats.md), which is exact for constant-frame-rate video; frames are
     numbered in presentation order, so index-based sampling is exact for variable frame rates too.
     """
 

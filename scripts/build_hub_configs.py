@@ -1,4 +1,4 @@
-"""Write hub_configs/eva02at-{b16,l14}/config.json: the two paper sizes of SPEC sections 1-2.
+"""Write hub_configs/eva02at-{b16,l14}/config.json: the two paper sizes of docs/architecture.md.
 
     python scripts/build_hub_configs.py
 

@@ -167,7 +167,7 @@ def test_videos_are_h264_at_the_requested_size(demo, decoded):
 def test_timestamps_map_to_frames_inside_the_video(demo, decoded):
     for row in _rows(demo.train_csv) + _rows(demo.test_csv):
         num_frames = len(decoded[_video_path(demo, row)])
-        # SPEC section 7 sampling: s = round(start * fps), e = round(stop * fps).
+        # docs/data_formats.md sampling: s = round(start * fps), e = round(stop * fps).
         start, stop = round(_seconds(row["start_timestamp"]) * FPS), round(_seconds(row["stop_timestamp"]) * FPS)
         assert 0 <= start < stop <= num_frames
         assert stop - start == int(row["stop_frame"]) - int(row["start_frame"]) + 1

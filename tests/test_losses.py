@@ -1,4 +1,4 @@
-"""Tests of modeling_eva02at.training.losses against direct Python-loop transcriptions of SPEC section 4 / 5.
+"""Tests of modeling_eva02at.training.losses against direct Python-loop transcriptions of docs/losses.md, docs/relevancy.md.
 
 The references below read the *full* relevancy matrix R with the spec's indices (R[i_b, p_a], R[i_a, p_b]) and
 loop over ordered pairs, so they share no code and no layout convention with the vectorised implementation.
@@ -41,7 +41,7 @@ def q240(x):
 
 
 def ref_sms(sim, R, vid, sent, r_pos, quantize=True, gamma=0.6, tau=0.1, lam=1.1 / 240):
-    """SPEC section 4, literally. Returns (loss, {(direction, branch): count})."""
+    """docs/losses.md, literally. Returns (loss, {(direction, branch): count})."""
     sim = sim.tolist()
     look = q240 if quantize else (lambda x: x)
     n = len(vid)

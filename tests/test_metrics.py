@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC section 6): EK-100 MIR mAP / nDCG, EgoMCQ accuracy, Charades-Ego mAP, and the
+"""Evaluation metrics (docs/metrics.md): EK-100 MIR mAP / nDCG, EgoMCQ accuracy, Charades-Ego mAP, and the
 evaluate modules that wrap them."""
 
 import math

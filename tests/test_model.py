@@ -1,4 +1,4 @@
-"""The EVA02-AT dual encoder: ST-RoPE against SPEC 1.1, attention backends, saving and remote-code loading."""
+"""The EVA02-AT dual encoder: ST-RoPE against docs/architecture.md, attention backends, saving and remote-code loading."""
 
 import ast
 import json
@@ -70,12 +70,12 @@ def model():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Spatial-temporal RoPE (SPEC 1.1)
+# Spatial-temporal RoPE (docs/architecture.md)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 def spec_angle(t, h, w, i, head_dim, grid, theta=10000.0, ref_grid=16):
-    """phi_i of the patch at frame t, row h, column w, written out from SPEC 1.1 one scalar at a time."""
+    """phi_i of the patch at frame t, row h, column w, written out from docs/architecture.md one scalar at a time."""
     quarter = head_dim // 4
     if i < quarter:
         spatial = (h * ref_grid / grid) * theta ** (-i / quarter)

@@ -1,4 +1,4 @@
-"""EK-100 MIR relevancy (SPEC section 5): CSV readers, the relevancy matrix, safe pickle loading, hard mining."""
+"""EK-100 MIR relevancy (docs/relevancy.md): CSV readers, the relevancy matrix, safe pickle loading, hard mining."""
 
 import os
 import pickle
@@ -39,7 +39,7 @@ def write_retrieval(path, rows, prefix=None):
 
 
 def direct_relevancy(clip, sentence_clip):
-    """SPEC section 5 for one pair, straight from the two retrieval rows."""
+    """docs/relevancy.md for one pair, straight from the two retrieval rows."""
     a, b = set(clip["all_noun_classes"]), set(sentence_clip["all_noun_classes"])
     return 0.5 * (clip["verb_class"] == sentence_clip["verb_class"]) + 0.5 * len(a & b) / len(a | b)
 

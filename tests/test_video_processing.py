@@ -2,7 +2,7 @@
 Eva02AtVideoProcessor and Eva02AtProcessor on tiny synthetic H.264 clips.
 
 Every test clip has its frame number stamped into the pixels (tests/video_helpers.py), so the tests check
-that decoding, sampling, resizing and cropping return exactly the frames SPEC section 7 asks for.
+that decoding, sampling, resizing and cropping return exactly the frames docs/data_formats.md asks for.
 """
 
 import io
@@ -90,7 +90,7 @@ def processor():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Frame sampling (SPEC section 7)
+# Frame sampling (docs/data_formats.md)
 # ---------------------------------------------------------------------------------------------------------------------
 
 

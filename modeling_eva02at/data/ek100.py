@@ -47,7 +47,7 @@ class Ek100MirAnnotations:
 
     @classmethod
     def from_files(cls, retrieval_csv, sentence_csv, relevancy=None) -> "Ek100MirAnnotations":
-        """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs (SPEC 5)."""
+        """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs (docs/relevancy.md)."""
         clips = read_retrieval_csv(retrieval_csv)
         sentences = read_sentence_csv(sentence_csv)
         if relevancy is None:

@@ -1,4 +1,4 @@
-"""EPIC-Kitchens-100 multi-instance retrieval (MIR) relevancy: the soft labels of SPEC section 5.
+"""EPIC-Kitchens-100 multi-instance retrieval (MIR) relevancy: the soft labels of docs/relevancy.md.
 
 For a clip ``i`` and a caption ``p``::
 
@@ -225,7 +225,7 @@ def _key_relevancy(verbs: np.ndarray, indicator: np.ndarray, columns: np.ndarray
 
 
 def build_relevancy(retrieval_df: pd.DataFrame, sentence_df: pd.DataFrame) -> np.ndarray:
-    """Build the EK-100 MIR relevancy matrix of SPEC section 5.
+    """Build the EK-100 MIR relevancy matrix of docs/relevancy.md.
 
     Args:
         retrieval_df: clips, as returned by :func:`read_retrieval_csv` (needs ``narration_id``, ``verb_class``,

@@ -1,7 +1,7 @@
 """A small synthetic dataset in the exact EPIC-Kitchens-100 multi-instance retrieval (MIR) file formats.
 
 The real EK-100 videos are hundreds of gigabytes, so the training demo and the tests run on this stand-in instead.
-It keeps everything the data pipeline sees identical to the real thing (SPEC section 7):
+It keeps everything the data pipeline sees identical to the real thing (docs/data_formats.md):
 
 * full videos ``<video_root>/<participant>/<video_id>.MP4`` (H.264), each holding several annotated clips back to
   back with short idle gaps, so that clips are cut out EK-100-style by their start / stop timestamps;

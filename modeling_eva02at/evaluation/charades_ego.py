@@ -118,7 +118,7 @@ def evaluate_charades_ego(
     cache_dir: str | None = None,
     model_id=None,
 ) -> EvaluationResult:
-    """Charades-Ego mAP (SPEC 6): each labelled video, frames sampled over the whole video, against the class texts
+    """Charades-Ego mAP (docs/metrics.md): each labelled video, frames sampled over the whole video, against the class texts
     (`templates` filled with the class name; several templates are averaged, see :func:`encode_class_texts`)."""
     for template in templates:
         if "{}" not in template:

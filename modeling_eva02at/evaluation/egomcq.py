@@ -238,7 +238,7 @@ def evaluate_egomcq(
     cache_dir: str | None = None,
     model_id=None,
 ) -> EvaluationResult:
-    """EgoMCQ inter- / intra-video accuracy (SPEC 6): each question's query **text** against its candidate **clips**
+    """EgoMCQ inter- / intra-video accuracy (docs/metrics.md): each question's query **text** against its candidate **clips**
     (prediction: the highest cosine similarity). Distinct clips and texts are encoded once."""
     started = time.perf_counter()
     videos, starts, ends = questions.clip_videos(video_root, layout, video_ext=video_ext, chunk_seconds=chunk_seconds)

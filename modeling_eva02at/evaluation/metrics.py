@@ -1,4 +1,4 @@
-"""Evaluation metrics of EVA02-AT (SPEC section 6) as plain numpy functions.
+"""Evaluation metrics of EVA02-AT (docs/metrics.md) as plain numpy functions.
 
 * :func:`ek100_mir_metrics`: EPIC-Kitchens-100 multi-instance retrieval mAP and nDCG, both directions. Same numbers
   as the official evaluation code for about 1/7 of its CPU time and 1/25 of its memory (see its docstring).
@@ -249,7 +249,7 @@ def _mean_over_defined(values: np.ndarray, defined: np.ndarray, what: str, reaso
 
 
 def ek100_mir_metrics(similarity, relevancy, num_workers: int | None = None) -> dict[str, float]:
-    r"""EPIC-Kitchens-100 multi-instance retrieval mAP and nDCG (SPEC section 6), as fractions in ``[0, 1]``.
+    r"""EPIC-Kitchens-100 multi-instance retrieval mAP and nDCG (docs/metrics.md), as fractions in ``[0, 1]``.
 
     Video->text queries are the rows of ``similarity`` / ``relevancy``, text->video queries their columns.
 

@@ -21,7 +21,7 @@ PAPER_RESULTS = {
         "egomcq": {"inter_video_accuracy": 95.9, "intra_video_accuracy": 66.5},
     },
 }
-"""The paper's reported numbers (SPEC section 9), in percent; EgoClip+ pretraining, SMS fine-tuning. The paper gives
+"""The paper's reported numbers (docs/results.md), in percent; EgoClip+ pretraining, SMS fine-tuning. The paper gives
 only the mean of the two EK-100 MIR directions."""
 
 

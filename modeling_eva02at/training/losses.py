@@ -1,4 +1,4 @@
-"""Training losses of EVA02-AT (SPEC section 4) and the EK-100 relevancy look-ups they need (SPEC section 5).
+"""Training losses of EVA02-AT (docs/losses.md) and the EK-100 relevancy look-ups they need (docs/relevancy.md).
 
 Conventions shared by every loss in this file:
 
@@ -19,7 +19,7 @@ Conventions shared by every loss in this file:
 Margin losses average over the ``2 N (N - 1)`` ordered off-diagonal terms (text->video and video->text); the
 diagonal is excluded, as in EgoVLP / AVION's ``MaxMarginRankingLoss(fix_norm=True)``.
 
-SMS defaults follow the authors' code (SPEC section 4): candidates' relevancies quantised as ``uint8(240 R) / 240``
+SMS defaults follow the authors' code (docs/losses.md): candidates' relevancies quantised as ``uint8(240 R) / 240``
 (:func:`batch_relevancy` with ``quantized=True``), edge ``lambda = 1.1 / 240`` (:data:`SMS_EDGE_CODE`), positives'
 relevancies unquantised. The paper's variant is ``batch_relevancy(..., quantized=False)`` together with
 ``get_loss("sms", edge=SMS_EDGE_PAPER)``.
@@ -136,7 +136,7 @@ def _anchor_distances(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Relevancy (SPEC section 5) reduced to what a batch needs
+# Relevancy (docs/relevancy.md) reduced to what a batch needs
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -152,7 +152,7 @@ class BatchRelevancy:
         positive: ``(N,)``; ``r_a = R[i_a, p_a]``, the relevancy of each sample's own (text, video) pair,
             unquantised (it comes straight from the data loader in the authors' code).
 
-    One matrix serves both SMS directions (SPEC section 4), because both index the same ``R``:
+    One matrix serves both SMS directions (docs/losses.md), because both index the same ``R``:
 
     * text->video, anchor text ``a``, candidate video ``b``: ``R[i_b, p_a] = pairwise[a, b]``
       (:attr:`text_to_video`);
@@ -255,7 +255,7 @@ def batch_relevancy(
 ) -> BatchRelevancy:
     r"""Look up what the relevancy-aware losses need for one batch in a full relevancy matrix.
 
-    ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, SPEC section 5). Sample ``a``
+    ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, docs/relevancy.md). Sample ``a``
     of the batch is the clip ``i_a = video_idx[a]`` paired with the sentence ``p_a = sentence_idx[a]`` drawn as its
     positive. Returns :class:`BatchRelevancy` with
 
@@ -333,12 +333,12 @@ def hard_batch_relevancy(labels: Sequence[int] | _TensorOrArray, device=None,
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Losses (SPEC section 4)
+# Losses (docs/losses.md)
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def infonce_loss(sim: torch.Tensor, logit_scale) -> torch.Tensor:
-    r"""Symmetric InfoNCE (CLIP): ``0.5 * [CE(scale * V T^T, I) + CE(scale * T V^T, I)]`` (SPEC section 4).
+    r"""Symmetric InfoNCE (CLIP): ``0.5 * [CE(scale * V T^T, I) + CE(scale * T V^T, I)]`` (docs/losses.md).
 
     With ``sim = T V^T`` the text->video logits are ``scale * sim`` and the video->text logits ``scale * sim.T``;
     the target of row ``a`` is column ``a``.
@@ -367,7 +367,7 @@ def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple
 
 
 def egonce_loss(sim: torch.Tensor, logit_scale, verb_ids, noun_ids) -> torch.Tensor:
-    r"""EgoNCE (EgoVLP; SPEC section 4, optional): InfoNCE whose positives are all pairs sharing verb **and** noun.
+    r"""EgoNCE (EgoVLP; docs/losses.md, optional): InfoNCE whose positives are all pairs sharing verb **and** noun.
 
     ``P(a) = {b : verb(a) ~ verb(b) and noun(a) ~ noun(b)} | {a}`` where ``~`` is equality of class ids (1-D
     input) or a shared class (2-D multi-hot input). With ``l = scale * sim``:
@@ -396,7 +396,7 @@ def egonce_loss(sim: torch.Tensor, logit_scale, verb_ids, noun_ids) -> torch.Ten
 
 
 def max_margin_loss(sim: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
-    r"""MI-MM, the max-margin ranking loss (SPEC section 4): for every ordered pair ``a != b``
+    r"""MI-MM, the max-margin ranking loss (docs/losses.md): for every ordered pair ``a != b``
 
         text->video:  relu(m - (s_aa - s_ab))
         video->text:  relu(m - (s_aa - s_ba))
@@ -411,7 +411,7 @@ def max_margin_loss(sim: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
 
 
 def adaptive_max_margin_loss(sim: torch.Tensor, positive_relevancy: torch.Tensor, margin: float = 0.4) -> torch.Tensor:
-    r"""Adaptive MI-MM (SPEC section 4): MI-MM whose margin is ``m * r_a``, ``r_a`` = relevancy of the anchor's
+    r"""Adaptive MI-MM (docs/losses.md): MI-MM whose margin is ``m * r_a``, ``r_a`` = relevancy of the anchor's
     positive pair (the same ``r_a`` for both directions of anchor ``a``):
 
         relu(m r_a - (s_aa - s_ab))  and  relu(m r_a - (s_aa - s_ba)),  mean over the 2 N (N - 1) terms a != b.
@@ -445,7 +445,7 @@ def sms_loss(
     tau: float = 0.1,
     edge: float = SMS_EDGE_CODE,
 ) -> torch.Tensor:
-    r"""Symmetric Multi-Similarity loss (SPEC section 4; Wang et al., arXiv 2406.12256).
+    r"""Symmetric Multi-Similarity loss (docs/losses.md; Wang et al., arXiv 2406.12256).
 
     Sample ``a`` = clip ``i_a`` with positive sentence ``p_a`` and ``r_a = R[i_a, p_a]``. For each ordered pair
     ``a != b``:
@@ -494,7 +494,7 @@ def sms_hard_loss(
     margin: float = 0.3,
     tau: float = 0.1,
 ) -> torch.Tensor:
-    r"""SMS for hard 0/1 labels (Charades-Ego, SPEC section 4): every positive has ``r_a = 1`` and candidates are
+    r"""SMS for hard 0/1 labels (Charades-Ego, docs/losses.md): every positive has ``r_a = 1`` and candidates are
     0 or 1, so only two cases exist:
 
         Delta = 1 (candidate irrelevant):        relu(gamma - d)

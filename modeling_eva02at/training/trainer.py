@@ -5,7 +5,7 @@
   loss (SMS by default). Every rank computes the same global loss; the gradient then equals one process on the
   concatenated batch (all_gather's backward sums over ranks, DDP averages).
 - `evaluate` encodes the eval split and reports EK-100 MIR mAP / nDCG, so `metric_for_best_model` works.
-- The warm-up-then-cosine schedule of SPEC 8 (1e-6 -> lr over the warm-up, then cosine to `min_lr`).
+- The warm-up-then-cosine schedule of docs/recipes.md (1e-6 -> lr over the warm-up, then cosine to `min_lr`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Eva02AtTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the retrieval losses' settings and SPEC 8's learning-rate schedule.
+    """`TrainingArguments` plus the retrieval losses' settings and docs/recipes.md's learning-rate schedule.
 
     Defaults that differ from transformers': `remove_unused_columns=False` (rows carry paths and indices the model
     does not take), `ddp_find_unused_parameters=False`, `average_tokens_across_devices=False` (the loss is already
@@ -54,9 +54,9 @@ class Eva02AtTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "look candidates' relevancy up as uint8(240 R)/240, as the authors' code"}
     )
     warmup_start_lr: float | None = field(
-        default=None, metadata={"help": "SPEC 8 schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"}
+        default=None, metadata={"help": "docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"}
     )
-    min_lr: float | None = field(default=None, metadata={"help": "SPEC 8 schedule: final lr of the cosine (e.g. 2e-6)"})
+    min_lr: float | None = field(default=None, metadata={"help": "docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)"})
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
     average_tokens_across_devices: bool = field(default=False)
