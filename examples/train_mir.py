@@ -34,6 +34,7 @@ from modeling_eva02at.processing_eva02at import Eva02AtProcessor  # noqa: E402
 from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
 from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments  # noqa: E402
 from modeling_eva02at.utils.files import require_paths  # noqa: E402
+from modeling_eva02at.utils.processor import match_processor_to_model  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("train_mir")
@@ -117,10 +118,7 @@ def load_model_and_processor(data_args, demo: bool):
     processor_source = data_args.model if weights and os.path.exists(
         os.path.join(data_args.model, "processor_config.json")) else tokenizer_folder
     processor = Eva02AtProcessor.from_pretrained(processor_source)
-    video = processor.image_processor
-    # The processor feeds this model: its frame count and crop follow the model's config.
-    video.num_frames = config.vision_config.num_frames
-    video.size = video.crop_size = config.vision_config.image_size
+    match_processor_to_model(processor, config, resize=True)
     return model, processor
 
 

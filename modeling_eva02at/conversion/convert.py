@@ -50,6 +50,7 @@ import torch
 from .. import register_auto_classes
 from ..configuration_eva02at import Eva02AtConfig
 from ..modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
+from ..utils.processor import match_processor_to_model
 
 
 register_auto_classes()  # saved folders get auto_map and the remote-code files
@@ -756,8 +757,9 @@ def _makedirs(path: str) -> list[str]:
     return list(reversed(created))
 
 
-def _save_processor(config_dir: str, staging: str, num_frames: int) -> list[str]:
-    """Copy the processor (video processor + CLIP tokenizer) of `config_dir` into `staging`, if it has one."""
+def _save_processor(config_dir: str, staging: str, config: Eva02AtConfig) -> list[str]:
+    """Copy the processor (video processor + CLIP tokenizer) of `config_dir` into `staging`, if it has one, set to
+    the converted model's frame count and image size."""
     if not os.path.isfile(os.path.join(config_dir, "processor_config.json")) or not os.path.isfile(
         os.path.join(config_dir, "tokenizer.json")
     ):
@@ -771,10 +773,7 @@ def _save_processor(config_dir: str, staging: str, num_frames: int) -> list[str]
     # Built from the package's classes rather than AutoProcessor: the config folder holds no processing code, so
     # AutoProcessor would ask for trust_remote_code (and prompt on a terminal).
     video_processor = Eva02AtVideoProcessor.from_pretrained(config_dir)
-    notes = []
-    if getattr(video_processor, "num_frames", num_frames) != num_frames:
-        notes.append(f"processor num_frames set to {num_frames} (was {video_processor.num_frames})")
-        video_processor.num_frames = num_frames
+    notes = match_processor_to_model(video_processor, config, resize=True)
     processor = Eva02AtProcessor(image_processor=video_processor, tokenizer=AutoTokenizer.from_pretrained(config_dir))
     Eva02AtVideoProcessor.register_for_auto_class("AutoImageProcessor")
     Eva02AtProcessor.register_for_auto_class("AutoProcessor")
@@ -822,7 +821,7 @@ def convert_checkpoint(
         logger.info("Writing the model to %s", staging)
         model.to(dtype).save_pretrained(staging)
         if save_processor:
-            result.notes += _save_processor(config_dir, staging, result.config.vision_config.num_frames)
+            result.notes += _save_processor(config_dir, staging, result.config)
         _verify_saved(staging, model)
         result.files = sorted(os.listdir(staging))
         # mkdtemp makes a private (0700) folder: give the result the permissions a plain mkdir would.

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..utils.processor import match_processor_to_model
 from ..video_processing_eva02at import ChunkSpan
 
 
@@ -60,13 +61,10 @@ def load_model_and_processor(
     model = Eva02AtModel.from_pretrained(model_path, dtype=torch.float32)
     model.eval().to(resolve_device(device))
     processor = Eva02AtProcessor.from_pretrained(processor_path)
-    video = processor.image_processor
-    video.num_frames = int(num_frames or model.config.vision_config.num_frames)
-    if video.crop_size != model.config.vision_config.image_size:
-        raise ValueError(
-            f"the processor of {processor_path} crops {video.crop_size}x{video.crop_size} frames but the model "
-            f"{model_path} takes {model.config.vision_config.image_size}x{model.config.vision_config.image_size}"
-        )
+    try:
+        match_processor_to_model(processor, model.config, num_frames)
+    except ValueError as error:
+        raise ValueError(f"{error}: the processor of {processor_path} does not fit the model {model_path}") from None
     return model, processor
 
 
