@@ -41,9 +41,9 @@ def build(name: str, batch: int, frames: int, workers: int):
         from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator
         from modeling_eva02at.demo.dataset import make_demo_dataset
 
-        data_args = train_mir.DataArguments()
-        model, processor = train_mir.load_model_and_processor(data_args, demo=True)
-        paths = make_demo_dataset(data_args.demo_dir)
+        demo_args = train_mir.build_parser().parse_args([])  # the demo's defaults: its own model, random init
+        model, processor = train_mir.load_model_and_processor(demo_args)
+        paths = make_demo_dataset(demo_args.demo_dir)
         dataset = Ek100MirDataset(Ek100MirAnnotations.from_files(paths.train_csv, paths.train_sentence_csv),
                                   paths.video_root, train=True)  # fmt: skip
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,

@@ -1,66 +1,43 @@
+#!/usr/bin/env python
 """Fine-tune EVA02-AT for EPIC-Kitchens-100 multi-instance retrieval (docs/recipes.md) with the SMS loss.
 
     accelerate launch examples/train_mir.py                     # the demo: synthetic EK-100-format data, tiny model
-    accelerate launch --multi_gpu --num_processes 4 examples/train_mir.py \
-        --train-csv EPIC_100_retrieval_train.csv --sentence-csv EPIC_100_retrieval_train_sentence.csv \
-        --relevancy caption_relevancy_EPIC_100_retrieval_train.pkl --video-root /data/EK100_320p_15sec_30fps_libx264 \
-        --eval-csv EPIC_100_retrieval_test.csv --eval-sentence-csv EPIC_100_retrieval_test_sentence.csv \
-        --model ./eva02at-b16-egoclip --num-frames 16 --loss sms --output-dir runs/mir \
-        --per-device-train-batch-size 64 --learning-rate 2e-5 --warmup-start-lr 1e-6 --min-lr 2e-6 \
-        --num-train-epochs 100 --warmup-steps <one epoch of steps> --weight-decay 0.01 --bf16
+    accelerate launch --multi_gpu --num_processes 4 examples/train_mir.py \\
+        --train-csv EPIC_100_retrieval_train.csv --sentence-csv EPIC_100_retrieval_train_sentence.csv \\
+        --relevancy caption_relevancy_EPIC_100_retrieval_train.pkl --video-root /data/EK100_320p_15sec_30fps_libx264 \\
+        --eval-csv EPIC_100_retrieval_test.csv --eval-sentence-csv EPIC_100_retrieval_test_sentence.csv \\
+        --model ./eva02at-b16-egoclip --num-frames 16 --loss sms --output-dir runs/mir \\
+        --per-device-train-batch-size 64 --learning-rate 2e-5 --warmup-start-lr 1e-6 --min-lr 2e-6 \\
+        --num-train-epochs 100 --warmup-steps 0.01 --weight-decay 0.01 --bf16
 
-With no data arguments it generates (once, into --demo-dir) a small dataset in the exact EK-100 file formats whose
-verbs are motions only temporal modelling can tell apart, trains a small model on it, evaluates before and after,
-and saves a folder that `AutoModel.from_pretrained(folder, trust_remote_code=True)` loads.
-Every `TrainingArguments` flag works (`--report-to tensorboard`, `--push-to-hub`, `--resume-from-checkpoint`, ...).
+With no --train-csv it generates (once, into --demo-dir) a small dataset in the exact EK-100 file formats whose
+verbs are motions only temporal modelling can tell apart, trains a small model from random initialisation on it
+(or --model), evaluates before and after, and saves a folder that
+`AutoModel.from_pretrained(folder, trust_remote_code=True)` loads.
+
+The flags below are parsed before torch and transformers are imported (so --help answers at once); every other
+flag goes to transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`.
 """
 
+import argparse
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
-
-import numpy as np
-import torch
-from transformers import HfArgumentParser, set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at import Eva02AtConfig, Eva02AtModel  # noqa: E402
-from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator  # noqa: E402
-from modeling_eva02at.demo.dataset import make_demo_dataset  # noqa: E402
-from modeling_eva02at.evaluation.metrics import ek100_mir_metrics  # noqa: E402
-from modeling_eva02at.processing_eva02at import Eva02AtProcessor  # noqa: E402
-from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
-from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments  # noqa: E402
-from modeling_eva02at.utils.files import require_paths  # noqa: E402
-from modeling_eva02at.utils.processor import match_processor_to_model  # noqa: E402
+from modeling_eva02at.evaluation.cli import ArgumentParser  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER_FOLDER = os.path.join(REPO, "hub_configs", "eva02at-b16")
 logger = logging.getLogger("train_mir")
 
+LOSSES = ("sms", "mimm", "adaptive_mimm", "infonce", "egonce")
+"""`--loss` choices: the losses of `modeling_eva02at.training.losses` that EK-100's graded relevancy supports. Not
+`sms_hard`: it takes 0/1 labels (Charades-Ego) and rejects EK-100's soft relevancy (docs/losses.md)."""
 
-@dataclass
-class DataArguments:
-    train_csv: str | None = field(default=None, metadata={"help": "EPIC_100_retrieval_train.csv (none: the demo)"})
-    sentence_csv: str | None = field(default=None, metadata={"help": "EPIC_100_retrieval_train_sentence.csv"})
-    relevancy: str | None = field(default=None, metadata={"help": "relevancy pickle; default: built from the CSVs"})
-    video_root: str | None = field(default=None, metadata={"help": "<root>/<participant>/<video_id>.MP4 (or chunks)"})
-    eval_csv: str | None = field(default=None, metadata={"help": "EPIC_100_retrieval_test.csv"})
-    eval_sentence_csv: str | None = field(default=None, metadata={"help": "EPIC_100_retrieval_test_sentence.csv"})
-    eval_relevancy: str | None = field(default=None, metadata={"help": "test relevancy pickle (default: built)"})
-    eval_video_root: str | None = field(default=None, metadata={"help": "default: --video-root"})
-    model: str | None = field(
-        default=None, metadata={"help": "a converted checkpoint folder, or a hub_configs folder (random init)"}
-    )
-    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the model's)"})
-    on_bad_video: str = field(default="raise", metadata={"help": "raise | skip (skipped videos are counted)"})
-    no_temporal_rope: bool = field(default=False, metadata={"help": "ablation: spatial RoPE only"})
-    demo_dir: str = field(
-        default=os.path.join(os.path.expanduser("~"), ".cache", "eva02at", "demo-ek100"),
-        metadata={"help": "where the demo dataset is generated once"},
-    )
-
+SMS_EDGES = ("code", "paper")
+"""The named `--sms-edge` values (`Eva02AtTrainingArguments.sms_edge`); a number is accepted too."""
 
 # The demo's small model: EVA02-AT's architecture at toy width, with the real 49408-token CLIP vocabulary.
 DEMO_MODEL = dict(
@@ -90,58 +67,219 @@ DEMO_TRAINING = dict(
     eval_strategy="no",
     seed=0,
     dataloader_num_workers=1,
-    use_cpu=not torch.cuda.is_available(),
 )
+"""The demo's `TrainingArguments` defaults (flags still override them); `use_cpu` is added when no GPU is found."""
 
 
-def is_demo(argv) -> bool:
-    return not any(arg.split("=")[0] in ("--train-csv", "--train_csv") for arg in argv)
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
 
 
-def load_model_and_processor(data_args, demo: bool):
-    tokenizer_folder = os.path.join(REPO, "hub_configs", "eva02at-b16")
+def boolean(text: str) -> bool:
+    """A flag's optional true / false value, spelled as transformers' `HfArgumentParser` accepts it."""
+    value = text.lower()
+    if value in ("true", "t", "yes", "y", "1"):
+        return True
+    if value in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def sms_edge(text: str) -> str:
+    if text in SMS_EDGES:
+        return text
+    try:
+        float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SMS_EDGES)} or a number, got {text!r}") from None
+    return text
+
+
+def build_parser() -> ArgumentParser:
+    """This script's own flags, each as --dashed-flag and --underscore_flag. Those named like a field of
+    `Eva02AtTrainingArguments` (loss, schedule) are handed to it (see :func:`parse_training_arguments`)."""
+    parser = ArgumentParser(
+        prog=os.path.basename(__file__),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # an abbreviation could swallow a TrainingArguments flag meant for transformers
+        epilog="Every transformers.TrainingArguments flag is also accepted (--output-dir, --learning-rate, --bf16,\n"
+        "--per-device-train-batch-size, --report-to, --push-to-hub, --resume-from-checkpoint True|last|PATH, ...),\n"
+        "with dashes or underscores: --help-all lists them.",
+    )
+    parser.add_argument("--help-all", action="store_true",
+                        help="list every flag of Eva02AtTrainingArguments (transformers' TrainingArguments and the "
+                             "settings below) and exit; imports transformers")  # fmt: skip
+
+    # data
+    parser.add_argument("--train-csv", default=None, help="EPIC_100_retrieval_train.csv (none: the demo)")
+    parser.add_argument("--sentence-csv", default=None, help="EPIC_100_retrieval_train_sentence.csv")
+    parser.add_argument("--relevancy", default=None, help="relevancy pickle (default: built from the CSVs)")
+    parser.add_argument("--video-root", default=None, help="<root>/<participant>/<video_id>.MP4 (or chunks)")
+    parser.add_argument("--eval-csv", default=None, help="EPIC_100_retrieval_test.csv (none: no evaluation)")
+    parser.add_argument("--eval-sentence-csv", default=None, help="EPIC_100_retrieval_test_sentence.csv")
+    parser.add_argument("--eval-relevancy", default=None, help="test relevancy pickle (default: built)")
+    parser.add_argument("--eval-video-root", default=None, help="default: --video-root")
+    parser.add_argument("--on-bad-video", choices=("raise", "skip"), default="raise",
+                        help="an undecodable video raises, or is skipped and counted (default: raise)")  # fmt: skip
+    parser.add_argument("--demo-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "eva02at", "demo-ek100"),
+                        help="where the demo dataset is generated once (default: %(default)s)")  # fmt: skip
+
+    # model
+    parser.add_argument("--model", default=None,
+                        help="a folder or Hub id that from_pretrained loads (converted or trained checkpoint), or a "
+                             "configuration folder such as hub_configs/eva02at-b16 with --init random; required "
+                             "with --train-csv (demo default: its own small model)")  # fmt: skip
+    parser.add_argument("--init", choices=("pretrained", "random"), default=None,
+                        help="load --model's weights (default; a folder or id without weights is an error) or "
+                             "initialise its configuration randomly (the demo's own model: random)")  # fmt: skip
+    parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
+    parser.add_argument("--no-temporal-rope", type=boolean, nargs="?", const=True, default=False,
+                        help="ablation: spatial RoPE only")  # fmt: skip
+
+    # Eva02AtTrainingArguments' own fields (the defaults are the dataclass's; tests/test_train_cli.py checks them)
+    parser.add_argument("--loss", choices=LOSSES, default="sms",
+                        help="training loss, docs/losses.md (default: sms); not sms_hard, which takes 0/1 labels "
+                             "(Charades-Ego) where EK-100's relevancy is graded")  # fmt: skip
+    parser.add_argument("--margin", type=float, default=None,
+                        help="margin gamma (default: SMS 0.6, MI-MM 0.2, adaptive MI-MM 0.4)")  # fmt: skip
+    parser.add_argument("--sms-tau", type=float, default=0.1, help="SMS relaxation tau (default: 0.1)")
+    parser.add_argument("--sms-edge", type=sms_edge, default="code", metavar="{code,paper,NUMBER}",
+                        help="SMS lambda: code (1.1/240, the authors' code; default), paper (0.1), or a number")
+    parser.add_argument("--quantize-relevancy", type=boolean, nargs="?", const=True, default=True,
+                        help="look candidates' relevancy up as uint8(240 R)/240, as the authors' code (default)")
+    parser.add_argument("--no-quantize-relevancy", dest="quantize_relevancy", action="store_false",
+                        help="use the relevancy as is (the paper)")  # fmt: skip
+    parser.add_argument("--warmup-start-lr", type=float, default=None,
+                        help="docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine")
+    parser.add_argument("--min-lr", type=float, default=None,
+                        help="docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)")  # fmt: skip
+    return parser
+
+
+def check_arguments(parser: ArgumentParser, args) -> None:
+    """Flag combinations, checked before anything is loaded."""
+    if args.train_csv is not None:
+        for name in ("model", "sentence_csv", "video_root"):
+            if getattr(args, name) is None:
+                parser.error(f"--{name.replace('_', '-')} is required with --train-csv")
+    if args.eval_csv is not None and args.eval_sentence_csv is None:
+        parser.error("--eval-sentence-csv is required with --eval-csv")
+    if args.model is None and args.init == "pretrained":
+        parser.error("--init pretrained needs --model (the demo's own small model has no weights)")
+    if args.num_frames is not None and args.num_frames < 1:
+        parser.error(f"--num-frames must be at least 1, got {args.num_frames}")
+
+
+def initialisation(args) -> str:
+    """--init's value; by default "pretrained" with --model and "random" for the demo's own model."""
+    return args.init or ("pretrained" if args.model is not None else "random")
+
+
+def trainer_settings() -> list[str]:
+    """The fields `Eva02AtTrainingArguments` adds to transformers' `TrainingArguments`."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
+
+    inherited = {field.name for field in fields(TrainingArguments)}
+    return [field.name for field in fields(Eva02AtTrainingArguments) if field.name not in inherited]
+
+
+def training_argument_parser():
+    from transformers import HfArgumentParser
+
+    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
+
+    # no abbreviations, as in build_parser: a misspelt flag is an error rather than another flag
+    return HfArgumentParser(Eva02AtTrainingArguments, prog=os.path.basename(__file__), allow_abbrev=False)
+
+
+def parse_training_arguments(parser: ArgumentParser, args, training_argv: list[str], demo: bool):
+    """`Eva02AtTrainingArguments` from the flags this script's parser left (transformers' own) and the settings it
+    parsed (loss, schedule)."""
+    import torch
+
+    training_parser = training_argument_parser()
     if demo:
-        config = Eva02AtConfig(**DEMO_MODEL)
-    else:
-        if data_args.model is None:
-            raise ValueError("--model is required with --train-csv: a converted checkpoint or a hub_configs folder")
-        config = Eva02AtConfig.from_pretrained(data_args.model)
-    config.vision_config.use_temporal_rope = not data_args.no_temporal_rope
-    if data_args.num_frames:
-        config.vision_config.num_frames = data_args.num_frames
-    weights = data_args.model and os.path.exists(os.path.join(data_args.model, "model.safetensors"))
-    if weights:
-        model = Eva02AtModel.from_pretrained(data_args.model, config=config, dtype=torch.float32)
-    else:
-        logger.warning("no weights given: the model starts from random initialisation")
+        training_parser.set_defaults(**DEMO_TRAINING, use_cpu=not torch.cuda.is_available())
+    training_parser.set_defaults(**{name: getattr(args, name) for name in trainer_settings()})
+    training_args, unknown = training_parser.parse_args_into_dataclasses(
+        args=training_argv, return_remaining_strings=True
+    )
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (this script's flags: --help; "
+                     "transformers.TrainingArguments': --help-all)")  # fmt: skip
+    return training_args
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model and data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_model_and_processor(args):
+    """The model to train and its processor.
+
+    The model is --model's (weights as `from_pretrained` resolves them: safetensors, sharded, .bin, a Hub id in the
+    cache) or, with --init random, its configuration randomly initialised; without --model, the demo's small model.
+    The processor is --model's own when it has one, else hub_configs/eva02at-b16's, set to the model's frames and
+    image size.
+    """
+    import torch
+    from transformers.utils import cached_file
+
+    from modeling_eva02at import Eva02AtConfig, Eva02AtModel
+    from modeling_eva02at.processing_eva02at import Eva02AtProcessor
+    from modeling_eva02at.utils.processor import match_processor_to_model
+
+    config = Eva02AtConfig(**DEMO_MODEL) if args.model is None else Eva02AtConfig.from_pretrained(args.model)
+    config.vision_config.use_temporal_rope = not args.no_temporal_rope
+    if args.num_frames:
+        config.vision_config.num_frames = args.num_frames
+    if initialisation(args) == "random":
+        logger.info(f"random initialisation (--init random) of {args.model or 'the demo model'}")
         model = Eva02AtModel(config)
-    processor_source = data_args.model if weights and os.path.exists(
-        os.path.join(data_args.model, "processor_config.json")) else tokenizer_folder
-    processor = Eva02AtProcessor.from_pretrained(processor_source)
+    else:
+        try:
+            model = Eva02AtModel.from_pretrained(args.model, config=config, dtype=torch.float32)
+        except OSError as error:
+            raise FileNotFoundError(
+                f"--model {args.model}: no weights that from_pretrained can load ({error}). Pass a folder or Hub id "
+                "with weights (model.safetensors, a sharded model.safetensors.index.json, pytorch_model.bin), or "
+                "add --init random to train this configuration from random initialisation."
+            ) from error
+    own_processor = args.model is not None and cached_file(
+        args.model, "processor_config.json",
+        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+    )  # fmt: skip
+    processor = Eva02AtProcessor.from_pretrained(args.model if own_processor else TOKENIZER_FOLDER)
     match_processor_to_model(processor, config, resize=True)
     return model, processor
 
 
-def build_datasets(data_args, demo: bool, seed: int):
+def build_datasets(args, demo: bool, seed: int):
+    from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+    from modeling_eva02at.demo.dataset import make_demo_dataset
+    from modeling_eva02at.utils.files import require_paths
+
     if demo:
-        paths = make_demo_dataset(data_args.demo_dir, seed=0)
-        data_args.train_csv, data_args.sentence_csv = paths.train_csv, paths.train_sentence_csv
-        data_args.eval_csv, data_args.eval_sentence_csv = paths.test_csv, paths.test_sentence_csv
-        data_args.video_root = paths.video_root
-    for name in ("sentence_csv", "video_root"):
-        if getattr(data_args, name) is None:
-            raise ValueError(f"--{name.replace('_', '-')} is required with --train-csv")
+        paths = make_demo_dataset(args.demo_dir, seed=0)
+        args.train_csv, args.sentence_csv = paths.train_csv, paths.train_sentence_csv
+        args.eval_csv, args.eval_sentence_csv = paths.test_csv, paths.test_sentence_csv
+        args.video_root = paths.video_root
     train = Ek100MirDataset(
-        Ek100MirAnnotations.from_files(data_args.train_csv, data_args.sentence_csv, data_args.relevancy),
-        data_args.video_root, train=True, seed=seed,
+        Ek100MirAnnotations.from_files(args.train_csv, args.sentence_csv, args.relevancy),
+        args.video_root, train=True, seed=seed,
     )  # fmt: skip
     evaluation = None
-    if data_args.eval_csv:
-        if data_args.eval_sentence_csv is None:
-            raise ValueError("--eval-sentence-csv is required with --eval-csv")
+    if args.eval_csv:
         evaluation = Ek100MirDataset(
-            Ek100MirAnnotations.from_files(data_args.eval_csv, data_args.eval_sentence_csv, data_args.eval_relevancy),
-            data_args.eval_video_root or data_args.video_root, train=False,
+            Ek100MirAnnotations.from_files(args.eval_csv, args.eval_sentence_csv, args.eval_relevancy),
+            args.eval_video_root or args.video_root, train=False,
         )  # fmt: skip
     for split, dataset in (("training", train), ("evaluation", evaluation)):
         if dataset is not None:
@@ -150,6 +288,10 @@ def build_datasets(data_args, demo: bool, seed: int):
 
 
 def random_baseline(dataset, seed: int = 0) -> dict:
+    import numpy as np
+
+    from modeling_eva02at.evaluation.metrics import ek100_mir_metrics
+
     similarity = np.random.default_rng(seed).standard_normal(dataset.relevancy.shape).astype(np.float32)
     return ek100_mir_metrics(similarity, dataset.relevancy)
 
@@ -163,27 +305,42 @@ def print_table(rows: dict[str, dict]) -> None:
         print(f"{name:<16}" + "".join(f"{100 * v:>14.2f}" for v in values))
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------------------------------
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    demo = is_demo(argv)
-    parser = HfArgumentParser((DataArguments, Eva02AtTrainingArguments))
-    if demo:
-        parser.set_defaults(**DEMO_TRAINING)
-    data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = build_parser()
+    args, training_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.help_all:
+        training_argument_parser().print_help()
+        return None
+    check_arguments(parser, args)
+    demo = args.train_csv is None
+
+    import torch
+    from transformers import set_seed
+
+    from modeling_eva02at.data.ek100 import VideoTextCollator
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
+    from modeling_eva02at.utils.runtime import tune_cpu_allocator
+
+    training_args = parse_training_arguments(parser, args, training_argv, demo)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     if training_args.use_cpu or not torch.cuda.is_available():
         tune_cpu_allocator()
     set_seed(training_args.seed)
 
-    model, processor = load_model_and_processor(data_args, demo)
-    train_dataset, eval_dataset = build_datasets(data_args, demo, training_args.seed)
+    model, processor = load_model_and_processor(args)
+    train_dataset, eval_dataset = build_datasets(args, demo, training_args.seed)
     trainer = Eva02AtTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=VideoTextCollator(processor, on_error=data_args.on_bad_video),
+        data_collator=VideoTextCollator(processor, on_error=args.on_bad_video),
         processing_class=processor,
         relevancy=train_dataset.annotations.relevancy,
     )
@@ -193,6 +350,7 @@ def main(argv=None):
         rows["before training"] = trainer.evaluate(metric_key_prefix="eval_before")
         rows["before training"] = {k.removeprefix("eval_before_"): v for k, v in rows["before training"].items()}
 
+    # a string from the command line: a checkpoint folder, or True / last (Eva02AtTrainer.train resolves it)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # config, weights, remote-code files and processor in output_dir
 
@@ -205,7 +363,7 @@ def main(argv=None):
               f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)")  # fmt: skip
     if training_args.push_to_hub:
         trainer.push_to_hub(
-            finetuned_from=data_args.model,
+            finetuned_from=args.model if initialisation(args) == "pretrained" else None,
             tasks="video-classification",
             tags=["video-text-retrieval", "eva02at", "epic-kitchens-100"],
             dataset="EPIC-Kitchens-100 MIR" if not demo else "synthetic EK-100-format demo",

@@ -37,6 +37,11 @@ def main(output_path: str, loss_name: str):
     video_index = torch.arange(GLOBAL_BATCH) + 2
     sentence_index = torch.tensor([3, 0, 7, 7, 19, 11, 5, 2])
     positive = torch.as_tensor(relevancy[video_index.numpy(), sentence_index.numpy()])
+    # EgoNCE's labels, as Ek100MirDataset gives them: samples 0, 3 and 6 share verb 1 and noun 2 across the ranks
+    verb_ids = torch.tensor([1, 0, 2, 1, 3, 0, 1, 4])
+    noun_ids = torch.zeros(GLOBAL_BATCH, 5, dtype=torch.uint8)
+    noun_ids[[0, 3, 6, 1, 2, 4], [2, 2, 2, 0, 1, 3]] = 1
+    noun_ids[6, 4] = 1
 
     args = Eva02AtTrainingArguments(
         output_dir=os.path.join(os.path.dirname(output_path), "trainer"),
@@ -54,6 +59,8 @@ def main(output_path: str, loss_name: str):
         "video_index": video_index[share],
         "sentence_index": sentence_index[share],
         "relevancy": positive[share],
+        "verb_ids": verb_ids[share],
+        "noun_ids": noun_ids[share],
     }
     wrapped = trainer.accelerator.prepare_model(trainer.model)
     loss = trainer.compute_loss(wrapped, inputs)

@@ -1,9 +1,13 @@
-"""Tests of modeling_eva02at.training.losses against direct Python-loop transcriptions of docs/losses.md, docs/relevancy.md.
+"""Tests of modeling_eva02at.training.losses against direct Python-loop transcriptions of docs/losses.md and
+docs/relevancy.md.
 
-The references below read the *full* relevancy matrix R with the spec's indices (R[i_b, p_a], R[i_a, p_b]) and
-loop over ordered pairs, so they share no code and no layout convention with the vectorised implementation.
+The references below read the *full* relevancy matrix R with the documents' indices (R[i_b, p_a], R[i_a, p_b]) and
+loop over ordered pairs, so they share no code and no layout convention with the vectorised implementation. Every
+`sim` here is the losses' `sim_text_video`: sim[a, b] = similarity of text a and video b. `scale` is the
+exponentiated multiplier, `logit_scale` its log.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -99,6 +103,7 @@ def ref_nce(sim, scale, positive):
 
 
 def random_sim(n, dim=8, dtype=torch.float64):
+    """A text x video cosine-similarity matrix of n random pairs."""
     text = F.normalize(torch.randn(n, dim, dtype=dtype), dim=-1)
     video = F.normalize(torch.randn(n, dim, dtype=dtype), dim=-1)
     return text @ video.T
@@ -390,7 +395,7 @@ def test_sms_hard_by_hand_and_against_general_sms():
 
 def test_sms_hard_rejects_soft_labels():
     sim = random_sim(2)
-    with pytest.raises(ValueError, match="0/1"):
+    with pytest.raises(ValueError, match="0/1.*use sms_loss"):
         sms_hard_loss(sim, t64([[1.0, 0.5], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="be 1"):
         sms_hard_loss(sim, t64([[1.0, 0.0], [0.0, 1.0]]), t64([1.0, 0.5]))
@@ -470,7 +475,7 @@ def test_egonce_with_shared_verb_and_noun_against_loop():
     assert got.item() == pytest.approx(want, abs=1e-10)
     assert got.item() != pytest.approx(infonce_loss(sim, 20.0).item())
     fn = get_loss("egonce")
-    assert fn(sim, logit_scale=20.0, verb_ids=torch.tensor(verbs), noun_ids=torch.tensor(nouns)).item() == (
+    assert fn(sim, scale=20.0, verb_ids=torch.tensor(verbs), noun_ids=torch.tensor(nouns)).item() == (
         pytest.approx(want, abs=1e-10)
     )
 
@@ -505,19 +510,19 @@ def test_gradients_reach_text_and_video_embeddings(name):
     n = 6
     text = torch.randn(n, 16, requires_grad=True)
     video = torch.randn(n, 16, requires_grad=True)
-    scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+    logit_scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
     sim = F.normalize(text, dim=-1) @ F.normalize(video, dim=-1).T
     inputs = _uniform_inputs(n)
     if name == "sms_hard":
         inputs["relevancy"] = hard_batch_relevancy([0, 0, 1, 1, 2, 3])
     fn = get_loss(name)
-    loss = fn(sim, logit_scale=scale.exp(), **inputs)
+    loss = fn(sim, scale=logit_scale.exp(), **inputs)
     assert loss.dim() == 0 and loss.dtype == torch.float32 and loss.item() > 0
     loss.backward()
     for grad in (text.grad, video.grad):
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    if fn.needs_logit_scale:
-        assert scale.grad is not None and torch.isfinite(scale.grad) and scale.grad != 0
+    if fn.needs_scale:
+        assert logit_scale.grad is not None and torch.isfinite(logit_scale.grad) and logit_scale.grad != 0
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -527,8 +532,8 @@ def test_half_precision_sim_is_upcast(name):
     if name == "sms_hard":
         inputs["relevancy"] = hard_batch_relevancy([0, 0, 1, 1, 2, 3])
     fn = get_loss(name)
-    full = fn(sim, logit_scale=20.0, **inputs)
-    half = fn(sim.bfloat16(), logit_scale=20.0, **inputs)
+    full = fn(sim, scale=20.0, **inputs)
+    half = fn(sim.bfloat16(), scale=20.0, **inputs)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)
 
@@ -540,11 +545,11 @@ def test_registry():
     rel = inputs["relevancy"]
     fn = get_loss("sms", margin=0.5, tau=0.05, edge=SMS_EDGE_PAPER)
     torch.testing.assert_close(
-        fn(sim, logit_scale=3.0, **inputs), sms_loss(sim, rel.pairwise, rel.positive, 0.5, 0.05, SMS_EDGE_PAPER)
+        fn(sim, scale=3.0, **inputs), sms_loss(sim, rel.pairwise, rel.positive, 0.5, 0.05, SMS_EDGE_PAPER)
     )
     assert "edge" in repr(fn)
-    assert get_loss("sms").needs_relevancy and not get_loss("sms").needs_logit_scale
-    assert get_loss("infonce").needs_logit_scale and not get_loss("infonce").needs_relevancy
+    assert get_loss("sms").needs_relevancy and not get_loss("sms").needs_scale
+    assert get_loss("infonce").needs_scale and not get_loss("infonce").needs_relevancy
     assert get_loss("egonce").needs_verb_noun
     torch.testing.assert_close(get_loss("mimm", margin=0.3)(sim, **inputs), max_margin_loss(sim, 0.3))
     with pytest.raises(ValueError, match="unknown loss"):
@@ -556,9 +561,15 @@ def test_registry():
     with pytest.raises(ValueError, match="relevancy"):
         get_loss("sms")(sim)
     with pytest.raises(ValueError, match="verb_ids"):
-        get_loss("egonce")(sim, logit_scale=20.0)
-    with pytest.raises(ValueError, match="logit_scale"):
+        get_loss("egonce")(sim, scale=20.0)
+    with pytest.raises(ValueError, match=r"needs scale.*exp\(logit_scale\)"):
         get_loss("infonce")(sim)
+    with pytest.raises(TypeError, match="logit_scale"):
+        get_loss("infonce")(sim, logit_scale=20.0)  # the log is never what a loss takes
+    # the names carry the orientation and the exponentiation
+    for function in (infonce_loss, egonce_loss, max_margin_loss, adaptive_max_margin_loss, sms_loss, sms_hard_loss):
+        assert next(iter(inspect.signature(function).parameters)) == "sim_text_video", function.__name__
+    torch.testing.assert_close(infonce_loss(sim_text_video=sim, scale=20.0), infonce_loss(sim, 20.0))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -636,7 +647,7 @@ def test_relevancy_shape_mismatch_rejected():
 def test_bad_scale_and_hyperparameters_rejected():
     sim = random_sim(3)
     for bad in (0.0, -1.0, float("nan"), torch.ones(2)):
-        with pytest.raises(ValueError, match="logit_scale"):
+        with pytest.raises(ValueError, match="scale must be"):
             infonce_loss(sim, bad)
     with pytest.raises(ValueError, match="margin"):
         max_margin_loss(sim, margin=-0.1)

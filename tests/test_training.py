@@ -1,4 +1,5 @@
-"""Training: the EK-100 MIR data pipeline, the SMS trainer (single and 2-process), resume, schedule, bad input."""
+"""Training: the EK-100 MIR data pipeline, the trainer with every loss (single and 2-process), resume, schedule,
+bad input. examples/train_mir.py's command line is tested in tests/test_train_cli.py."""
 
 import json
 import os
@@ -15,7 +16,14 @@ from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator, timestamp_to_seconds
 from modeling_eva02at.demo.dataset import make_demo_dataset
 from modeling_eva02at.utils.files import require_paths
-from modeling_eva02at.training.losses import batch_relevancy, sms_loss
+from modeling_eva02at.training.losses import (
+    LOSS_NAMES,
+    SMS_EDGE_PAPER,
+    batch_relevancy,
+    egonce_loss,
+    get_loss,
+    sms_loss,
+)
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
 from modeling_eva02at.training.trainer import (
     Eva02AtTrainer,
@@ -97,6 +105,19 @@ def test_timestamps():
         timestamp_to_seconds("62.5")
 
 
+def test_items_carry_the_clips_verb_and_noun_classes(splits):
+    train, test = splits
+    clips = train.annotations.clips
+    assert train.num_noun_classes == 1 + max(max(nouns) for nouns in clips["all_noun_classes"])
+    for dataset in (train, test):
+        for index in (0, 5, len(dataset) - 1):
+            item, row = dataset[index], dataset.annotations.clips.iloc[index]
+            assert item["verb_ids"] == row["verb_class"]
+            assert item["noun_ids"].shape == (dataset.num_noun_classes,)
+            assert sorted(np.flatnonzero(item["noun_ids"]).tolist()) == sorted(set(row["all_noun_classes"]))
+    assert any(len(nouns) > 1 for nouns in clips["all_noun_classes"])  # the multi-hot matters on this data
+
+
 def test_training_items_draw_positives_reproducibly(splits):
     train, _ = splits
     items = [train[i] for i in range(len(train))]
@@ -105,7 +126,11 @@ def test_training_items_draw_positives_reproducibly(splits):
         assert item["relevancy"] == pytest.approx(train.relevancy[item["video_index"], item["sentence_index"]])
         assert item["caption"] == train.annotations.sentences["narration"].iloc[item["sentence_index"]]
         assert item["jitter"] and item["end"] > item["start"]
-    assert [train[i] for i in range(len(train))] == items  # same epoch, same draws
+    def comparable(item):
+        return {**item, "noun_ids": item["noun_ids"].tolist()}
+
+    again = [comparable(train[i]) for i in range(len(train))]
+    assert again == [comparable(item) for item in items]  # same epoch, same draws
     train.set_epoch(1)
     try:
         redrawn = [train[i] for i in range(len(train))]
@@ -130,6 +155,8 @@ def test_collator_builds_model_inputs(splits, processor):
     assert batch["pixel_values_videos"].shape == (3, 2, 3, 16, 16)
     assert batch["input_ids"].shape == (3, 77) and batch["attention_mask"].shape == (3, 77)
     assert batch["video_index"].tolist() == [0, 1, 2] and batch["relevancy"].dtype == torch.float32
+    assert batch["verb_ids"].tolist() == [train[i]["verb_ids"] for i in range(3)]
+    assert batch["noun_ids"].shape == (3, train.num_noun_classes) and batch["noun_ids"].dtype == torch.uint8
 
 
 def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, processor, tmp_path):
@@ -204,6 +231,59 @@ def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, processor):
     assert not trainer.model.logit_scale.requires_grad  # SMS does not use it: frozen, so DDP sees no unused param
 
 
+def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, splits, processor):
+    trainer = make_trainer(tmp_path, splits, processor, loss="egonce")
+    train, _ = splits
+    clips = train.annotations.clips
+    groups = clips.groupby(["verb_class", "noun_class"]).indices.values()
+    twins = next(group for group in groups if len(group) > 1)[:2].tolist()  # sharing verb and noun: not InfoNCE
+    items = [train[i] for i in twins + [i for i in range(8) if i not in twins][:6]]
+    batch = VideoTextCollator(processor)(items)
+    model = trainer.model.eval()
+    loss = trainer.compute_loss(model, batch)
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
+        verbs = torch.tensor([item["verb_ids"] for item in items])
+        nouns = torch.tensor(np.stack([item["noun_ids"] for item in items]))
+        expected = egonce_loss(out.text_embeds @ out.video_embeds.T, model.scale(), verbs, nouns)
+        infonce = get_loss("infonce")(out.text_embeds @ out.video_embeds.T, scale=model.scale())
+    torch.testing.assert_close(loss.detach(), expected)
+    assert abs(loss.item() - infonce.item()) > 1e-4
+    assert trainer.model.logit_scale.requires_grad
+
+
+@pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "sms_hard"])
+def test_every_loss_trains_through_the_trainer(tmp_path, splits, processor, loss):
+    trainer = make_trainer(tmp_path, splits, processor, loss=loss, max_steps=2)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert all(np.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
+
+
+def test_sms_hard_trains_on_0_1_relevancy_and_names_sms_for_graded(tmp_path, splits, processor):
+    """sms_hard is the Charades-Ego loss: 0/1 relevancy trains, EK-100's graded relevancy is refused."""
+    train, test = splits
+    hard = (train.relevancy == 1).astype(np.float32)  # each clip is relevant to its own narration at least
+    annotations = Ek100MirAnnotations(train.annotations.clips, train.annotations.sentences, hard)
+    hard_train = Ek100MirDataset(annotations, train.video_root, train=True)
+    trainer = make_trainer(tmp_path, (hard_train, test), processor, loss="sms_hard", max_steps=2)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    graded = make_trainer(tmp_path / "graded", splits, processor, loss="sms_hard", max_steps=1)
+    with pytest.raises(ValueError, match="sms_hard_loss needs .*use sms_loss"):
+        graded.train()
+
+
+def test_training_arguments_check_loss_and_sms_edge(tmp_path):
+    with pytest.raises(ValueError, match="loss must be one of infonce, egonce, .*; got 'triplet'"):
+        training_args(tmp_path, loss="triplet")
+    with pytest.raises(ValueError, match="sms_edge must be 'code' or 'paper' or a number; got 'wide'"):
+        training_args(tmp_path, sms_edge="wide")
+    assert training_args(tmp_path, sms_edge="paper").loss_hyperparameters()["edge"] == SMS_EDGE_PAPER
+    assert training_args(tmp_path, sms_edge="0.05").loss_hyperparameters()["edge"] == 0.05
+
+
 def test_non_finite_loss_stops_with_step_and_batch(tmp_path, splits, processor):
     trainer = make_trainer(tmp_path, splits, processor)
     train, _ = splits
@@ -213,7 +293,7 @@ def test_non_finite_loss_stops_with_step_and_batch(tmp_path, splits, processor):
         trainer.compute_loss(trainer.model, batch)
 
 
-def test_warmup_cosine_schedule_follows_spec():
+def test_warmup_cosine_schedule_follows_the_recipe():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=2e-5)
     schedule = warmup_cosine_schedule(optimizer, warmup_steps=10, total_steps=110, start_lr=1e-6, min_lr=2e-6)
@@ -227,7 +307,7 @@ def test_warmup_cosine_schedule_follows_spec():
     assert lrs[110] == pytest.approx(2e-6)
 
 
-def test_trainer_uses_spec_schedule(tmp_path, splits, processor):
+def test_trainer_uses_the_recipe_schedule(tmp_path, splits, processor):
     trainer = make_trainer(tmp_path, splits, processor, warmup_start_lr=1e-5, min_lr=1e-4, warmup_steps=2)
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5)
@@ -244,7 +324,8 @@ def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, proc
         files = set(os.listdir(folder))
         assert {"configuration_eva02at.py", "modeling_eva02at.py"} <= files, folder
     checkpoint = set(os.listdir(tmp_path / "checkpoint-4"))
-    assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "trainer_state.json"} <= checkpoint
+    expected = {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "trainer_state.json"}
+    assert expected <= checkpoint
 
 
 def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
@@ -269,6 +350,14 @@ def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
     (tmp_path / "b" / "checkpoint-5").mkdir()
     (tmp_path / "b" / "checkpoint-5" / "config.json").write_text("{}")
     assert last_complete_checkpoint(str(tmp_path / "b")) == str(tmp_path / "b" / "checkpoint-3")
+    # a sharded save is complete too
+    (tmp_path / "b" / "checkpoint-4").mkdir()
+    (tmp_path / "b" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "b" / "checkpoint-4" / "model.safetensors.index.json").write_text("{}")
+    assert last_complete_checkpoint(str(tmp_path / "b")) == str(tmp_path / "b" / "checkpoint-4")
+    for name in os.listdir(tmp_path / "b" / "checkpoint-4"):
+        os.remove(tmp_path / "b" / "checkpoint-4" / name)
+    (tmp_path / "b" / "checkpoint-4").rmdir()
     resumed = make_trainer(tmp_path / "b", splits, processor, model=tiny_model(seed=123), **common)
     resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 6
@@ -277,7 +366,7 @@ def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["sms", "infonce"])
+@pytest.mark.parametrize("loss", ["sms", "infonce", "egonce"])
 def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, loss):
     """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo, DDP) against one process, same global batch."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -307,7 +396,7 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
         sys.executable, os.path.join(REPO_ROOT, "examples", "train_mir.py"),
         "--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root", demo.video_root,
         "--eval-csv", demo.test_csv, "--eval-sentence-csv", demo.test_sentence_csv,
-        "--model", os.path.join(HERE, "fixtures", "tiny_mir_config"), "--num-frames", "2",
+        "--model", os.path.join(HERE, "fixtures", "tiny_mir_config"), "--init", "random", "--num-frames", "2",
         "--output-dir", str(output), "--max-steps", "3", "--per-device-train-batch-size", "8", "--use-cpu",
         "--save-strategy", "no", "--report-to", "tensorboard", "--logging-steps", "1", "--disable-tqdm", "true",
     ]  # fmt: skip

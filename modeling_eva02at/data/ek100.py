@@ -2,7 +2,8 @@
 
 Rows stay light (a video path, timestamps, a caption and indices): decoding happens in the collator, i.e. in the
 DataLoader workers, and never keeps a VideoReader on the dataset. The layer knows nothing about losses: it hands the
-trainer the (clip index, sentence index, positive relevancy) triple that relevancy-aware losses look up.
+trainer the (clip index, sentence index, positive relevancy) triple that relevancy-aware losses look up, and the
+clip's verb / noun classes that EgoNCE compares.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class Ek100MirAnnotations:
 
     @classmethod
     def from_files(cls, retrieval_csv, sentence_csv, relevancy=None) -> "Ek100MirAnnotations":
-        """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs (docs/relevancy.md)."""
+        """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs
+        (docs/relevancy.md)."""
         clips = read_retrieval_csv(retrieval_csv)
         sentences = read_sentence_csv(sentence_csv)
         if relevancy is None:
@@ -78,8 +80,11 @@ class Ek100MirAnnotations:
     def to_dataset(self, video_root: str, ext: str = "MP4"):
         """The clips as a `datasets.Dataset`: video paths as plain string columns (the `Video` feature decodes with
         torchcodec, unavailable with a CPU torch here), start / end seconds and narration. Decode in
-        `set_transform` with the processor, e.g.
-        `table.set_transform(lambda b: processor(text=b["narration"], videos=b["video"], start=b["start"], end=b["end"]))`.
+        `set_transform` with the processor, e.g.::
+
+            table.set_transform(
+                lambda b: processor(text=b["narration"], videos=b["video"], start=b["start"], end=b["end"])
+            )
         """
         import datasets
 
@@ -109,8 +114,12 @@ class Ek100MirDataset(Dataset):
     Evaluation: each clip with its own narration (the metrics keep the caption columns, see `caption_columns`).
 
     Items: `video` (path), `start` / `end` (seconds), `caption`, `video_index`, `sentence_index` (-1 in evaluation),
-    `relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints) and
-    `sample_seed` (the jitter's seed).
+    `relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints),
+    `sample_seed` (the jitter's seed), and EgoNCE's class labels of the item's *clip* (retrieval CSV): `verb_ids`
+    (its `verb_class`) and `noun_ids` (the multi-hot of its `all_noun_classes`, `num_noun_classes` wide, so that two
+    clips share a noun as they do in the relevancy, docs/relevancy.md). They are the clip's classes, not its drawn
+    caption's (one of the clip's R > 0.1 sentences, whose verb or nouns may differ): every split's retrieval CSV
+    has them, the test sentence CSV has no classes.
     """
 
     def __init__(
@@ -131,6 +140,7 @@ class Ek100MirDataset(Dataset):
         self.epoch = 0
         self.positives = positive_sentences(annotations.relevancy, positive_threshold) if train else None
         clips = annotations.clips
+        self.num_noun_classes = 1 + max((noun for nouns in clips["all_noun_classes"] for noun in nouns), default=-1)
         self._starts = np.array([timestamp_to_seconds(s) for s in clips["start_timestamp"]])
         self._ends = np.array([timestamp_to_seconds(s) for s in clips["stop_timestamp"]])
         bad = np.flatnonzero(self._ends <= self._starts)
@@ -166,6 +176,8 @@ class Ek100MirDataset(Dataset):
             relevancy = float(self.annotations.relevancy[index, sentence])
         else:
             sentence, caption, relevancy = -1, clips["narration"].iloc[index], 1.0
+        noun_ids = np.zeros(self.num_noun_classes, dtype=np.uint8)
+        noun_ids[clips["all_noun_classes"].iloc[index]] = 1
         return {
             "video": self.annotations.video_path(self.video_root, index, self.video_ext),
             "start": float(self._starts[index]),
@@ -176,6 +188,8 @@ class Ek100MirDataset(Dataset):
             "relevancy": relevancy,
             "jitter": self.train,
             "sample_seed": int(rng.integers(2**31)),
+            "verb_ids": int(clips["verb_class"].iloc[index]),
+            "noun_ids": noun_ids,
         }
 
     def video_paths(self) -> list[str]:
@@ -190,6 +204,15 @@ class VideoTextCollator:
     evaluation loaders. A video that cannot be decoded raises (naming it) with `on_error="raise"`, or is dropped
     from the batch with a warning and counted in `skipped` (per process / DataLoader worker) with `on_error="skip"`.
     """
+
+    LABELS = {
+        "video_index": torch.long,
+        "sentence_index": torch.long,
+        "relevancy": torch.float32,
+        "verb_ids": torch.long,
+        "noun_ids": torch.uint8,
+    }
+    """Per-item labels batched as tensors when the items carry them (the trainer's losses take them)."""
 
     def __init__(self, processor, *, num_frames: int | None = None, on_error: str = "raise"):
         if on_error not in ("raise", "skip"):
@@ -225,7 +248,7 @@ class VideoTextCollator:
             raise ValueError(f"every video of the batch failed to decode: {[item['video'] for item in items]}")
         batch = dict(self.processor(text=[item["caption"] for item in kept], return_tensors="pt"))
         batch["pixel_values_videos"] = torch.stack(videos)
-        for key, dtype in (("video_index", torch.long), ("sentence_index", torch.long), ("relevancy", torch.float32)):
+        for key, dtype in self.LABELS.items():
             if key in kept[0]:
-                batch[key] = torch.tensor([item[key] for item in kept], dtype=dtype)
+                batch[key] = torch.as_tensor(np.array([item[key] for item in kept]), dtype=dtype)
         return batch

@@ -2,19 +2,20 @@
 
 Conventions shared by every loss in this file:
 
-* ``sim`` is the ``(N, N)`` cosine-similarity matrix of a batch of ``N`` (text, video) pairs with
-  **rows = texts, columns = videos**: ``sim[a, b] = s_ab`` = similarity of text ``a`` and video ``b``. The
-  trainer builds it as ``text_embeds @ video_embeds.T`` from L2-normalised embeddings. The diagonal holds the
+* ``sim_text_video`` is the ``(N, N)`` cosine-similarity matrix of a batch of ``N`` (text, video) pairs with
+  **rows = texts, columns = videos**: ``sim_text_video[a, b] = s_ab`` = similarity of text ``a`` and video ``b``.
+  The trainer builds it as ``text_embeds @ video_embeds.T`` from L2-normalised embeddings. The diagonal holds the
   positive pairs.
-* Every loss is a pure function of ``sim`` (plus the batch's relevancy / labels where it needs them). It does not
-  care how the features were gathered: for multi-GPU training gather the embeddings *with gradients*
-  (``torch.distributed.nn.functional.all_gather``) and the per-sample metadata (video / sentence indices,
-  positive relevancies) in the same rank order, then build ``sim`` and :class:`BatchRelevancy` from the gathered
-  tensors.
-* ``logit_scale`` is the **already exponentiated** multiplier (``model.logit_scale.exp()``, e.g. 1/0.07 ~= 14.3 or
-  20 for the paper's temperature 0.05), exactly what open_clip / AVION's ``ClipLoss`` receive. It is not the log.
-* Half-precision ``sim`` is up-cast to float32: the margins (tau = 0.1, relevancy steps of 1/240) are close to
-  bfloat16's resolution.
+* Every loss is a pure function of ``sim_text_video`` (plus the batch's relevancy / labels where it needs them). It
+  does not care how the features were gathered: for multi-GPU training gather the embeddings *with gradients*
+  (``torch.distributed.nn.functional.all_gather``) and the per-sample metadata (video / sentence indices, positive
+  relevancies, verb / noun ids) in the same rank order, then build ``sim_text_video`` and :class:`BatchRelevancy`
+  from the gathered tensors.
+* ``scale`` is the **exponentiated** multiplier of the contrastive losses, ``exp(logit_scale)`` (``model.scale()``,
+  e.g. 1/0.07 ~= 14.3, or 20 for the paper's temperature 0.05), what open_clip / AVION's ``ClipLoss`` receive.
+  ``logit_scale`` always means the log, as the model's parameter.
+* Half-precision ``sim_text_video`` is up-cast to float32: the margins (tau = 0.1, relevancy steps of 1/240) are
+  close to bfloat16's resolution.
 
 Margin losses average over the ``2 N (N - 1)`` ordered off-diagonal terms (text->video and video->text); the
 diagonal is excluded, as in EgoVLP / AVION's ``MaxMarginRankingLoss(fix_norm=True)``.
@@ -58,32 +59,33 @@ _TensorOrArray = torch.Tensor | np.ndarray
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_sim(sim: torch.Tensor, min_size: int = 1) -> torch.Tensor:
-    if not isinstance(sim, torch.Tensor):
-        raise ValueError(f"sim must be a torch.Tensor, got {type(sim).__name__}")
-    if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
-        raise ValueError(
-            f"sim must be a square (N, N) text-video similarity matrix, got shape {tuple(sim.shape)}"
-        )
-    if not sim.is_floating_point():
-        raise ValueError(f"sim must be a floating point tensor, got dtype {sim.dtype} (shape {tuple(sim.shape)})")
-    if sim.shape[0] < min_size:
+def _check_sim(sim_text_video: torch.Tensor, min_size: int = 1) -> torch.Tensor:
+    if not isinstance(sim_text_video, torch.Tensor):
+        raise ValueError(f"sim_text_video must be a torch.Tensor, got {type(sim_text_video).__name__}")
+    shape = tuple(sim_text_video.shape)
+    if sim_text_video.dim() != 2 or shape[0] != shape[1]:
+        raise ValueError(f"sim_text_video must be a square (N, N) text x video similarity matrix, got shape {shape}")
+    if not sim_text_video.is_floating_point():
+        raise ValueError(f"sim_text_video must be floating point, got dtype {sim_text_video.dtype} (shape {shape})")
+    if shape[0] < min_size:
         raise ValueError(
             f"this loss needs at least {min_size} pairs per batch (it has no negatives otherwise), "
-            f"got sim of shape {tuple(sim.shape)}"
+            f"got sim_text_video of shape {shape}"
         )
-    if not bool(torch.isfinite(sim).all()):
-        raise ValueError(f"sim of shape {tuple(sim.shape)} contains NaN or infinite values")
-    if sim.dtype in (torch.float16, torch.bfloat16):
-        sim = sim.float()
-    return sim
+    if not bool(torch.isfinite(sim_text_video).all()):
+        raise ValueError(f"sim_text_video of shape {shape} contains NaN or infinite values")
+    if sim_text_video.dtype in (torch.float16, torch.bfloat16):
+        sim_text_video = sim_text_video.float()
+    return sim_text_video
 
 
 def _check_vector(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if tuple(x.shape) != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match sim of shape {sim_shape}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({n},) to match sim_text_video of shape {sim_shape}, got {tuple(x.shape)}"
+        )
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
 
@@ -92,7 +94,9 @@ def _check_pairwise(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> Non
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if tuple(x.shape) != (n, n):
-        raise ValueError(f"{name} must have shape ({n}, {n}) to match sim of shape {sim_shape}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({n}, {n}) to match sim_text_video of shape {sim_shape}, got {tuple(x.shape)}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
 
@@ -103,17 +107,17 @@ def _check_hyper(**values: float) -> None:
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
 
 
-def _as_scale(logit_scale, sim: torch.Tensor) -> torch.Tensor:
-    """The exponentiated logit scale as a 0-d tensor on sim's device, keeping its autograd graph."""
-    if logit_scale is None:
-        raise ValueError("this loss needs logit_scale (the exponentiated multiplier, e.g. model.logit_scale.exp())")
-    scale = torch.as_tensor(logit_scale, dtype=sim.dtype, device=sim.device)
+def _check_scale(scale, sim_text_video: torch.Tensor) -> torch.Tensor:
+    """`scale` as a 0-d tensor of sim_text_video's dtype and device, keeping its autograd graph."""
+    if scale is None:
+        raise ValueError("this loss needs scale, the exponentiated logit scale (model.scale() = exp(logit_scale))")
+    scale = torch.as_tensor(scale, dtype=sim_text_video.dtype, device=sim_text_video.device)
     if scale.numel() != 1:
-        raise ValueError(f"logit_scale must be a scalar, got shape {tuple(scale.shape)}")
+        raise ValueError(f"scale must be a scalar, got shape {tuple(scale.shape)}")
     scale = scale.reshape(())
     if not bool(torch.isfinite(scale)) or not bool(scale > 0):
         raise ValueError(
-            f"logit_scale must be the positive, already exponentiated scale (e.g. 1/0.07), got {float(scale)}"
+            f"scale must be positive and finite: the exponentiated logit scale (e.g. 1/0.07), got {float(scale)}"
         )
     return scale
 
@@ -125,14 +129,14 @@ def _mean_off_diagonal(text_to_video: torch.Tensor, video_to_text: torch.Tensor)
     return torch.cat([text_to_video[off_diagonal], video_to_text[off_diagonal]]).mean()
 
 
-def _anchor_distances(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _anchor_distances(sim_text_video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The two (N, N) matrices of d = s_aa - s_(candidate), indexed [anchor a, candidate b].
 
     text->video (anchor text a, candidate video b): d = s_aa - s_ab.
     video->text (anchor video a, candidate text b): d = s_aa - s_ba.
     """
-    positive = sim.diagonal().unsqueeze(1)
-    return positive - sim, positive - sim.T
+    positive = sim_text_video.diagonal().unsqueeze(1)
+    return positive - sim_text_video, positive - sim_text_video.T
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -142,13 +146,13 @@ def _anchor_distances(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class BatchRelevancy:
-    r"""The relevancy information of one (gathered) batch, laid out like ``sim``.
+    r"""The relevancy information of one (gathered) batch, laid out like ``sim_text_video``.
 
     Attributes:
         pairwise: ``(N, N)``; ``pairwise[t, v]`` = relevancy of the batch's text ``t`` (sentence ``p_t``) to the
-            batch's video ``v`` (clip ``i_v``) = ``R[i_v, p_t]``, i.e. the same layout as ``sim[t, v]``. With the
-            authors' defaults these values are quantised (see :func:`quantize_relevancy`). The diagonal is never
-            used by the losses.
+            batch's video ``v`` (clip ``i_v``) = ``R[i_v, p_t]``, i.e. the layout of ``sim_text_video[t, v]``.
+            With the authors' defaults these values are quantised (see :func:`quantize_relevancy`). The diagonal
+            is never used by the losses.
         positive: ``(N,)``; ``r_a = R[i_a, p_a]``, the relevancy of each sample's own (text, video) pair,
             unquantised (it comes straight from the data loader in the authors' code).
 
@@ -259,7 +263,8 @@ def batch_relevancy(
     of the batch is the clip ``i_a = video_idx[a]`` paired with the sentence ``p_a = sentence_idx[a]`` drawn as its
     positive. Returns :class:`BatchRelevancy` with
 
-    * ``pairwise[t, v] = R[i_v, p_t]`` (the layout of ``sim[t, v]``), quantised when ``quantized`` (authors' code),
+    * ``pairwise[t, v] = R[i_v, p_t]`` (the layout of ``sim_text_video[t, v]``), quantised when ``quantized``
+      (authors' code),
     * ``positive[a] = r_a = R[i_a, p_a]``, never quantised.
 
     Only the ``N x N`` block is read and quantised, so ``R`` may be a huge numpy memmap.
@@ -291,7 +296,7 @@ def batch_relevancy(
         if idx.size and (idx.min() < 0 or idx.max() >= size):
             raise ValueError(f"{name} out of range for relevancy of shape {tuple(relevancy.shape)}: {idx.tolist()}")
 
-    # block[a, b] = R[i_a, p_b] (clip-major like R); the layout of sim is its transpose.
+    # block[a, b] = R[i_a, p_b] is clip-major like R: pairwise, laid out text x video, is its transpose.
     if isinstance(relevancy, torch.Tensor):
         rows = torch.as_tensor(video_idx, device=relevancy.device)
         cols = torch.as_tensor(sentence_idx, device=relevancy.device)
@@ -337,18 +342,19 @@ def hard_batch_relevancy(labels: Sequence[int] | _TensorOrArray, device=None,
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def infonce_loss(sim: torch.Tensor, logit_scale) -> torch.Tensor:
+def infonce_loss(sim_text_video: torch.Tensor, scale) -> torch.Tensor:
     r"""Symmetric InfoNCE (CLIP): ``0.5 * [CE(scale * V T^T, I) + CE(scale * T V^T, I)]`` (docs/losses.md).
 
-    With ``sim = T V^T`` the text->video logits are ``scale * sim`` and the video->text logits ``scale * sim.T``;
-    the target of row ``a`` is column ``a``.
+    With ``sim_text_video = T V^T`` the text->video logits are ``scale * sim_text_video`` and the video->text logits
+    its transpose; the target of row ``a`` is column ``a``.
 
     Args:
-        sim: ``(N, N)``, ``sim[a, b]`` = cosine similarity of text ``a`` and video ``b``.
-        logit_scale: the exponentiated scale (``1 / temperature``), a float or a scalar tensor (may need grad).
+        sim_text_video: ``(N, N)``, ``sim_text_video[a, b]`` = cosine similarity of text ``a`` and video ``b``.
+        scale: ``exp(logit_scale)`` (``1 / temperature``, ``model.scale()``), a float or a scalar tensor (may need
+            grad).
     """
-    sim = _check_sim(sim)
-    return contrastive_loss(_as_scale(logit_scale, sim) * sim)
+    sim_text_video = _check_sim(sim_text_video)
+    return contrastive_loss(_check_scale(scale, sim_text_video) * sim_text_video)
 
 
 def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple) -> torch.Tensor:
@@ -358,19 +364,19 @@ def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple
     if ids.dim() == 1 and ids.shape[0] == n:
         return ids[:, None] == ids[None, :]
     if ids.dim() == 2 and ids.shape[0] == n:
-        multi_hot = (ids != 0).float()  # EgoClip clips can carry several verb / noun tags
+        multi_hot = (ids != 0).float()  # several classes per sample: EgoClip tags, EK-100 all_noun_classes
         return (multi_hot @ multi_hot.T) > 0
     raise ValueError(
-        f"{name} must be ({n},) class ids or ({n}, num_classes) multi-hot to match sim of shape {sim_shape}, "
-        f"got {tuple(ids.shape)}"
+        f"{name} must be ({n},) class ids or ({n}, num_classes) multi-hot to match sim_text_video of shape "
+        f"{sim_shape}, got {tuple(ids.shape)}"
     )
 
 
-def egonce_loss(sim: torch.Tensor, logit_scale, verb_ids, noun_ids) -> torch.Tensor:
+def egonce_loss(sim_text_video: torch.Tensor, scale, verb_ids, noun_ids) -> torch.Tensor:
     r"""EgoNCE (EgoVLP; docs/losses.md, optional): InfoNCE whose positives are all pairs sharing verb **and** noun.
 
     ``P(a) = {b : verb(a) ~ verb(b) and noun(a) ~ noun(b)} | {a}`` where ``~`` is equality of class ids (1-D
-    input) or a shared class (2-D multi-hot input). With ``l = scale * sim``:
+    input) or a shared class (2-D multi-hot input). With ``l = scale * sim_text_video``:
 
         text->video:  -mean_a log( sum_{b in P(a)} exp(l_ab) / sum_b exp(l_ab) )
         video->text:  -mean_a log( sum_{b in P(a)} exp(l_ba) / sum_b exp(l_ba) )
@@ -378,24 +384,31 @@ def egonce_loss(sim: torch.Tensor, logit_scale, verb_ids, noun_ids) -> torch.Ten
 
     The two directions are averaged so that the loss equals :func:`infonce_loss` when no two samples share both
     verb and noun. (EgoVLP's ``EgoNCE`` returns their *sum*, i.e. twice this, with ``scale = 1 / 0.05``.)
+
+    Args:
+        sim_text_video: ``(N, N)``, ``sim_text_video[a, b]`` = cosine similarity of text ``a`` and video ``b``.
+        scale: ``exp(logit_scale)``, as for :func:`infonce_loss`.
+        verb_ids, noun_ids: ``(N,)`` class ids or ``(N, num_classes)`` multi-hot rows, one per sample. For EK-100,
+            :class:`~modeling_eva02at.data.ek100.Ek100MirDataset` gives the clip's ``verb_class`` and the multi-hot
+            of its ``all_noun_classes``.
     """
-    sim = _check_sim(sim)
-    n = sim.shape[0]
-    scale = _as_scale(logit_scale, sim)
-    positives = _egonce_positive_mask(verb_ids, n, "verb_ids", tuple(sim.shape)).to(sim.device)
-    positives = positives & _egonce_positive_mask(noun_ids, n, "noun_ids", tuple(sim.shape)).to(sim.device)
-    positives = positives | torch.eye(n, dtype=torch.bool, device=sim.device)
+    sim_text_video = _check_sim(sim_text_video)
+    n, shape, device = sim_text_video.shape[0], tuple(sim_text_video.shape), sim_text_video.device
+    scale = _check_scale(scale, sim_text_video)
+    positives = _egonce_positive_mask(verb_ids, n, "verb_ids", shape).to(device)
+    positives = positives & _egonce_positive_mask(noun_ids, n, "noun_ids", shape).to(device)
+    positives = positives | torch.eye(n, dtype=torch.bool, device=device)
 
     def one_direction(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # -log(sum_pos exp / sum_all exp), in log space for stability
         log_positives = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), dim=1)
         return (torch.logsumexp(logits, dim=1) - log_positives).mean()
 
-    logits = scale * sim
+    logits = scale * sim_text_video
     return 0.5 * (one_direction(logits, positives) + one_direction(logits.T, positives.T))
 
 
-def max_margin_loss(sim: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+def max_margin_loss(sim_text_video: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
     r"""MI-MM, the max-margin ranking loss (docs/losses.md): for every ordered pair ``a != b``
 
         text->video:  relu(m - (s_aa - s_ab))
@@ -404,23 +417,26 @@ def max_margin_loss(sim: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
     averaged over the ``2 N (N - 1)`` terms (the diagonal, where every term would be the constant ``m``, is excluded,
     as in EgoVLP / AVION's ``MaxMarginRankingLoss`` with ``fix_norm=True``).
     """
-    sim = _check_sim(sim, min_size=2)
+    sim_text_video = _check_sim(sim_text_video, min_size=2)
     _check_hyper(margin=margin)
-    dist_t2v, dist_v2t = _anchor_distances(sim)
+    dist_t2v, dist_v2t = _anchor_distances(sim_text_video)
     return _mean_off_diagonal(F.relu(margin - dist_t2v), F.relu(margin - dist_v2t))
 
 
-def adaptive_max_margin_loss(sim: torch.Tensor, positive_relevancy: torch.Tensor, margin: float = 0.4) -> torch.Tensor:
+def adaptive_max_margin_loss(
+    sim_text_video: torch.Tensor, positive_relevancy: torch.Tensor, margin: float = 0.4
+) -> torch.Tensor:
     r"""Adaptive MI-MM (docs/losses.md): MI-MM whose margin is ``m * r_a``, ``r_a`` = relevancy of the anchor's
     positive pair (the same ``r_a`` for both directions of anchor ``a``):
 
         relu(m r_a - (s_aa - s_ab))  and  relu(m r_a - (s_aa - s_ba)),  mean over the 2 N (N - 1) terms a != b.
     """
-    sim = _check_sim(sim, min_size=2)
+    sim_text_video = _check_sim(sim_text_video, min_size=2)
     _check_hyper(margin=margin)
-    _check_vector(positive_relevancy, sim.shape[0], "positive_relevancy", tuple(sim.shape))
-    anchor_margin = (margin * positive_relevancy).to(device=sim.device, dtype=sim.dtype).unsqueeze(1)
-    dist_t2v, dist_v2t = _anchor_distances(sim)
+    _check_vector(positive_relevancy, sim_text_video.shape[0], "positive_relevancy", tuple(sim_text_video.shape))
+    anchor_margin = (margin * positive_relevancy).to(device=sim_text_video.device, dtype=sim_text_video.dtype)
+    anchor_margin = anchor_margin.unsqueeze(1)
+    dist_t2v, dist_v2t = _anchor_distances(sim_text_video)
     return _mean_off_diagonal(F.relu(anchor_margin - dist_t2v), F.relu(anchor_margin - dist_v2t))
 
 
@@ -438,7 +454,7 @@ def _sms_terms(delta: torch.Tensor, dist: torch.Tensor, margin: float, tau: floa
 
 
 def sms_loss(
-    sim: torch.Tensor,
+    sim_text_video: torch.Tensor,
     pairwise_relevancy: torch.Tensor,
     positive_relevancy: torch.Tensor,
     margin: float = 0.6,
@@ -463,7 +479,7 @@ def sms_loss(
     falls in the third branch, as in the authors' code.
 
     Args:
-        sim: ``(N, N)``, ``sim[a, b] = s_ab`` (text ``a``, video ``b``).
+        sim_text_video: ``(N, N)``, ``sim_text_video[a, b] = s_ab`` (text ``a``, video ``b``).
         pairwise_relevancy: ``(N, N)``, ``[t, v] = R[i_v, p_t]`` (:attr:`BatchRelevancy.pairwise`).
         positive_relevancy: ``(N,)``, ``r_a`` (:attr:`BatchRelevancy.positive`).
         margin: gamma (0.6 for EK-100 MIR).
@@ -471,15 +487,15 @@ def sms_loss(
         edge: lambda; :data:`SMS_EDGE_CODE` = 1.1/240 (authors' code, default, used with quantised candidates) or
             :data:`SMS_EDGE_PAPER` = 0.1.
     """
-    sim = _check_sim(sim, min_size=2)
+    sim_text_video = _check_sim(sim_text_video, min_size=2)
     _check_hyper(margin=margin, tau=tau, edge=edge)
-    n, shape = sim.shape[0], tuple(sim.shape)
+    n, shape = sim_text_video.shape[0], tuple(sim_text_video.shape)
     _check_pairwise(pairwise_relevancy, n, "pairwise_relevancy", shape)
     _check_vector(positive_relevancy, n, "positive_relevancy", shape)
-    pairwise = pairwise_relevancy.to(sim.device)
-    positive = positive_relevancy.to(sim.device).unsqueeze(1)
+    pairwise = pairwise_relevancy.to(sim_text_video.device)
+    positive = positive_relevancy.to(sim_text_video.device).unsqueeze(1)
 
-    dist_t2v, dist_v2t = _anchor_distances(sim)
+    dist_t2v, dist_v2t = _anchor_distances(sim_text_video)
     delta_t2v = positive - pairwise  # [a, b] = r_a - R[i_b, p_a]
     delta_v2t = positive - pairwise.T  # [a, b] = r_a - R[i_a, p_b]
     return _mean_off_diagonal(
@@ -488,7 +504,7 @@ def sms_loss(
 
 
 def sms_hard_loss(
-    sim: torch.Tensor,
+    sim_text_video: torch.Tensor,
     pairwise_relevancy: torch.Tensor,
     positive_relevancy: torch.Tensor | None = None,
     margin: float = 0.3,
@@ -508,22 +524,28 @@ def sms_hard_loss(
             (:func:`hard_batch_relevancy`).
         positive_relevancy: ``(N,)``, must be all ones (default).
         margin: gamma (0.3 for Charades-Ego).
-        tau: relaxation of the equally-relevant case (spec is silent for Charades-Ego; 0.1 as for EK-100).
+        tau: relaxation of the equally-relevant case (the paper gives none for Charades-Ego; 0.1 as for EK-100).
     """
-    sim = _check_sim(sim, min_size=2)
+    sim_text_video = _check_sim(sim_text_video, min_size=2)
     _check_hyper(margin=margin, tau=tau)
-    n, shape = sim.shape[0], tuple(sim.shape)
+    n, shape = sim_text_video.shape[0], tuple(sim_text_video.shape)
     _check_pairwise(pairwise_relevancy, n, "pairwise_relevancy", shape)
     if positive_relevancy is not None:
         _check_vector(positive_relevancy, n, "positive_relevancy", shape)
         if not bool((positive_relevancy == 1).all()):
-            raise ValueError("sms_hard_loss needs every positive relevancy to be 1 (only Delta in {0, 1} exists)")
+            raise ValueError(
+                "sms_hard_loss needs every positive relevancy to be 1 (hard labels: only Delta in {0, 1} exists); "
+                "for graded relevancy such as EK-100's use sms_loss"
+            )
     if not bool(((pairwise_relevancy == 0) | (pairwise_relevancy == 1)).all()):
-        raise ValueError(f"sms_hard_loss needs 0/1 pairwise relevancies, got a {tuple(pairwise_relevancy.shape)} "
-                         "matrix with other values")
-    irrelevant = pairwise_relevancy.to(sim.device) == 0  # [t, v]: Delta = 1 - R = 1
+        raise ValueError(
+            f"sms_hard_loss needs 0/1 pairwise relevancies (hard labels, e.g. Charades-Ego's, see "
+            f"hard_batch_relevancy), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for graded "
+            "relevancy such as EK-100's use sms_loss"
+        )
+    irrelevant = pairwise_relevancy.to(sim_text_video.device) == 0  # [t, v]: Delta = 1 - R = 1
 
-    dist_t2v, dist_v2t = _anchor_distances(sim)
+    dist_t2v, dist_v2t = _anchor_distances(sim_text_video)
     t2v = torch.where(irrelevant, F.relu(margin - dist_t2v), F.relu(dist_t2v.abs() - tau))
     v2t = torch.where(irrelevant.T, F.relu(margin - dist_v2t), F.relu(dist_v2t.abs() - tau))
     return _mean_off_diagonal(t2v, v2t)
@@ -535,8 +557,8 @@ def sms_hard_loss(
 
 # name -> (function, inputs it takes from the uniform call). Everything else in the signature is a hyper-parameter.
 _LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
-    "infonce": (infonce_loss, ("logit_scale",)),
-    "egonce": (egonce_loss, ("logit_scale", "verb_ids", "noun_ids")),
+    "infonce": (infonce_loss, ("scale",)),
+    "egonce": (egonce_loss, ("scale", "verb_ids", "noun_ids")),
     "mimm": (max_margin_loss, ()),
     "adaptive_mimm": (adaptive_max_margin_loss, ("positive_relevancy",)),
     "sms": (sms_loss, ("pairwise_relevancy", "positive_relevancy")),
@@ -548,10 +570,10 @@ LOSS_NAMES = tuple(_LOSSES)
 class RetrievalLoss:
     r"""A loss from :data:`LOSS_NAMES` bound to its hyper-parameters, called the same way whatever the loss::
 
-        loss = loss_fn(sim, logit_scale=model.logit_scale.exp(), relevancy=batch_rel, verb_ids=..., noun_ids=...)
+        loss = loss_fn(sim_text_video, scale=model.scale(), relevancy=batch_rel, verb_ids=..., noun_ids=...)
 
     Each loss takes what it needs and ignores the rest; a missing required input raises ``ValueError``. The flags
-    :attr:`needs_logit_scale`, :attr:`needs_relevancy` and :attr:`needs_verb_noun` tell the trainer what to prepare.
+    :attr:`needs_scale`, :attr:`needs_relevancy` and :attr:`needs_verb_noun` tell the trainer what to prepare.
     """
 
     def __init__(self, name: str, **hyperparameters):
@@ -559,15 +581,15 @@ class RetrievalLoss:
             raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
         self.name = name
         self.fn, self.inputs = _LOSSES[name]
-        allowed = [p for p in inspect.signature(self.fn).parameters if p != "sim" and p not in self.inputs]
+        allowed = [p for p in inspect.signature(self.fn).parameters if p != "sim_text_video" and p not in self.inputs]
         unknown = sorted(set(hyperparameters) - set(allowed))
         if unknown:
             raise TypeError(f"loss {name!r} got unknown hyper-parameters {unknown}; it accepts {allowed}")
         self.hyperparameters = hyperparameters
 
     @property
-    def needs_logit_scale(self) -> bool:
-        return "logit_scale" in self.inputs
+    def needs_scale(self) -> bool:
+        return "scale" in self.inputs
 
     @property
     def needs_relevancy(self) -> bool:
@@ -579,9 +601,9 @@ class RetrievalLoss:
 
     def __call__(
         self,
-        sim: torch.Tensor,
+        sim_text_video: torch.Tensor,
         *,
-        logit_scale=None,
+        scale=None,
         relevancy: BatchRelevancy | None = None,
         verb_ids=None,
         noun_ids=None,
@@ -589,15 +611,17 @@ class RetrievalLoss:
         if self.needs_relevancy and relevancy is None:
             raise ValueError(f"loss {self.name!r} needs relevancy=BatchRelevancy(...)")
         if self.needs_verb_noun and (verb_ids is None or noun_ids is None):
-            raise ValueError(f"loss {self.name!r} needs verb_ids and noun_ids")
+            raise ValueError(
+                f"loss {self.name!r} needs verb_ids and noun_ids (one class id or multi-hot row per sample)"
+            )
         available = {
-            "logit_scale": logit_scale,
+            "scale": scale,
             "verb_ids": verb_ids,
             "noun_ids": noun_ids,
             "pairwise_relevancy": relevancy.pairwise if relevancy is not None else None,
             "positive_relevancy": relevancy.positive if relevancy is not None else None,
         }
-        return self.fn(sim, **{k: available[k] for k in self.inputs}, **self.hyperparameters)
+        return self.fn(sim_text_video, **{k: available[k] for k in self.inputs}, **self.hyperparameters)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())

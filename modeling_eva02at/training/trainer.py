@@ -1,9 +1,10 @@
 """A transformers `Trainer` for EVA02-AT's contrastive and multi-instance retrieval objectives.
 
-- `compute_loss` gathers video and text embeddings from every rank with gradients, builds the global text x video
-  similarity matrix, looks up the global batch's relevancy by (clip, sentence) indices and applies the configured
-  loss (SMS by default). Every rank computes the same global loss; the gradient then equals one process on the
-  concatenated batch (all_gather's backward sums over ranks, DDP averages).
+- `compute_loss` gathers video and text embeddings from every rank with gradients, builds the global
+  `sim_text_video` matrix (rows texts, columns videos, as in `losses.py`), gathers what the configured loss needs
+  (the batch's relevancy looked up by (clip, sentence) indices, verb / noun ids) and applies the loss (SMS by
+  default). Every rank computes the same global loss; the gradient then equals one process on the concatenated
+  batch (all_gather's backward sums over ranks, DDP averages).
 - `evaluate` encodes the eval split and reports EK-100 MIR mAP / nDCG, so `metric_for_best_model` works.
 - The warm-up-then-cosine schedule of docs/recipes.md (1e-6 -> lr over the warm-up, then cosine to `min_lr`).
 """
@@ -22,10 +23,14 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .. import register_auto_classes
 from ..evaluation.metrics import ek100_mir_metrics
 from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss
+
+SMS_EDGES = {"code": SMS_EDGE_CODE, "paper": SMS_EDGE_PAPER}
+"""The named values of `Eva02AtTrainingArguments.sms_edge` (docs/losses.md)."""
 
 register_auto_classes()  # saved folders get auto_map and the remote-code files
 
@@ -41,7 +46,10 @@ class Eva02AtTrainingArguments(TrainingArguments):
     global).
     """
 
-    loss: str = field(default="sms", metadata={"help": f"one of {', '.join(LOSS_NAMES)}"})
+    loss: str = field(
+        default="sms",
+        metadata={"help": "the training loss (docs/losses.md); sms_hard needs 0/1 relevancy", "choices": LOSS_NAMES},
+    )
     margin: float | None = field(
         default=None, metadata={"help": "margin gamma: SMS 0.6, sms_hard 0.3, MI-MM 0.2, adaptive MI-MM 0.4 by default"}
     )
@@ -54,12 +62,33 @@ class Eva02AtTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "look candidates' relevancy up as uint8(240 R)/240, as the authors' code"}
     )
     warmup_start_lr: float | None = field(
-        default=None, metadata={"help": "docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"}
+        default=None,
+        metadata={"help": "docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"},
     )
-    min_lr: float | None = field(default=None, metadata={"help": "docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)"})
+    min_lr: float | None = field(
+        default=None, metadata={"help": "docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)"}
+    )
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
     average_tokens_across_devices: bool = field(default=False)
+
+    def __post_init__(self):
+        # Checked here, not only by the command line's choices, so that a typo fails before a run starts.
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {self.loss!r}")
+        self.sms_edge_value()
+        super().__post_init__()
+
+    def sms_edge_value(self) -> float:
+        """The SMS edge lambda that `sms_edge` names ('code', 'paper') or spells out (a number)."""
+        if self.sms_edge in SMS_EDGES:
+            return SMS_EDGES[self.sms_edge]
+        try:
+            return float(self.sms_edge)
+        except ValueError:
+            raise ValueError(
+                f"sms_edge must be {' or '.join(repr(name) for name in SMS_EDGES)} or a number; got {self.sms_edge!r}"
+            ) from None
 
     def loss_hyperparameters(self) -> dict:
         params = {}
@@ -68,8 +97,7 @@ class Eva02AtTrainingArguments(TrainingArguments):
         if self.loss in ("sms", "sms_hard"):
             params["tau"] = self.sms_tau
         if self.loss == "sms":
-            edges = {"code": SMS_EDGE_CODE, "paper": SMS_EDGE_PAPER}
-            params["edge"] = edges[self.sms_edge] if self.sms_edge in edges else float(self.sms_edge)
+            params["edge"] = self.sms_edge_value()
         return params
 
 
@@ -107,7 +135,8 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def last_complete_checkpoint(folder: str) -> str | None:
-    """The newest `checkpoint-N` in `folder` that was fully written, or None.
+    """The newest `checkpoint-N` in `folder` that was fully written (its `trainer_state.json` and model weights, in
+    any of the layouts `save_pretrained` writes), or None.
 
     The Trainer writes a checkpoint in place and its `trainer_state.json` last: a run killed while saving leaves a
     folder without it, which transformers' `get_last_checkpoint` would still pick (and resuming would fail on).
@@ -121,8 +150,9 @@ def last_complete_checkpoint(folder: str) -> str | None:
     )  # fmt: skip
     for step in steps:
         path = os.path.join(folder, f"checkpoint-{step}")
-        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
-            os.path.join(path, "model.safetensors")
+        weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+        if os.path.isfile(os.path.join(path, "trainer_state.json")) and any(
+            os.path.isfile(os.path.join(path, name)) for name in weights
         ):
             return path
         logger.warning(f"skipping {path}: it was not completely written (interrupted save?)")
@@ -143,8 +173,9 @@ class Eva02AtTrainer(Trainer):
     """Trainer for EVA02-AT dual encoders.
 
     Training batches hold `input_ids`, `attention_mask`, `pixel_values_videos` and, for relevancy-aware losses,
-    `video_index`, `sentence_index` (global indices into `relevancy`) and `relevancy` (r_a). `relevancy` is the
-    training split's (num_clips, num_sentences) matrix; the eval dataset provides its own (`Ek100MirDataset`).
+    `video_index`, `sentence_index` (global indices into `relevancy`) and `relevancy` (r_a); for EgoNCE, `verb_ids`
+    and `noun_ids` (`Ek100MirDataset` and `VideoTextCollator` provide them all). `relevancy` is the training split's
+    (num_clips, num_sentences) matrix; the eval dataset provides its own.
     """
 
     loss_is_scaled_for_ga = False
@@ -157,19 +188,30 @@ class Eva02AtTrainer(Trainer):
         if self.loss_fn.needs_relevancy and relevancy is None:
             raise ValueError(f"loss {self.args.loss!r} needs the training split's relevancy matrix (relevancy=...)")
         self.relevancy = relevancy
-        if not self.loss_fn.needs_logit_scale and self.model.logit_scale.requires_grad:
+        if not self.loss_fn.needs_scale and self.model.logit_scale.requires_grad:
             # A parameter outside the loss gets no gradient, which DDP (find_unused_parameters=False) rejects.
             logger.info(f"loss {self.args.loss!r} does not use the logit scale: freezing it")
             self.model.logit_scale.requires_grad_(False)
         self.add_callback(RemoteCodeFilesCallback())
 
     def train(self, resume_from_checkpoint=None, **kwargs):
-        """`resume_from_checkpoint=True` (or "last") resumes from the newest *complete* checkpoint of output_dir."""
-        if resume_from_checkpoint is True or resume_from_checkpoint == "last":
+        """`resume_from_checkpoint`: a checkpoint folder, or True / "true" / "last" (any case, as a command line
+        passes it) for the newest *complete* checkpoint of output_dir."""
+        value = resume_from_checkpoint
+        if value is True or (isinstance(value, str) and value.lower() in ("true", "last")):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"no complete checkpoint to resume from in {self.args.output_dir}")
+                raise FileNotFoundError(
+                    f"resume_from_checkpoint={value!r} (--resume-from-checkpoint): no complete checkpoint-N folder "
+                    f"(with trainer_state.json and model weights) in output_dir {self.args.output_dir}; check "
+                    "--output-dir, pass a checkpoint folder, or start without resuming"
+                )
             logger.info(f"resuming from {resume_from_checkpoint}")
+        elif isinstance(value, str) and not os.path.isdir(value):
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={value!r} (--resume-from-checkpoint) is not a folder: pass a checkpoint-N "
+                f"folder, or True / last for the newest complete checkpoint in output_dir {self.args.output_dir}"
+            )
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # -- loss ---------------------------------------------------------------------------------------------------------
@@ -179,6 +221,7 @@ class Eva02AtTrainer(Trainer):
         video_index = inputs.pop("video_index", None)
         sentence_index = inputs.pop("sentence_index", None)
         positive = inputs.pop("relevancy", None)
+        verb_ids, noun_ids = inputs.pop("verb_ids", None), inputs.pop("noun_ids", None)
         outputs = model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs.get("attention_mask"),
@@ -186,8 +229,8 @@ class Eva02AtTrainer(Trainer):
         )
         video = gather_with_grad(outputs.video_embeds)
         text = gather_with_grad(outputs.text_embeds)
-        sim = text @ video.T  # sim[a, b]: text a against video b, positives on the diagonal
-        if not torch.isfinite(sim).all():
+        sim_text_video = text @ video.T  # positives on the diagonal
+        if not torch.isfinite(sim_text_video).all():
             self._stop_on_non_finite("similarities", video_index)
 
         relevancy = None
@@ -202,10 +245,17 @@ class Eva02AtTrainer(Trainer):
                 sentence_index.cpu().numpy(),
                 quantized=self.args.quantize_relevancy,
                 positive=positive.cpu() if positive is not None else None,
-                device=sim.device,
+                device=sim_text_video.device,
             )
-        scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_logit_scale else None
-        loss = self.loss_fn(sim, logit_scale=scale, relevancy=relevancy)
+        if self.loss_fn.needs_verb_noun:
+            if verb_ids is None or noun_ids is None:
+                raise ValueError(
+                    f"loss {self.args.loss!r} needs verb_ids and noun_ids in every batch (Ek100MirDataset items "
+                    "carry them and VideoTextCollator batches them)"
+                )
+            verb_ids, noun_ids = gather_no_grad(verb_ids), gather_no_grad(noun_ids)
+        scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_scale else None
+        loss = self.loss_fn(sim_text_video, scale=scale, relevancy=relevancy, verb_ids=verb_ids, noun_ids=noun_ids)
         if not torch.isfinite(loss):
             self._stop_on_non_finite(f"loss ({loss.item()})", video_index)
         return (loss, outputs) if return_outputs else loss
@@ -243,7 +293,8 @@ class Eva02AtTrainer(Trainer):
         was_training = model.training
         model.eval()
         videos, texts = [], []
-        for batch in tqdm(dataloader, desc=description, disable=not self.is_world_process_zero()):
+        quiet = self.args.disable_tqdm or not self.is_world_process_zero()
+        for batch in tqdm(dataloader, desc=description, disable=quiet):
             batch = self._prepare_inputs(batch)
             with self.autocast_smart_context_manager():
                 out = model(
@@ -262,8 +313,10 @@ class Eva02AtTrainer(Trainer):
         if dataset is None or not hasattr(dataset, "caption_columns"):
             raise ValueError("evaluate needs an Ek100MirDataset-like eval dataset (relevancy and caption_columns)")
         videos, texts = self.encode(dataset, description="Evaluating")
-        similarity = (videos @ texts[torch.from_numpy(np.array(dataset.caption_columns))].T).numpy()
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in ek100_mir_metrics(similarity, dataset.relevancy).items()}
+        captions = texts[torch.from_numpy(np.array(dataset.caption_columns))]
+        sim_video_text = (videos @ captions.T).numpy()  # clips x captions, the layout of the relevancy matrix
+        scores = ek100_mir_metrics(sim_video_text, dataset.relevancy)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

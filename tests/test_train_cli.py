@@ -1,0 +1,283 @@
+"""examples/train_mir.py through its command line: --help without torch, flag choices and spellings, every offered
+loss end to end, weights in every layout from_pretrained loads (or a clear error), resuming, the demo path.
+
+The runs call the script's `main(argv)` in this process (a few steps of a tiny model on a small demo dataset);
+--help runs in a fresh interpreter, where torch is not imported yet.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_eva02at import Eva02AtConfig, Eva02AtModel
+from modeling_eva02at.demo.dataset import make_demo_dataset
+from modeling_eva02at.training.losses import LOSS_NAMES
+from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
+
+from .conftest import REPO_ROOT
+
+SCRIPT = os.path.join(REPO_ROOT, "examples", "train_mir.py")
+TINY_CONFIG = os.path.join(REPO_ROOT, "tests", "fixtures", "tiny_mir_config")
+sys.path.insert(0, os.path.dirname(SCRIPT))
+import train_mir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, num_train=48, num_test=24)
+
+
+def run_args(demo, output_dir, *extra, model=TINY_CONFIG, init="random"):
+    """A 2-step run of the tiny model on the small demo dataset, without evaluation or checkpoints."""
+    argv = [
+        "--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root", demo.video_root,
+        "--model", model, "--num-frames", "2", "--output-dir", str(output_dir), "--max-steps", "2",
+        "--per-device-train-batch-size", "8", "--use-cpu", "--save-strategy", "no", "--report-to", "none",
+        "--disable-tqdm", "true", "--dataloader-num-workers", "0", "--logging-steps", "1",
+    ]  # fmt: skip
+    return argv + (["--init", init] if init else []) + list(extra)
+
+
+def underscored(argv):
+    return ["--" + arg[2:].replace("-", "_") if arg.startswith("--") else arg for arg in argv]
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return Eva02AtModel(Eva02AtConfig.from_pretrained(TINY_CONFIG))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_help_answers_without_importing_torch_or_transformers():
+    probe = (
+        "import runpy, sys, time\n"
+        f"sys.argv = [{SCRIPT!r}, '--help']\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        f"    runpy.run_path({SCRIPT!r}, run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code in (0, None), done.code\n"
+        "elapsed = time.perf_counter() - start\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), 'SECONDS', elapsed)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    help_text, probe_line = result.stdout.rsplit("HEAVY", 1)
+    heavy, seconds = probe_line.split("SECONDS")
+    assert heavy.strip() == "[]", f"--help imported {heavy.strip()}"
+    assert float(seconds) < 2.0
+    for listing in ("{sms,mimm,adaptive_mimm,infonce,egonce}", "{raise,skip}", "{pretrained,random}",
+                    "{code,paper,NUMBER}", "--train-csv", "--train_csv"):  # fmt: skip
+        assert listing in help_text, listing
+    assert "Every transformers.TrainingArguments flag is also accepted" in help_text and "--help-all" in help_text
+
+
+@pytest.mark.parametrize(
+    "flag, value, listed",
+    [
+        ("--loss", "sms_hard", "'sms', 'mimm', 'adaptive_mimm', 'infonce', 'egonce'"),
+        ("--on-bad-video", "ignore", "'raise', 'skip'"),
+        ("--on_bad_video", "ignore", "'raise', 'skip'"),
+        ("--init", "zeros", "'pretrained', 'random'"),
+        ("--sms-edge", "wide", "code, paper or a number"),
+    ],
+)
+def test_enumerated_flags_reject_other_values_listing_the_choices(flag, value, listed, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_mir.main([flag, value])
+    assert exit_.value.code == 2
+    assert listed in capsys.readouterr().err
+
+
+def test_help_all_lists_the_training_arguments(capsys):
+    train_mir.main(["--help-all"])
+    text = capsys.readouterr().out
+    assert "--per_device_train_batch_size" in text and "--resume_from_checkpoint" in text
+    assert "{" + ",".join(LOSS_NAMES) + "}" in text  # Eva02AtTrainingArguments.loss lists its choices too
+
+
+def test_the_parser_declares_the_trainer_settings_with_their_defaults():
+    """The loss and schedule flags the script parses before importing transformers are exactly the fields
+    Eva02AtTrainingArguments adds, with the same defaults; --loss offers every loss but sms_hard."""
+    parser = train_mir.build_parser()
+    defaults = vars(parser.parse_args([]))
+    fields = {field.name: field.default for field in dataclasses.fields(Eva02AtTrainingArguments)}
+    settings = train_mir.trainer_settings()
+    assert set(settings) == {"loss", "margin", "sms_tau", "sms_edge", "quantize_relevancy", "warmup_start_lr",
+                             "min_lr"}  # fmt: skip
+    for name in settings:
+        assert defaults[name] == fields[name], name
+    assert set(train_mir.LOSSES) == set(LOSS_NAMES) - {"sms_hard"}
+    assert set(train_mir.SMS_EDGES) == {"code", "paper"}
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and "-" in option[2:]:
+                assert option[:2] + option[2:].replace("-", "_") in action.option_strings, option
+
+
+def test_both_flag_spellings_parse_alike(demo, tmp_path):
+    argv = run_args(demo, tmp_path, "--loss", "mimm", "--sms-edge", "paper", "--no-quantize-relevancy",
+                    "--warmup-start-lr", "1e-6", "--min-lr", "2e-6", "--learning-rate", "1e-3")  # fmt: skip
+    parsed = []
+    for spelling in (argv, underscored(argv)):
+        parser = train_mir.build_parser()
+        args, rest = parser.parse_known_args(spelling)
+        training = train_mir.parse_training_arguments(parser, args, rest, demo=False)
+        parsed.append((vars(args), training))
+    (args_dashed, dashed), (args_underscored, underscore) = parsed
+    assert args_dashed == args_underscored
+    assert args_dashed["train_csv"] == demo.train_csv and args_dashed["quantize_relevancy"] is False
+    for name in ("loss", "sms_edge", "quantize_relevancy", "warmup_start_lr", "min_lr", "learning_rate", "max_steps",
+                 "per_device_train_batch_size", "output_dir", "use_cpu"):  # fmt: skip
+        assert getattr(dashed, name) == getattr(underscore, name), name
+    assert (dashed.loss, dashed.sms_edge, dashed.quantize_relevancy) == ("mimm", "paper", False)
+    assert (dashed.warmup_start_lr, dashed.min_lr, dashed.learning_rate, dashed.max_steps) == (1e-6, 2e-6, 1e-3, 2)
+
+
+def test_unknown_flag_is_named(demo, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_mir.main(run_args(demo, tmp_path, "--learning-rat", "1e-3"))
+    assert "unrecognized arguments: --learning-rat 1e-3" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "sms_hard"])
+def test_every_offered_loss_trains_end_to_end(demo, tmp_path, loss):
+    train_mir.main(run_args(demo, tmp_path, "--loss", loss))
+    state = load_file(tmp_path / "model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in state.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --model and --init
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_model_without_weights_is_an_error_naming_folder_and_flag(demo, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--model .*tiny_mir_config: no weights .*--init random"):
+        train_mir.main(run_args(demo, tmp_path, init=None))
+    with pytest.raises(FileNotFoundError, match="--init random"):
+        train_mir.main(run_args(demo, tmp_path, init="pretrained"))
+
+
+def save_sharded(model, folder):
+    model.save_pretrained(folder, max_shard_size="2MB")
+    assert os.path.isfile(os.path.join(folder, "model.safetensors.index.json"))
+
+
+def save_bin(model, folder):
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
+
+
+def save_to_hub_cache(model, folder):
+    """A Hub id whose files are in the local cache (the tests run offline): returns the id instead of a folder."""
+    from huggingface_hub import constants
+
+    repo_id, commit = "someone/eva02at-tiny", "0123456789abcdef0123456789abcdef01234567"
+    repo = os.path.join(constants.HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(commit)
+    model.save_pretrained(os.path.join(repo, "snapshots", commit))
+    return repo_id
+
+
+@pytest.mark.parametrize("save", [save_sharded, save_bin, save_to_hub_cache], ids=["sharded", "bin", "hub_cache"])
+def test_weights_in_every_layout_are_loaded(demo, tmp_path, save):
+    """With lr 0 the trained model is the loaded one: its weights must come back out, not a random init."""
+    source = tiny_model(seed=7)
+    model = save(source, str(tmp_path / "source")) or str(tmp_path / "source")
+    train_mir.main(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=model, init=None))
+    trained = load_file(tmp_path / "run" / "model.safetensors")
+    expected = source.state_dict()
+    assert set(trained) == set(expected)
+    for name, tensor in trained.items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+
+
+def test_init_random_ignores_the_weights(demo, tmp_path):
+    source = tiny_model(seed=7)
+    source.save_pretrained(tmp_path / "source")
+    train_mir.main(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=str(tmp_path / "source")))
+    trained = load_file(tmp_path / "run" / "model.safetensors")
+    name = "text_projection.weight"
+    assert not torch.allclose(trained[name], source.state_dict()[name])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Resuming
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["True", "true", "last"])
+def test_resume_from_checkpoint_true_resumes_the_last_complete_checkpoint(demo, tmp_path, value):
+    first = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2")
+    train_mir.main(underscored(first))  # steps 1-2, saved as checkpoint-2
+    (tmp_path / "checkpoint-5").mkdir()  # an interrupted save: never picked
+    resumed = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "1",
+                       "--resume-from-checkpoint", value)  # fmt: skip
+    resumed[resumed.index("--max-steps") + 1] = "3"
+    train_mir.main(resumed)
+    checkpoints = sorted(name for name in os.listdir(tmp_path) if name.startswith("checkpoint-"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-3", "checkpoint-5"]  # a fresh start would save checkpoint-1
+    with open(tmp_path / "checkpoint-3" / "trainer_state.json") as f:
+        assert json.load(f)["global_step"] == 3
+
+
+def test_resume_from_a_checkpoint_path(demo, tmp_path):
+    train_mir.main(run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2"))
+    resumed = run_args(demo, tmp_path / "again", "--resume-from-checkpoint", str(tmp_path / "checkpoint-2"),
+                       "--save-strategy", "steps", "--save-steps", "3")  # fmt: skip
+    resumed[resumed.index("--max-steps") + 1] = "3"
+    train_mir.main(resumed)
+    assert os.listdir(tmp_path / "again").count("checkpoint-3") == 1
+    assert not os.path.exists(tmp_path / "again" / "checkpoint-2")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("True", r"no complete checkpoint-N folder .* in output_dir"),
+    ("last", r"no complete checkpoint-N folder .* in output_dir"),
+    ("missing/checkpoint-9", r"'missing/checkpoint-9' \(--resume-from-checkpoint\) is not a folder"),
+])  # fmt: skip
+def test_nothing_to_resume_is_a_clear_error(demo, tmp_path, value, message):
+    with pytest.raises(FileNotFoundError, match=message):
+        train_mir.main(run_args(demo, tmp_path, "--resume-from-checkpoint", value))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The demo
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypatch, capsys):
+    """`make demo` runs the script without arguments; here on a smaller demo dataset, for one step."""
+    import modeling_eva02at.demo.dataset as demo_dataset
+
+    monkeypatch.setattr(demo_dataset, "make_demo_dataset",
+                        functools.partial(demo_dataset.make_demo_dataset, num_train=32, num_test=16))  # fmt: skip
+    rows = train_mir.main(["--demo-dir", str(tmp_path / "demo"), "--output-dir", str(tmp_path / "run"),
+                           "--max-steps", "1", "--disable-tqdm", "true", "--report-to", "none",
+                           "--dataloader-num-workers", "0"])  # fmt: skip
+    assert set(rows) == {"random scores", "before training", "after training"}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["vision_config"]["hidden_size"] == train_mir.DEMO_MODEL["vision_config"]["hidden_size"]
+    assert "after training" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train_mir.main(["--init", "pretrained"])  # the demo's own model has no weights to load
