@@ -37,13 +37,18 @@ class Eva02AtVisionConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def validate_architecture(self):
+        """Run when the config is built or saved, and by the models' __init__ (a config edited after loading)."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
             )
         head_dim = self.hidden_size // self.num_attention_heads
         if head_dim % 4:
-            raise ValueError(f"the head dimension ({head_dim}) must be a multiple of 4 for the 2D RoPE")
+            raise ValueError(
+                f"the head dimension hidden_size / num_attention_heads = {self.hidden_size} / "
+                f"{self.num_attention_heads} = {head_dim} must be a multiple of 4: ST-RoPE rotates channel pairs, "
+                "a quarter of the channels by the row angle and a quarter by the column angle (docs/architecture.md)"
+            )
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if not 1 <= self.num_frames <= self.max_num_frames:
@@ -57,6 +62,7 @@ class Eva02AtConfig(PreTrainedConfig):
 
     projection_dim: size of the shared embedding space (256 for EVA02-AT, 512/768 for EVA02-CLIP).
     logit_scale_init_value: ln(1/0.07) as in CLIP; the paper's pretraining uses temperature 0.05 (ln 20).
+    logit_scale_max: the upper clamp of `logit_scale` (a log): ln 100 as in CLIP, a multiplier of at most 100.
     freeze_logit_scale: keep the logit scale fixed (fine-tuning with margin losses).
     """
 
@@ -69,7 +75,6 @@ class Eva02AtConfig(PreTrainedConfig):
     logit_scale_init_value: float = math.log(1 / 0.07)
     logit_scale_max: float = math.log(100.0)
     freeze_logit_scale: bool = False
-    initializer_factor: float = 1.0
 
     def __post_init__(self, **kwargs):
         if self.vision_config is None:
@@ -81,6 +86,15 @@ class Eva02AtConfig(PreTrainedConfig):
         elif isinstance(self.text_config, dict):
             self.text_config = CLIPTextConfig(**{"hidden_act": "gelu", **self.text_config})
         super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        """Run when the config is built or saved, and by the models' __init__; names the sub-config at fault."""
+        super().validate_architecture()
+        for name in ("vision_config", "text_config"):
+            try:
+                getattr(self, name).validate_architecture()
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
 
 
 __all__ = ["Eva02AtConfig", "Eva02AtVisionConfig"]

@@ -14,16 +14,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPTextModel, PreTrainedModel
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_eva02at import Eva02AtConfig, Eva02AtVisionConfig
+
+
+PROCESSOR_HINT = (
+    "prepare the inputs with the model's processor: Eva02AtProcessor, or "
+    "AutoProcessor.from_pretrained(<model folder>, trust_remote_code=True)"
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -231,16 +238,21 @@ class Eva02AtAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         rope: torch.Tensor,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         heads_shape = (*hidden_states.shape[:-1], self.num_heads, self.head_dim)  # (B, L, H, d)
         query = apply_rotary(self.q_proj(hidden_states).view(heads_shape), rope).transpose(1, 2)
         key = apply_rotary(self.k_proj(hidden_states).view(heads_shape), rope).transpose(1, 2)
         value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        if kwargs.get("output_attentions", self.config.output_attentions):
+            # Only the eager computation materialises the weights (sdpa and flash attention return None): fall back to
+            # it for this call rather than record empty attentions.
+            attention_interface: Callable = eager_attention_forward
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
         output, weights = attention_interface(
             self,
             query,
@@ -281,7 +293,7 @@ class Eva02AtEncoderLayer(GradientCheckpointingLayer):
         self.mlp = Eva02AtSwiGLU(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, rope: torch.Tensor, **kwargs
+        self, hidden_states: torch.Tensor, rope: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> torch.Tensor:
         attn_output, _ = self.self_attn(self.layer_norm1(hidden_states), rope, **kwargs)
         hidden_states = hidden_states + attn_output
@@ -295,7 +307,9 @@ class Eva02AtEncoder(nn.Module):
         self.layers = nn.ModuleList([Eva02AtEncoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def forward(self, inputs_embeds: torch.Tensor, rope, **kwargs) -> BaseModelOutput:
+    def forward(
+        self, inputs_embeds: torch.Tensor, rope: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutput:
         hidden_states = inputs_embeds
         for layer in self.layers:
             hidden_states = layer(hidden_states, rope, **kwargs)
@@ -313,6 +327,12 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": Eva02AtEncoderLayer, "attentions": Eva02AtAttention}
+
+    def __init__(self, config: Eva02AtConfig | Eva02AtVisionConfig, *inputs, **kwargs):
+        # A config is validated when it is built, not when its fields are edited afterwards: check it again before it
+        # builds a model that would fail deep in forward (and save a folder that does not load).
+        config.validate_architecture()
+        super().__init__(config, *inputs, **kwargs)
 
     def _init_weights(self, module: nn.Module):
         """EVA02's init: truncated normal (std initializer_range) for weights and embeddings, zero biases."""
@@ -335,11 +355,20 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, config.logit_scale_init_value)
 
 
-def _check_video_shape(pixel_values_videos: torch.Tensor, config: Eva02AtVisionConfig) -> None:
-    """Clear errors for the shapes users get wrong, before they become reshape errors deep inside the model."""
+def _check_pixel_values_videos(pixel_values_videos: torch.Tensor, config: Eva02AtVisionConfig) -> None:
+    """Clear errors for the videos users get wrong, before they become reshape errors or silently wrong embeddings
+    deep inside the model. Reads only the tensor's metadata."""
     expected = f"(batch, frames, {config.num_channels}, height, width) with height and width multiples of {config.patch_size}"
     if not isinstance(pixel_values_videos, torch.Tensor):
-        raise TypeError(f"pixel_values_videos must be a torch.Tensor of shape {expected}, got {type(pixel_values_videos)}")
+        raise TypeError(
+            f"pixel_values_videos must be a float torch.Tensor of shape {expected}, got "
+            f"{type(pixel_values_videos).__name__}; {PROCESSOR_HINT}"
+        )
+    if not pixel_values_videos.is_floating_point():
+        raise TypeError(
+            f"pixel_values_videos has dtype {pixel_values_videos.dtype}, but the model takes normalised float frames, "
+            f"not raw pixel values; {PROCESSOR_HINT} (it resizes, crops and normalises the frames)"
+        )
     if pixel_values_videos.dim() != 5:
         hint = " (for images, add a frame axis: pixel_values.unsqueeze(1))" if pixel_values_videos.dim() == 4 else ""
         raise ValueError(f"pixel_values_videos must have shape {expected}, got {tuple(pixel_values_videos.shape)}{hint}")
@@ -355,6 +384,39 @@ def _check_video_shape(pixel_values_videos: torch.Tensor, config: Eva02AtVisionC
         raise ValueError(
             f"pixel_values_videos has {frames} frames; this model accepts 1 to max_num_frames={config.max_num_frames}"
         )
+
+
+def _check_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: CLIPTextConfig) -> None:
+    """Clear errors for token ids the CLIP text tower cannot embed (it would fail with an AttributeError or a bare
+    IndexError). One min / max of the ids is the only read of tensor values."""
+    if not isinstance(input_ids, torch.Tensor):
+        got = type(input_ids).__name__
+        if isinstance(input_ids, (list, tuple)) and input_ids and isinstance(input_ids[0], str):
+            got += " of strings (text must be tokenised first)"
+        elif isinstance(input_ids, (list, tuple)):
+            got += " (torch.tensor(input_ids) converts lists of token ids)"
+        raise TypeError(
+            f"input_ids must be a torch.Tensor of token ids of shape (batch, sequence), got {got}; {PROCESSOR_HINT}"
+        )
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(
+            f"input_ids must hold integer token ids (torch.long), got dtype {input_ids.dtype}; {PROCESSOR_HINT}"
+        )
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        hint = " (for one text, add a batch axis: input_ids[None])" if input_ids.dim() == 1 else ""
+        raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}{hint}")
+    if attention_mask is not None and (
+        not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape
+    ):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must be a tensor of input_ids' shape {tuple(input_ids.shape)}, got {got}")
+    if input_ids.numel():
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()
+        if low < 0 or high >= config.vocab_size:
+            raise ValueError(
+                f"input_ids holds token id {low if low < 0 else high}, outside the text tower's vocabulary "
+                f"(text_config.vocab_size={config.vocab_size}: ids 0 to {config.vocab_size - 1}); {PROCESSOR_HINT}"
+            )
 
 
 class Eva02AtVisionModel(Eva02AtPreTrainedModel):
@@ -381,13 +443,15 @@ class Eva02AtVisionModel(Eva02AtPreTrainedModel):
         self,
         pixel_values_videos: torch.Tensor,
         interpolate_pos_encoding: bool = False,
-        **kwargs: TransformersKwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
         pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, channels, height, width)`):
             Normalised frames. Any frame count up to `config.max_num_frames`; one frame is an image.
+
+        `output_attentions=True` computes this call's attention in eager mode whatever the attention implementation.
         """
-        _check_video_shape(pixel_values_videos, self.config)
+        _check_pixel_values_videos(pixel_values_videos, self.config)
         num_frames, height, width = pixel_values_videos.shape[1], *pixel_values_videos.shape[-2:]
         hidden_states = self.embeddings(pixel_values_videos, interpolate_pos_encoding=interpolate_pos_encoding)
         patch = self.config.patch_size
@@ -402,12 +466,12 @@ class Eva02AtVisionModel(Eva02AtPreTrainedModel):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of paired square logits (as CLIP): the mean of the cross-entropies of the rows and of the
     columns, the target of row / column `a` being `a`. The orientation of `logits` does not matter."""
     targets = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
 
 @dataclass
 class Eva02AtOutput(ModelOutput):
@@ -415,9 +479,10 @@ class Eva02AtOutput(ModelOutput):
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
         Bidirectional InfoNCE over the batch's video-text pairs.
     logits_per_video (`torch.FloatTensor` of shape `(video_batch_size, text_batch_size)`):
-        Scaled cosine similarities, `logit_scale.exp() * video_embeds @ text_embeds.T`.
+        Video rows: entry (i, j) is video i's scaled cosine similarity to text j,
+        `model.scale() * video_embeds @ text_embeds.T`.
     logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, video_batch_size)`):
-        The transpose of `logits_per_video`.
+        Text rows: entry (j, i) is text j's scaled cosine similarity to video i, the transpose of `logits_per_video`.
     video_embeds / text_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
         L2-normalised projected embeddings.
     """
@@ -435,7 +500,10 @@ class Eva02AtOutput(ModelOutput):
 
 
 class Eva02AtModel(Eva02AtPreTrainedModel):
-    """EVA02-AT dual encoder: video tower + CLIP text tower, each projected into a shared `projection_dim` space."""
+    """EVA02-AT dual encoder: video tower + CLIP text tower, each projected into a shared `projection_dim` space.
+
+    `logit_scale` is the log of the similarity multiplier (as in CLIP); `scale()` is the multiplier itself.
+    """
 
     config: Eva02AtConfig
     main_input_name = "input_ids"
@@ -451,30 +519,56 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
         )
         self.post_init()
 
+    def _with_output_flags(self, kwargs: dict) -> dict:
+        """`kwargs` plus the output flags set on this model's config (e.g. by `from_pretrained(...,
+        output_hidden_states=True)`), which the towers, reading only their own sub-configs, would not see. A flag
+        passed to the call wins."""
+        flags = {
+            flag: getattr(self.config, flag)
+            for flag in ("output_hidden_states", "output_attentions")
+            if getattr(self.config, flag) and flag not in kwargs
+        }
+        return {**kwargs, **flags}
+
     @can_return_tuple
     def get_video_features(
-        self, pixel_values_videos: torch.Tensor, interpolate_pos_encoding: bool = False, **kwargs
+        self,
+        pixel_values_videos: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Video tower output whose `pooler_output` is the projected (not normalised) video embedding."""
+        kwargs = self._with_output_flags(kwargs)
         outputs = self.vision_model(pixel_values_videos, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         outputs.pooler_output = self.visual_projection(outputs.pooler_output)
         return outputs
 
     @can_return_tuple
     def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Text tower output whose `pooler_output` is the projected (not normalised) text embedding."""
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        _check_input_ids(input_ids, attention_mask, self.config.text_config)
+        kwargs = self._with_output_flags(kwargs)
+        attn_implementation = self.text_model.config._attn_implementation
+        if kwargs.get("output_attentions") and attn_implementation != "eager":
             raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has {tuple(input_ids.shape)}"
+                "output_attentions=True: the CLIP text tower (transformers' CLIPTextModel) returns attention weights "
+                f'only with eager attention, but it runs "{attn_implementation}". Load the model with '
+                'attn_implementation="eager" (or output_attentions=True), or call '
+                'model.set_attn_implementation("eager") first; the video tower alone (get_video_features) returns its '
+                "weights under any implementation"
             )
         outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
         outputs.pooler_output = self.text_projection(outputs.pooler_output)
         return outputs
 
     def scale(self) -> torch.Tensor:
-        """exp(logit_scale), the parameter clamped to [0, ln 100] as in CLIP."""
+        """The multiplier of the cosine similarities, exp(logit_scale) with the log clamped to [0, logit_scale_max]
+        (ln 100) as in CLIP."""
         return self.logit_scale.clamp(0, self.config.logit_scale_max).exp()
 
     @can_return_tuple
@@ -485,22 +579,24 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         return_loss: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Eva02AtOutput:
         r"""
-        Any number of videos against any number of texts gives the (videos, texts) similarity logits; the InfoNCE loss
-        (`return_loss=True`) needs paired batches of equal size.
+        Any number of videos against any number of texts gives the similarity logits, `logits_per_video` with one row
+        per video and `logits_per_text` with one row per text; the InfoNCE loss (`return_loss=True`) needs paired
+        batches of equal size.
         """
         if input_ids is None or pixel_values_videos is None:
             raise ValueError("Eva02AtModel.forward needs both input_ids and pixel_values_videos; "
                              "use get_text_features / get_video_features to encode one modality")
+        # The cheap text tower first: its input check fails fast, before the video tower runs.
+        text_outputs = self.get_text_features(input_ids, attention_mask, **kwargs)
+        vision_outputs = self.get_video_features(pixel_values_videos, interpolate_pos_encoding, **kwargs)
         if return_loss and input_ids.shape[0] != pixel_values_videos.shape[0]:
             raise ValueError(
                 f"return_loss=True needs paired batches: input_ids has batch size {input_ids.shape[0]} but "
                 f"pixel_values_videos has {pixel_values_videos.shape[0]}"
             )
-        vision_outputs = self.get_video_features(pixel_values_videos, interpolate_pos_encoding, **kwargs)
-        text_outputs = self.get_text_features(input_ids, attention_mask, **kwargs)
         video_embeds = F.normalize(vision_outputs.pooler_output, dim=-1)
         text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)
 

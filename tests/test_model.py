@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -312,10 +313,12 @@ def test_forward_outputs(model):
         + torch.nn.functional.cross_entropy(out.logits_per_text, targets)
     )
     torch.testing.assert_close(out.loss, expected_loss)
-    # any number of videos against any number of texts, e.g. one clip against three class prompts
+    # any number of videos against any number of texts, e.g. one clip against three class prompts: video rows in
+    # logits_per_video, text rows in logits_per_text
     with torch.no_grad():
         out = model(input_ids=input_ids[[0, 1, 0]], pixel_values_videos=pixels[:1])
-    assert out.logits_per_video.shape == (1, 3)
+    assert out.logits_per_video.shape == (1, 3) and out.logits_per_text.shape == (3, 1)
+    torch.testing.assert_close(out.logits_per_video[0, 1], model.scale() * out.video_embeds[0] @ out.text_embeds[1])
     assert isinstance(out.to_tuple()[0], torch.Tensor)
 
 
@@ -323,7 +326,8 @@ def test_logit_scale_clamped_and_freezable():
     config = tiny_config()
     config.logit_scale_init_value = 6.0
     model = Eva02AtModel(config)
-    assert model.scale().item() == pytest.approx(100.0)
+    assert model.logit_scale.item() == 6.0  # the parameter is the log of the multiplier
+    assert model.scale().item() == pytest.approx(100.0)  # the multiplier, its log clamped to ln 100
     frozen = tiny_config()
     frozen.freeze_logit_scale = True
     assert not Eva02AtModel(frozen).logit_scale.requires_grad
@@ -337,6 +341,56 @@ def test_hidden_states_and_attentions_recorded():
     out = tower(pixels, output_hidden_states=True, output_attentions=True)
     assert len(out.hidden_states) == 3 and len(out.attentions) == 2
     assert out.attentions[0].shape == (1, 4, 33, 33)
+
+
+def test_from_pretrained_output_flags_reach_both_towers(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    pixels, input_ids, attention_mask = tiny_inputs()
+    inputs = dict(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+
+    loaded = Eva02AtModel.from_pretrained(tmp_path, output_hidden_states=True).eval()
+    with torch.no_grad():
+        out = loaded(**inputs)
+        video_only = loaded.get_video_features(pixels)
+    assert len(out.vision_model_output.hidden_states) == 3 and len(video_only.hidden_states) == 3  # embeddings + 2
+    assert out.vision_model_output.hidden_states[0].shape == (2, 65, 64)
+    assert len(out.text_model_output.hidden_states) == 3
+    assert out.text_model_output.hidden_states[-1].shape == (2, 16, 32)
+    with torch.no_grad():  # a flag passed to the call wins
+        assert loaded(**inputs, output_hidden_states=False).vision_model_output.hidden_states is None
+
+    loaded = Eva02AtModel.from_pretrained(tmp_path, output_attentions=True).eval()
+    with torch.no_grad():
+        out = loaded(**inputs)
+    assert [a.shape for a in out.vision_model_output.attentions] == [(2, 4, 65, 65)] * 2
+    assert [a.shape for a in out.text_model_output.attentions] == [(2, 4, 16, 16)] * 2
+
+
+def test_attentions_under_sdpa_are_never_empty(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    pixels, input_ids, attention_mask = tiny_inputs()
+    sdpa = Eva02AtModel.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    eager = Eva02AtModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert sdpa.vision_model.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        # the video tower falls back to eager attention for the call
+        got = sdpa.get_video_features(pixels, output_attentions=True)
+        expected = eager.get_video_features(pixels, output_attentions=True)
+        assert len(got.attentions) == 2 and got.attentions[0].shape == (2, 4, 65, 65)
+        for a, b in zip(got.attentions, expected.attentions):
+            torch.testing.assert_close(a, b)
+        torch.testing.assert_close(got.pooler_output, expected.pooler_output, atol=1e-5, rtol=1e-5)
+        assert len(sdpa.vision_model(pixels, output_attentions=True).attentions) == 2
+        # transformers' CLIP text tower cannot: a clear error rather than empty tuples
+        match = r'text tower .* eager attention, but it runs "sdpa".*attn_implementation="eager"'
+        with pytest.raises(ValueError, match=match):
+            sdpa(input_ids=input_ids, pixel_values_videos=pixels, output_attentions=True)
+        sdpa.set_attn_implementation({"text_config": "eager"})
+        out = sdpa(
+            input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask, output_attentions=True
+        )
+    assert sdpa.vision_model.config._attn_implementation == "sdpa"
+    assert len(out.vision_model_output.attentions) == 2 and len(out.text_model_output.attentions) == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -368,7 +422,7 @@ def test_flash_attention_2_needs_the_package():
         Eva02AtModel._from_config(tiny_config(), attn_implementation="flash_attention_2")
 
 
-def test_gradient_checkpointing_gives_same_gradients():
+def test_activation_checkpointing_gives_same_gradients():
     torch.manual_seed(0)
     model = Eva02AtModel(tiny_config()).train()
     pixels, input_ids, attention_mask = tiny_inputs()
@@ -380,8 +434,11 @@ def test_gradient_checkpointing_gives_same_gradients():
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain = grads()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert model.vision_model.encoder.layers[0].gradient_checkpointing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # transformers 5.24's current API: no deprecation warning
+        model.activation_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.vision_model.encoder.layers)
+    assert all(layer.gradient_checkpointing for layer in model.text_model.encoder.layers)
     checkpointed = grads()
     assert plain.keys() == checkpointed.keys()
     assert any(n.startswith("vision_model.encoder") for n in plain) and any(n.startswith("text_model") for n in plain)
@@ -469,8 +526,45 @@ def test_mismatched_batches_raise(model):
     pixels, input_ids, attention_mask = tiny_inputs()
     with pytest.raises(ValueError, match="paired batches: input_ids has batch size 2 but pixel_values_videos has 1"):
         model(input_ids=input_ids, pixel_values_videos=pixels[:1], return_loss=True)
-    with pytest.raises(ValueError, match="attention_mask has shape"):
+    with pytest.raises(ValueError, match=r"attention_mask must be a tensor of input_ids' shape \(2, 16\), got \(1, 16"):
         model.get_text_features(input_ids, attention_mask[:1])
+
+
+PROCESSOR = r"Eva02AtProcessor, or AutoProcessor"
+
+
+@pytest.mark.parametrize(
+    "input_ids,error,match",
+    [
+        (["cut the onion"], TypeError, r"input_ids must be a torch.Tensor .* got list of strings .*" + PROCESSOR),
+        ([[118, 5, 119]], TypeError, r"input_ids must be a torch.Tensor .* got list \(torch.tensor"),
+        (torch.ones(1, 3), TypeError, r"input_ids must hold integer token ids .* dtype torch.float32.*" + PROCESSOR),
+        (torch.tensor([[118, 500, 119]]), ValueError, r"input_ids holds token id 500, .*vocab_size=120.*" + PROCESSOR),
+        (torch.tensor([[118, -1, 119]]), ValueError, r"input_ids holds token id -1, "),
+        (torch.tensor([118, 5, 119]), ValueError, r"input_ids must have shape \(batch, sequence\), got \(3,\).*\[None"),
+    ],
+)
+def test_bad_input_ids_raise_clear_errors(model, input_ids, error, match):
+    pixels = torch.randn(1, 4, 3, 32, 32)
+    with pytest.raises(error, match=match):
+        model.get_text_features(input_ids)
+    with pytest.raises(error, match=match):
+        model(input_ids=input_ids, pixel_values_videos=pixels)
+
+
+def test_raw_pixel_values_raise_clear_errors(model):
+    frames = torch.randint(0, 256, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    input_ids = tiny_inputs()[1][:1]
+    match = r"pixel_values_videos has dtype torch.uint8, .*normalised float frames.*" + PROCESSOR
+    for call in (
+        lambda: model.get_video_features(frames),
+        lambda: model.vision_model(frames),
+        lambda: model(input_ids=input_ids, pixel_values_videos=frames),
+    ):
+        with pytest.raises(TypeError, match=match):
+            call()
+    with pytest.raises(TypeError, match=r"pixel_values_videos must be a float torch.Tensor.* got list; .*" + PROCESSOR):
+        model.get_video_features(frames.float().tolist())
 
 
 def test_config_validation():
@@ -483,6 +577,42 @@ def test_config_validation():
         Eva02AtVisionConfig(hidden_size=64, num_attention_heads=5)
     with pytest.raises(Invalid, match="num_frames"):
         Eva02AtVisionConfig(num_frames=80, max_num_frames=64)
+    with pytest.raises(Invalid, match=r"hidden_size / num_attention_heads = 60 / 6 = 10 must be a multiple of 4"):
+        Eva02AtVisionConfig(hidden_size=60, num_attention_heads=6)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (("vision_config", "num_attention_heads", 5), r"vision_config: hidden_size \(64\) .*num_attention_heads \(5\)"),
+        (("vision_config", "num_attention_heads", 32), r"vision_config: the head dimension .* 64 / 32 = 2 must"),
+        (("vision_config", "hidden_size", 72), r"vision_config: the head dimension .* 72 / 4 = 18 must"),
+        (("text_config", "num_attention_heads", 3), r"text_config: .*hidden size \(32\) .*attention heads \(3\)"),
+    ],
+)
+def test_config_edited_after_loading_is_checked_when_the_model_is_built(edit, match):
+    config = Eva02AtConfig.from_pretrained(os.path.join(REPO_ROOT, "tests", "fixtures", "tiny_mir_config"))
+    config.vision_config.hidden_size, config.vision_config.num_attention_heads = 64, 4
+    config.text_config.num_attention_heads = 4
+    Eva02AtModel(config)  # valid
+    sub_config, field, value = edit
+    setattr(getattr(config, sub_config), field, value)
+    with pytest.raises(ValueError, match=match):
+        Eva02AtModel(config)
+    if match.startswith("vision_config"):
+        with pytest.raises(ValueError, match=match.removeprefix("vision_config: ")):
+            Eva02AtVisionModel(config.vision_config)
+
+
+def test_dual_config_has_no_unused_initializer_factor(tmp_path):
+    """The dual config's initializer_factor was read by nothing; the CLIP text sub-config keeps its own."""
+    config = tiny_config()
+    assert not hasattr(config, "initializer_factor") and hasattr(config.text_config, "initializer_factor")
+    config.save_pretrained(tmp_path)
+    hub_folders = [os.path.join(REPO_ROOT, "hub_configs", name) for name in ("eva02at-b16", "eva02at-l14")]
+    for folder in (tmp_path, *hub_folders):
+        saved = json.loads(open(os.path.join(folder, "config.json")).read())
+        assert "initializer_factor" not in saved and "initializer_factor" in saved["text_config"], folder
 
 
 # ---------------------------------------------------------------------------------------------------------------------
