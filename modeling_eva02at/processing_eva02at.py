@@ -5,16 +5,21 @@ As in X-CLIP, the video processor sits in the `image_processor` slot (transforme
 torchvision). `__call__` is overridden because the generic one would try to open video paths as images.
 """
 
+import inspect
+
 from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .video_processing_eva02at import Eva02AtVideoProcessor
+from .video_processing_eva02at import Eva02AtVideoProcessor, check_keywords
 
 
-# Arguments of `Eva02AtVideoProcessor.preprocess` that may be passed through the processor. Everything else goes
-# to the tokenizer.
-VIDEO_CALL_ARGUMENTS = {"start", "end", "video_fps", "jitter", "seed", "generator"}
 CONTEXT_LENGTH = 77  # the CLIP text tower's positions
+
+
+def _named_parameters(function) -> set[str]:
+    """The parameters `function` takes by name. The tokenizer's `__call__` swallows any other keyword silently."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in inspect.signature(function).parameters.values() if p.kind in named}
 
 
 class Eva02AtProcessor(ProcessorMixin):
@@ -55,16 +60,18 @@ class Eva02AtProcessor(ProcessorMixin):
         Tokenize `text` (a string or a list of strings) and/or preprocess `videos` (see [`Eva02AtVideoProcessor`]).
 
         Returns one `BatchFeature` with `input_ids` and `attention_mask` (batch, 77) for text and
-        `pixel_values_videos` (batch, num_frames, 3, 224, 224) for videos. `start` / `end` (seconds) select clips
-        inside long videos; `video_fps`, `jitter`, `seed`, `generator` and the video processor's settings (`size`,
-        `video_backend`, ...) go to the video processor, every other keyword to the tokenizer.
+        `pixel_values_videos` (batch, num_frames, 3, 224, 224) for videos. `start` / `end` (seconds, or
+        `"HH:MM:SS.ff"`) select clips inside long videos; `video_fps`, `jitter`, `seed`, `generator` and the video
+        processor's settings (`size`, `video_backend`, ...) go to the video processor, the tokenizer's call arguments
+        to the tokenizer. Any other keyword raises TypeError, also when its modality is not given.
         `padding="longest"` shortens text batches; the text features do not change (causal text tower pooled at the
         first end-of-text token).
         """
+        video_keys = set(self.image_processor.call_keywords)
+        valid = _named_parameters(self.__call__) | video_keys | (_named_parameters(self.tokenizer.__call__) - {"text"})
+        check_keywords(kwargs, valid, type(self).__name__)
         if text is None and videos is None:
             raise ValueError("pass text=, videos= or both")
-        # Video processor settings (`size`, `video_backend`, ...) and sampling arguments go to the video processor.
-        video_keys = VIDEO_CALL_ARGUMENTS | set(self.image_processor.valid_kwargs.__annotations__)
         video_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in video_keys}
 
         data = {}

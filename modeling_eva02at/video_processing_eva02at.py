@@ -13,9 +13,14 @@ Decoding uses decord, or PyAV where decord has no wheels (macOS arm64, aarch64).
 inside each call and never stored on the processor, so the processor can be pickled into DataLoader workers.
 """
 
+import difflib
 import io
+import math
 import os
 import re
+import sys
+import tempfile
+import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -52,6 +57,24 @@ NORMALIZATION_PRESETS = {
 AVION_CHUNK_SECONDS = 15
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 
+# Settings of the constructor (saved by save_pretrained) that a call may override, and the per-call arguments.
+PROCESSOR_SETTINGS = (
+    "num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor", "do_normalize",
+    "image_mean", "image_std", "video_backend", "num_threads", "chunk_ext",
+)  # fmt: skip
+CALL_ARGUMENTS = ("start", "end", "video_fps", "jitter", "seed", "generator", "return_tensors")
+
+# Still-image file signatures (leading bytes): an image file given as a video gets a clear error from every backend
+# (decord fails with "broken metadata", PyAV reads it as a one-frame stream).
+_IMAGE_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
 # The PyAV reader seeks (instead of decoding from the first frame) when the first wanted frame is this many
 # seconds into the video.
 _PYAV_SEEK_THRESHOLD_SECONDS = 2.0
@@ -62,13 +85,69 @@ class VideoDecodeError(ValueError):
 
 
 class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
-    """Call-time and `from_pretrained` overrides accepted on top of the image processor ones."""
+    """
+    The keys `from_pretrained` passes on to the constructor (transformers' `from_dict` drops others), on top of the
+    image processor ones. A call takes `Eva02AtVideoProcessor.call_keywords` only, the settings this processor uses.
+    """
 
     num_frames: int
     normalization: str
     video_backend: str
     num_threads: int
     chunk_ext: str
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Call arguments
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def check_keywords(given, valid, caller: str) -> None:
+    """Raise TypeError for keywords that `caller` does not take, with the closest valid ones as a hint."""
+    unknown = sorted(set(given) - set(valid))
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        # difflib catches typos (num_frame); the word test catches short forms (fps -> video_fps).
+        close = difflib.get_close_matches(key, valid, n=3) or [v for v in sorted(valid) if key in v.split("_")]
+        if close:
+            hints.append(" or ".join(repr(c) for c in close) + (f" for {key!r}" if len(unknown) > 1 else ""))
+    what = "unexpected keyword arguments" if len(unknown) > 1 else "an unexpected keyword argument"
+    raise TypeError(
+        f"{caller} got {what} {', '.join(repr(key) for key in unknown)}."
+        + (f" Did you mean {', '.join(hints)}?" if hints else "")
+        + f" Valid keywords: {', '.join(sorted(valid))}"
+    )
+
+
+# "SS", "MM:SS" or "HH:MM:SS", seconds with an optional fraction (EPIC-Kitchens writes "00:01:02.50").
+_CLOCK_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?)")
+
+
+def time_to_seconds(value, argument: str = "start") -> float | None:
+    """
+    A clip time as seconds: a number, a numeric string ("62.5"), "MM:SS(.ff)" or EK-100's "HH:MM:SS.ff"
+    ("00:01:02.50" -> 62.5). None stays None. Minutes and seconds after a larger field must be below 60.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        clock = _CLOCK_TIME.fullmatch(value.strip())
+        if clock:
+            hours, minutes, seconds = clock.groups()
+            if ":" not in value or (float(seconds) < 60 and (hours is None or int(minutes) < 60)):
+                return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
+        raise ValueError(
+            f"{argument}={value!r} is not a time: give seconds (62.5 or '62.5'), 'MM:SS.ff' or 'HH:MM:SS.ff' "
+            f"(EPIC-Kitchens' '00:01:02.50')"
+        )
+    if isinstance(value, bool) or not hasattr(value, "__float__"):
+        raise TypeError(f"{argument} must be seconds (a number) or a time string, got {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{argument}={value!r} is not a finite number of seconds")
+    return seconds
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -208,15 +287,57 @@ def avion_chunk_spans(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+# Serialises the swap of file descriptor 2: two threads swapping it at once could leave it pointing at a temp file.
+_NATIVE_STDERR_LOCK = threading.Lock()
+# decord / FFmpeg line prefixes: "[12:00:00] src/video/video_reader.cc:83: ", "[mov,mp4,... @ 0x55d0] ", "[path] ".
+_NATIVE_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*|\S+\.(?:cc|h):\d+:\s*)+")
+
+
+@contextmanager
+def _capture_native_stderr(lines: list[str]):
+    """
+    Send what native code writes to file descriptor 2 inside the block to a temp file, and append its lines to `lines`
+    on exit. decord and FFmpeg log failures there, outside Python, before decord raises a terse exception: the
+    lines belong in our error message, not on the user's terminal. Python's own stderr is flushed before the swap.
+    """
+    with _NATIVE_STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no file descriptor 2 (a detached process): nothing to keep off a terminal
+            yield
+            return
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def _decoder_messages(error: Exception, native_lines: list[str]) -> str:
+    """The decoder's log lines and exception text, without timestamp / source-file prefixes, each once."""
+    messages = [_NATIVE_LOG_PREFIX.sub("", line).strip() for line in [*native_lines, str(error)]]
+    return "; ".join(dict.fromkeys(message for message in messages if message))
+
+
 class _DecordReader:
     """Frame-accurate random access with decord (the default)."""
 
     def __init__(self, source, name: str, num_threads: int):
         self.name = name
+        native_lines = []
         try:
-            self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
+            with _capture_native_stderr(native_lines):
+                self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
         except (decord.DECORDError, RuntimeError, AssertionError) as error:
-            raise VideoDecodeError(f"cannot open {name}: not a readable video, or truncated ({error})") from None
+            raise VideoDecodeError(
+                f"cannot open {name}: not a readable video, or truncated ({_decoder_messages(error, native_lines)})"
+            ) from None
+        if native_lines:
+            logger.debug(f"decord on {name}: " + " | ".join(native_lines))
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
 
@@ -362,8 +483,10 @@ def make_batched_videos(videos) -> list:
     """
     Turn the `videos` argument into a list with one entry per video.
 
-    One video is a path, bytes, a file-like object, a (T, H, W, 3) / (T, 3, H, W) array or tensor, or a list of frames
-    (PIL images or (H, W, 3) arrays). A list of those, or a 5-D array, is a batch.
+    One video is a path, bytes, a file-like object, a (T, H, W, 3) / (T, 3, H, W) array or tensor, a list of frames
+    (PIL images or (H, W, 3) / (3, H, W) arrays), or a single frame (a one-frame video). A list of videos, or a 5-D
+    array, is a batch. A flat list of frames is always the frames of ONE video; a batch of one-frame videos is a list
+    of one-frame lists, `[[image_a], [image_b]]`. A list that mixes frames with other videos is refused.
     """
     if videos is None:
         raise ValueError("videos must be given")
@@ -371,19 +494,35 @@ def make_batched_videos(videos) -> list:
         if videos.ndim == 5:
             return list(videos)
         return [videos]
-    if _is_encoded(videos):
+    if _is_encoded(videos) or is_pil_image(videos):
         return [videos]
     if isinstance(videos, (list, tuple)):
         if len(videos) == 0:
             raise ValueError("videos is an empty list")
-        if _is_frame(videos[0]):
+        is_frame = [_is_frame(video) for video in videos]
+        if all(is_frame):
             return [videos]
+        if any(is_frame):
+            raise TypeError(
+                f"videos mixes single frames (videos[{is_frame.index(True)}]) with videos "
+                f"(videos[{is_frame.index(False)}]): a flat list of frames is one video; to batch one-frame videos, "
+                f"wrap each in a list: videos=[[image_a], [image_b]]"
+            )
         return list(videos)
     raise TypeError(f"unsupported video input of type {type(videos).__name__}")
 
 
+def _image_format(header: bytes) -> str | None:
+    """The still-image format whose signature starts `header`, or None."""
+    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for signature, fmt in _IMAGE_SIGNATURES.items() if header.startswith(signature)), None)
+
+
 def _frames_to_array(video, name: str) -> np.ndarray | torch.Tensor:
     """Decoded frames given by the caller -> a (T, H, W, 3) array or tensor (uint8 or float, channels last)."""
+    if _is_frame(video):
+        video = [video]  # a single image is a one-frame video
     if isinstance(video, (list, tuple)):
         if len(video) == 0:
             raise ValueError(f"{name} is an empty list of frames")
@@ -412,13 +551,18 @@ def _video_name(video, index: int) -> str:
     return f"videos[{index}]"
 
 
-def _per_video(value, batch_size: int, argument: str) -> list:
-    """Broadcast a scalar (or None) to every video, or check that a list has one entry per video."""
+def _per_video(value, batch_size: int, argument: str, parse=None) -> list:
+    """
+    Broadcast a scalar (or None) to every video, or check that a list has one entry per video; `parse(value, name)`
+    converts each entry.
+    """
     if isinstance(value, (list, tuple, np.ndarray)):
         if len(value) != batch_size:
             raise ValueError(f"{argument} has {len(value)} entries for {batch_size} videos")
-        return list(value)
-    return [value] * batch_size
+        values, names = list(value), [f"{argument}[{index}]" for index in range(batch_size)]
+    else:
+        values, names = [value] * batch_size, [argument] * batch_size
+    return values if parse is None else [parse(value, name) for value, name in zip(values, names)]
 
 
 def _normalization_preset(name: str) -> tuple[list[float], list[float], bool]:
@@ -444,6 +588,15 @@ def _square_size(value, argument: str) -> int:
     return int(value)
 
 
+def _check_crop(size: int, crop_size: int, do_resize: bool, do_center_crop: bool) -> None:
+    """A center crop larger than the resized short side cannot be cut: say so before any video is decoded."""
+    if do_resize and do_center_crop and crop_size > size:
+        raise ValueError(
+            f"crop_size={crop_size} is larger than size={size} (the short side after resizing): pass a crop_size "
+            f"<= size, or leave crop_size out so that it follows size"
+        )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The processor
 # ---------------------------------------------------------------------------------------------------------------------
@@ -460,9 +613,13 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     Args:
         num_frames (`int`, defaults to 16): frames per video.
         size (`int`, defaults to 224): target of the short side (a `{"shortest_edge": n}` dict is accepted).
-        crop_size (`int`, defaults to `size`): side of the square center crop.
+        crop_size (`int`, defaults to `size`): side of the square center crop. It follows `size` unless both are
+            given: `from_pretrained(folder, size=160)` and a call with `size=160` crop 160 x 160, whatever crop_size
+            was saved or set. With resizing and cropping on, crop_size may not exceed size.
         do_resize / do_center_crop / do_rescale / do_normalize (`bool`): switch the steps.
-        rescale_factor (`float`, defaults to 1/255).
+        rescale_factor (`float`, defaults to 1/255). Frames are expected as 0-255 values; float frames already in
+            [0, 1] need `do_rescale=False` (a warning says so once, as transformers' image processors do; the
+            frames are still rescaled as `do_rescale` says).
         image_mean / image_std (`list[float]`): per-channel statistics; CLIP's by default.
         normalization (`str`, *optional*): preset that sets image_mean / image_std / do_rescale: `"clip"`, or
             `"avion"` (AVION's statistics on 0-255 values, for checkpoints trained with them).
@@ -471,20 +628,26 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
             core); 0 lets the decoder pick (faster for a single process).
         chunk_ext (`str`, defaults to `"MP4"`): file extension of AVION chunk files.
 
-    Call arguments (besides overrides of the above): `start` / `end` (seconds, per video or shared; a clip inside a
-    long video), `video_fps` (frame rate for start/end of decoded frame arrays, or to override the file's), `jitter`
-    (training-time sampling), `seed` or `generator` (a `numpy.random.Generator`) for reproducible jitter, and
-    `return_tensors` (`"pt"` default, `"np"` or None for numpy).
+    Call arguments (besides overrides of the above): `start` / `end` (per video or shared; a clip inside a long video:
+    seconds as a number or a string, `"MM:SS.ff"` or EPIC-Kitchens' `"HH:MM:SS.ff"`), `video_fps` (frame rate for
+    start/end of decoded frame arrays, or to override the file's), `jitter` (training-time sampling), `seed` or
+    `generator` (a `numpy.random.Generator`) for reproducible jitter, and `return_tensors` (`"pt"` default, `"np"` or
+    None for numpy). Any other keyword raises TypeError.
 
     A video is a path (a file, or an AVION chunk folder `<video_id>.MP4/`), bytes, a binary file-like object, a
-    (T, H, W, 3) or (T, 3, H, W) array / tensor of 0-255 values (uint8 or float), or a list of PIL images or
-    (H, W, 3) frames; a list of videos is a batch (videos may differ in length and size). Seconds become frames with
-    the stream's average frame rate (docs/data_formats.md), which is exact for constant-frame-rate video; frames are
-    numbered in presentation order, so index-based sampling is exact for variable frame rates too.
+    (T, H, W, 3) or (T, 3, H, W) array / tensor of 0-255 values (uint8 or float), a list of PIL images or
+    (H, W, 3) frames, or a single PIL image / (H, W, 3) frame (a one-frame video, its frame repeated `num_frames`
+    times). A list of videos is a batch (videos may differ in length and size); a flat list of frames is one video,
+    so a batch of images is written `[[image_a], [image_b]]`. An image file given as a path is refused with that
+    advice. Seconds become frames with the stream's average frame rate (docs/data_formats.md), which is exact for
+    constant-frame-rate video; frames are numbered in presentation order, so index-based sampling is exact for
+    variable frame rates too.
     """
 
     model_input_names = ["pixel_values_videos"]
     valid_kwargs = Eva02AtVideoProcessorKwargs
+    # The keywords a call takes: overrides of the settings, and the per-call arguments.
+    call_keywords = (*PROCESSOR_SETTINGS, "normalization", *CALL_ARGUMENTS)
 
     def __init__(
         self,
@@ -515,6 +678,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         self.crop_size = self.size if crop_size is None else _square_size(crop_size, "crop_size")
         self.do_resize = bool(do_resize)
         self.do_center_crop = bool(do_center_crop)
+        _check_crop(self.size, self.crop_size, self.do_resize, self.do_center_crop)
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
@@ -523,6 +687,14 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         self.video_backend = video_backend
         self.num_threads = int(num_threads)
         self.chunk_ext = chunk_ext
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict, **kwargs):
+        # A `size` override takes the saved crop_size with it (crop_size follows size unless both are given);
+        # the base class would otherwise pair the new size with the saved crop.
+        if kwargs.get("size") is not None and kwargs.get("crop_size") is None:
+            image_processor_dict = {key: v for key, v in image_processor_dict.items() if key != "crop_size"}
+        return super().from_dict(image_processor_dict, **kwargs)
 
     def __call__(self, videos=None, **kwargs) -> BatchFeature:
         """Preprocess a video or a batch of videos (see the class docstring)."""
@@ -546,10 +718,12 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         Keyword arguments named like the constructor's (`size`, `image_mean`, `video_backend`, ...) override it
         for this call.
         """
+        check_keywords(kwargs, self.call_keywords, type(self).__name__)
         settings = self._call_settings(num_frames=num_frames, **kwargs)
         videos = make_batched_videos(videos)
-        starts = _per_video(start, len(videos), "start")
-        ends = _per_video(end, len(videos), "end")
+        # Times are parsed up front, so that a bad one fails before any video is decoded.
+        starts = _per_video(start, len(videos), "start", parse=time_to_seconds)
+        ends = _per_video(end, len(videos), "end", parse=time_to_seconds)
         fps_values = _per_video(video_fps, len(videos), "video_fps")
         if jitter and generator is None:
             generator = np.random.default_rng(seed)
@@ -579,22 +753,18 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
 
     def _call_settings(self, **overrides) -> dict:
         """This instance's settings, with the non-None call-time overrides applied."""
-        unknown = set(overrides) - set(self.valid_kwargs.__annotations__)
-        if unknown:
-            raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
-        settings = {
-            key: getattr(self, key)
-            for key in (
-                "num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor",
-                "do_normalize", "image_mean", "image_std", "video_backend", "num_threads", "chunk_ext",
-            )
-        }  # fmt: skip
-        settings.update({key: value for key, value in overrides.items() if value is not None})
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        check_keywords(overrides, (*PROCESSOR_SETTINGS, "normalization"), type(self).__name__)
+        settings = {key: getattr(self, key) for key in PROCESSOR_SETTINGS}
+        if "size" in overrides and "crop_size" not in overrides:
+            settings["crop_size"] = overrides["size"]  # crop_size follows size unless both are given
+        settings.update(overrides)
         if "normalization" in settings:
             preset = _normalization_preset(settings.pop("normalization"))
             settings["image_mean"], settings["image_std"], settings["do_rescale"] = preset
         settings["size"] = _square_size(settings["size"], "size")
         settings["crop_size"] = _square_size(settings["crop_size"], "crop_size")
+        _check_crop(settings["size"], settings["crop_size"], settings["do_resize"], settings["do_center_crop"])
         return settings
 
     # -- decoding and sampling ----------------------------------------------------------------------------------------
@@ -619,6 +789,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         videos. Useful on its own, e.g. to cache decoded clips.
         """
         num_frames = self.num_frames if num_frames is None else num_frames
+        start, end = time_to_seconds(start, "start"), time_to_seconds(end, "end")
         backend = self.video_backend if video_backend is None else video_backend
         num_threads = self.num_threads if num_threads is None else num_threads
         chunk_ext = self.chunk_ext if chunk_ext is None else chunk_ext
@@ -637,13 +808,21 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                 return self._load_chunked(path, backend, num_threads, chunk_ext, **sample)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"video file not found: {path}")
+            with open(path, "rb") as file:
+                header = file.read(16)
             source = path
         else:
             # decord copies file-like objects into memory anyway; one BytesIO suits both decoders.
             data = video.read() if hasattr(video, "read") else bytes(video)
             if len(data) == 0:
                 raise VideoDecodeError(f"{name} is empty")
-            source = io.BytesIO(data)
+            header, source = data[:16], io.BytesIO(data)
+        image_format = _image_format(header)
+        if image_format:
+            raise VideoDecodeError(
+                f"{name} is a {image_format} image, not a video: pass it decoded, as a PIL image "
+                f"(videos=PIL.Image.open(path), a one-frame video) or as a list of frames (one video)"
+            )
 
         with _open_reader(source, name, backend, num_threads) as reader:
             fps = video_fps or reader.fps
@@ -693,6 +872,13 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         """(T, H, W, 3) frames -> float32 (T, 3, crop, crop): resize short side, center crop, rescale, normalise."""
         settings = self._call_settings(**settings)
         video = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+        if settings["do_rescale"] and video.is_floating_point() and video.min() >= 0 and video.max() <= 1:
+            # As transformers' image processors: warn, and still do what do_rescale says.
+            logger.warning_once(
+                "It looks like you are trying to rescale already rescaled frames: float frames with values in "
+                f"[0, 1] are multiplied by rescale_factor={settings['rescale_factor']:.6g} again. Frames are expected "
+                "as 0-255 values; for frames already in [0, 1] pass do_rescale=False."
+            )
         # (T, H, W, 3) memory viewed as (T, 3, H, W): channels-last, which is what the fast uint8 kernel wants.
         video = video.permute(0, 3, 1, 2)
         if video.dtype != torch.uint8:
@@ -733,7 +919,10 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         """Center crop (T, 3, H, W) to crop_size x crop_size (offsets rounded as torchvision's center_crop)."""
         height, width = video.shape[-2:]
         if height < crop_size or width < crop_size:
-            raise ValueError(f"cannot crop {crop_size}x{crop_size} from {height}x{width} frames; resize first")
+            raise ValueError(
+                f"cannot center crop crop_size={crop_size} from {height}x{width} frames: resize first (do_resize=True "
+                f"with size >= crop_size), or pass a crop_size no larger than the frames"
+            )
         top = int(round((height - crop_size) / 2.0))
         left = int(round((width - crop_size) / 2.0))
         return video[..., top : top + crop_size, left : left + crop_size]
@@ -748,6 +937,8 @@ __all__ = [
     "avion_chunk_spans",
     "frame_range_from_seconds",
     "list_avion_chunks",
+    "check_keywords",
     "make_batched_videos",
     "sample_frame_indices",
+    "time_to_seconds",
 ]

@@ -7,6 +7,7 @@ that decoding, sampling, resizing and cropping return exactly the frames docs/da
 
 import io
 import json
+import logging
 import os
 import pathlib
 import pickle
@@ -29,6 +30,7 @@ from modeling_eva02at.video_processing_eva02at import (
     avion_chunk_spans,
     frame_range_from_seconds,
     sample_frame_indices,
+    time_to_seconds,
 )
 
 
@@ -188,6 +190,23 @@ def test_batch_of_videos_of_different_lengths_and_sizes(videos, processor):
     assert numbers(batch[3], processor) == [0, 0, 1, 2, 2, 3, 4, 4]  # 5 frames for 8 samples: repeats
 
 
+def test_a_single_image_is_a_one_frame_video(videos, processor):
+    image_module = pytest.importorskip("PIL.Image")
+    frames = processor.load_frames(videos["short"], 90)  # decoded H.264 frames 0..89
+    image_a, image_b = image_module.fromarray(frames[7]), image_module.fromarray(frames[40])
+    clip = processor(image_a, num_frames=4)["pixel_values_videos"]
+    assert clip.shape == (1, 4, 3, 224, 224)
+    assert numbers(clip[0], processor) == [7, 7, 7, 7]
+    assert torch.equal(processor(frames[7], num_frames=4)["pixel_values_videos"], clip)  # an (H, W, 3) frame
+    assert torch.equal(processor([image_a], num_frames=4)["pixel_values_videos"], clip)
+    # A flat list of images is the frames of one video; a batch of images is a list of one-image lists.
+    assert numbers(processor([image_a, image_b], num_frames=2)["pixel_values_videos"][0], processor) == [7, 40]
+    batch = processor([[image_a], [image_b]], num_frames=2)["pixel_values_videos"]
+    assert batch.shape == (2, 2, 3, 224, 224) and numbers(batch[1], processor) == [40, 40]
+    with pytest.raises(TypeError, match=r"mixes single frames \(videos\[1\]\) with videos \(videos\[0\]\)"):
+        processor([videos["short"], image_a])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_clip_of_a_long_video_by_timestamps(videos, backend):
     """EK-100 style: start/end seconds inside a long video, one pair per video of a batch."""
@@ -196,6 +215,37 @@ def test_clip_of_a_long_video_by_timestamps(videos, backend):
     batch = processor([videos["long"]] * 2, start=starts, end=ends)["pixel_values_videos"]
     assert numbers(batch[0], processor) == sample_frame_indices(123, 157, 16).tolist()  # round(123.4), round(156.7)
     assert numbers(batch[1], processor) == sample_frame_indices(450, 475, 16).tolist()
+
+
+def test_clip_times_as_ek100_timestamps(videos, processor):
+    """EK-100's "HH:MM:SS.ff" (and "MM:SS", numeric strings) give the same clips as seconds."""
+    long = videos["long"]
+    clip = processor(long, start="00:00:12.34", end="00:00:15.67")["pixel_values_videos"][0]
+    assert numbers(clip, processor) == sample_frame_indices(123, 157, 16).tolist()
+    batch = processor([long] * 2, start=["0:45", "12.34"], end=["00:47.50", 15.67])["pixel_values_videos"]
+    assert torch.equal(batch[0], processor(long, start=45.0, end=47.5)["pixel_values_videos"][0])
+    assert torch.equal(batch[1], clip)
+    frames = processor.load_frames(long, 4, start="00:00:30.00", end="00:00:31.00")
+    assert sv.read_frame_numbers(frames) == sample_frame_indices(300, 310, 4).tolist()
+    with pytest.raises(ValueError, match=r"end\[1\]='00:75:00' is not a time"):
+        processor([long] * 2, start=[1.0, 2.0], end=["00:00:03.00", "00:75:00"])
+    with pytest.raises(ValueError, match="start='twelve' is not a time.*HH:MM:SS.ff"):
+        processor(long, start="twelve", end=15.0)
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("00:01:02.50", 62.5), ("01:00:00.00", 3600.0), ("1:02", 62.0), ("75:00", 4500.0), ("62.5", 62.5), (" 7 ", 7.0),
+     (62.5, 62.5), (np.float32(2.5), 2.5), (None, None)],
+)  # fmt: skip
+def test_time_to_seconds(value, seconds):
+    assert time_to_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "1:2:3:4", "00:60:00", "01:61", "-1", "1e3", "nan", ":30", "00:01:02,50"])
+def test_time_to_seconds_refuses(value):
+    with pytest.raises(ValueError, match="is not a time"):
+        time_to_seconds(value, "start")
 
 
 @requires_decord
@@ -282,6 +332,31 @@ def test_bad_files(videos, backend):
     assert issubclass(VideoDecodeError, ValueError)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WebP", "TIFF"])
+def test_an_image_file_given_as_a_video_is_named_an_image(tmp_path, videos, backend, fmt):
+    image_module = pytest.importorskip("PIL.Image")
+    processor = Eva02AtVideoProcessor(video_backend=backend)
+    frame = processor.load_frames(videos["short"], 1)[0]
+    path = tmp_path / f"frame.{fmt.lower()}"
+    image_module.fromarray(frame).save(path, format=fmt)
+    with pytest.raises(VideoDecodeError, match=f"'{path}' is a {fmt} image, not a video: pass it decoded"):
+        processor(str(path))
+    with pytest.raises(VideoDecodeError, match=f"is a {fmt} image"):
+        processor(path.read_bytes())
+
+
+@requires_decord
+def test_decord_native_messages_go_into_the_error_not_the_terminal(videos, capfd):
+    """decord / FFmpeg print to file descriptor 2 before decord raises: the lines end up in the error message."""
+    processor = Eva02AtVideoProcessor(video_backend="decord")
+    capfd.readouterr()
+    with pytest.raises(VideoDecodeError, match="notes.mp4': not a readable video.*moov atom not found"):
+        processor(videos["text"])
+    os.write(2, b"stderr is back\n")
+    assert capfd.readouterr().err == "stderr is back\n"
+
+
 def test_bad_arguments(videos, processor):
     path = videos["short"]
     with pytest.raises(ValueError, match="smaller than end"):
@@ -300,6 +375,31 @@ def test_bad_arguments(videos, processor):
         processor(path, video_backend="opencv")
     with pytest.raises(TypeError, match="unexpected"):
         processor(path, frames_per_second=3)
+
+
+@pytest.mark.parametrize(
+    "keyword, hint",
+    [("num_frame", "'num_frames'"), ("fps", "'video_fps'"), ("video", "'videos'"), ("resample", None)],
+)
+def test_unknown_keywords_raise_with_a_hint(videos, full_processor, keyword, hint):
+    """A misspelt keyword is never dropped: it used to give 16 frames as if nothing was asked."""
+    path = videos["short"]
+    calls = {
+        "Eva02AtProcessor": lambda: full_processor(videos=path, **{keyword: 8}),
+        "Eva02AtProcessor (text only)": lambda: full_processor(text="take plate", **{keyword: 8}),
+        "Eva02AtVideoProcessor": lambda: full_processor.image_processor(path, **{keyword: 8}),
+        "Eva02AtVideoProcessor.preprocess": lambda: full_processor.image_processor.preprocess(path, **{keyword: 8}),
+    }
+    for name, call in calls.items():
+        if keyword == "video" and "Video" in name:
+            continue  # the video processor takes videos positionally
+        with pytest.raises(TypeError, match=f"got an unexpected keyword argument '{keyword}'") as error:
+            call()
+        message = str(error.value)
+        assert message.startswith(name.split()[0].split(".")[0]), name
+        assert "Valid keywords: " in message and "num_frames" in message, name
+        if hint:
+            assert f"Did you mean {hint}" in message, name
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -338,6 +438,26 @@ def test_normalisation_presets():
         Eva02AtVideoProcessor(normalization="imagenet")
 
 
+def test_float_frames_in_unit_range_warn_once(videos, processor, caplog):
+    """As transformers' image processors: a warning naming do_rescale=False; do_rescale still decides."""
+    frames = processor.load_frames(videos["short"], 8)  # decoded uint8 frames
+    unit = frames.astype(np.float32) / 255
+    logging.Logger.warning_once.cache_clear()  # "once" per process: earlier tests may have warned
+    with caplog.at_level(logging.WARNING):
+        processor(frames)  # uint8 0-255: no warning
+        processor(frames.astype(np.float32))  # float 0-255: no warning
+        assert not caplog.records
+        rescaled_twice = processor(unit)["pixel_values_videos"]
+        processor(torch.from_numpy(unit))
+    warnings = [r.getMessage() for r in caplog.records if "already rescaled" in r.getMessage()]
+    assert len(warnings) == 1 and "pass do_rescale=False" in warnings[0]
+    # The frames were rescaled as do_rescale=True says: nearly the normalised value of black.
+    black = processor(np.zeros_like(frames))["pixel_values_videos"]
+    assert (rescaled_twice - black).abs().max() < 0.02
+    fixed = processor(unit, do_rescale=False)["pixel_values_videos"]
+    assert (fixed - processor(frames.astype(np.float32))["pixel_values_videos"]).abs().max() < 1e-4
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Serialisation, DataLoader workers
 # ---------------------------------------------------------------------------------------------------------------------
@@ -354,6 +474,42 @@ def test_video_processor_round_trip(tmp_path, videos):
     assert torch.equal(loaded(video)["pixel_values_videos"], processor(video)["pixel_values_videos"])
     assert Eva02AtVideoProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
     assert Eva02AtVideoProcessor.from_pretrained(tmp_path, normalization="clip").do_rescale
+
+
+def test_crop_size_follows_a_size_override(tmp_path, videos, full_processor):
+    """from_pretrained(folder, size=32) and a call with size=32 crop 32 x 32, not the saved 224."""
+    from transformers import AutoProcessor
+
+    import modeling_eva02at
+
+    modeling_eva02at.register_auto_classes()
+    full_processor.save_pretrained(tmp_path)
+    path = videos["short"]
+    loaded = {
+        "AutoProcessor": AutoProcessor.from_pretrained(tmp_path, size=32, trust_remote_code=True).image_processor,
+        "Eva02AtProcessor": Eva02AtProcessor.from_pretrained(tmp_path, size=32).image_processor,
+        "Eva02AtVideoProcessor": Eva02AtVideoProcessor.from_pretrained(tmp_path, size=32),
+    }
+    expected = full_processor.image_processor(path, size=32)["pixel_values_videos"]
+    assert expected.shape == (1, 4, 3, 32, 32)
+    assert numbers(expected[0], full_processor.image_processor) == sample_frame_indices(0, 90, 4).tolist()
+    for name, video_processor in loaded.items():
+        assert (video_processor.size, video_processor.crop_size) == (32, 32), name
+        assert torch.equal(video_processor(path)["pixel_values_videos"], expected), name
+    # Both given: both kept.
+    both = Eva02AtVideoProcessor.from_pretrained(tmp_path, size=40, crop_size=32)
+    assert (both.size, both.crop_size) == (40, 32)
+    assert full_processor.image_processor(path, size=40, crop_size=32)["pixel_values_videos"].shape[-1] == 32
+
+
+def test_a_crop_larger_than_the_frames_names_crop_size_and_size(videos, processor):
+    path = videos["short"]  # 48 x 64 frames
+    with pytest.raises(ValueError, match="crop_size=224 is larger than size=32"):
+        processor(path, size=32, crop_size=224)
+    with pytest.raises(ValueError, match="crop_size=224 is larger than size=32"):
+        Eva02AtVideoProcessor(size=32, crop_size=224)
+    with pytest.raises(ValueError, match="cannot center crop crop_size=224 from 48x64 frames.*size >= crop_size"):
+        processor(path, do_resize=False)
 
 
 class _ClipDataset(torch.utils.data.Dataset):

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ..video_processing_eva02at import time_to_seconds
 from .relevancy import (
     POSITIVE_THRESHOLD,
     build_relevancy,
@@ -30,12 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 def timestamp_to_seconds(stamp: str) -> float:
-    """EK-100's "HH:MM:SS.ff" -> seconds."""
-    try:
-        hours, minutes, seconds = stamp.split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except (AttributeError, ValueError) as error:
-        raise ValueError(f"timestamp {stamp!r} is not of the form HH:MM:SS.ff") from error
+    """EK-100's "HH:MM:SS.ff" -> seconds. Stricter than the processor's `time_to_seconds`, which it uses: a CSV
+    timestamp column must hold the full form."""
+    if not isinstance(stamp, str) or stamp.count(":") != 2:
+        raise ValueError(f"timestamp {stamp!r} is not of the form HH:MM:SS.ff")
+    return time_to_seconds(stamp, "timestamp")
 
 
 @dataclass
