@@ -41,7 +41,8 @@ def print_table(metrics: dict) -> None:
     for name, results in PAPER_RESULTS.items():
         paper = results["egomcq"]
         print(f"{f'paper {name}':<24}{paper['inter_video_accuracy']:>14.1f}{paper['intra_video_accuracy']:>14.1f}")
-    print(f"({metrics['num_inter_video']} inter-video and {metrics['num_intra_video']} intra-video questions)")
+    print(f"({metrics['num_inter_video']} inter-video (types 1) and {metrics['num_intra_video']} intra-video (types 2) "
+          "questions)")
 
 
 def main(argv=None) -> dict:

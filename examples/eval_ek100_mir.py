@@ -8,7 +8,7 @@
         --cache-dir features/ --output-json results/ek100_mir.json
 
 Each clip and its own narration are encoded; the sentence CSV picks the caption columns; the relevancy is the
-official pickle or, by default, built from the CSVs (). With --cache-dir a second run (e.g. with another
+official pickle or, by default, built from the CSVs (docs/relevancy.md). With --cache-dir a second run (e.g. with another
 --relevancy) loads the embeddings instead of decoding the videos again. The logic is in `modeling_eva02at.evaluation`.
 """
 

@@ -2,8 +2,8 @@
 """Reference embeddings from the real open_clip / timm EVA02 code, and their comparison with converted models.
 
 open_clip and timm need torchvision, which must never enter the project's environment (it breaks transformers
-there, see HF_NOTES section 1). So the references are made in a scratch venv outside the repo, and compared in the
-project's venv, which only reads the safetensors files written here:
+there). So the references are made in a scratch venv outside the repo, and compared in the project's venv, which
+only reads the safetensors files written here:
 
     python3 -m venv /tmp/ocenv
     /tmp/ocenv/bin/pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch timm safetensors

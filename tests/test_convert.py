@@ -1,4 +1,4 @@
-"""Tests of modeling_eva02at.conversion.convert (issue 3): checkpoint conversion from open_clip, EVA-CLIP, timm and EVA02-AT.
+"""Tests of modeling_eva02at.conversion (issue 3): checkpoint conversion from open_clip, EVA-CLIP, timm and EVA02-AT.
 
 The round trips generate random tiny checkpoints directly in each SOURCE layout and compare the converted model with
 a reference forward written here from the source tensors in plain torch (EVA-CLIP's rotate-half RoPE on adjacent
@@ -25,12 +25,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.conversion.convert import (
-    CheckpointError,
-    convert_checkpoint,
-    load_checkpoint,
-    resample_temporal_embed,
-)
+from modeling_eva02at.conversion.checkpoints import CheckpointError, load_checkpoint
+from modeling_eva02at.conversion.convert import convert_checkpoint
+from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO_ROOT, "tests", "fixtures", "open_clip_tiny")
@@ -381,11 +378,11 @@ def test_temporal_embed_interpolated_to_num_frames(config_dir, tmp_path):
     assert_close(model.vision_model.embeddings.temporal_embed.detach(), expected_temporal, 1e-6)
     pixels, _ = inputs(4)
     assert_close(embed(model, pixels)[0], reference_video(stored, "eva02at", pixels, expected_temporal)[1])
-    # The converter and the model interpolate with the same code.
+    # The converter uses the model's interpolation function, which is what the model runs at another frame count.
     emb = torch.randn(5, 8)
     for frames in (1, 3, 5, 16):
-        assert torch.equal(resample_temporal_embed(emb, frames), model_interpolation(emb, frames))
-        assert_close(resample_temporal_embed(emb, frames), lerp_frames(emb, frames), 1e-6)
+        assert torch.equal(interpolate_temporal_embed(emb, frames), model_interpolation(emb, frames))
+        assert_close(interpolate_temporal_embed(emb, frames), lerp_frames(emb, frames), 1e-6)
 
 
 def model_interpolation(emb, frames):

@@ -3,10 +3,12 @@ examples/eval_*.py scripts end to end on tiny synthetic data in the real file fo
 
 import importlib.util
 import json
-import warnings
 import os
 import pickle
 import re
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from modeling_eva02at.demo.dataset import make_demo_dataset
 from modeling_eva02at.evaluation.cache import cached_features, feature_cache_path
 from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
 from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions, egovlp_chunk_spans
+from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 from modeling_eva02at.evaluation.encoding import (
     ClipCollator,
     encode_texts,
@@ -27,6 +30,7 @@ from modeling_eva02at.evaluation.encoding import (
     split_frames,
 )
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
+from modeling_eva02at.utils.processor import match_processor_to_model
 from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from .video_helpers import make_frames, write_video
 
@@ -51,9 +55,7 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     Eva02AtModel(config).save_pretrained(folder)
     processor = Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
-    video = processor.image_processor
-    video.num_frames = config.vision_config.num_frames
-    video.size = video.crop_size = config.vision_config.image_size
+    match_processor_to_model(processor, config, resize=True)
     processor.save_pretrained(folder)
     return str(folder)
 
@@ -228,14 +230,14 @@ def egomcq_data(tmp_path_factory):
     questions = {
         "0": {"query": egomcq_clip("a", 0.5, 1.5, "#C C opens a door"),
               "choices": {str(i): egomcq_clip(uid, 0.5, 1.5, f"text {uid}") for i, uid in enumerate("abcde")},
-              "answer": 0, "types": 2},  # candidates from five videos: inter-video
+              "answer": 0, "types": 1},  # candidates from five videos: inter-video
         "1": {"query": egomcq_clip("b", 1.0, 2.0, "#C C cuts a tomato"),
               "choices": {str(i): egomcq_clip("b", 0.5 * i, 0.5 * i + 0.8, f"text b{i}") for i in range(5)},
-              "answer": 2, "types": 1},  # five clips of one video: intra-video
+              "answer": 2, "types": 2},  # five clips of one video: intra-video
         "2": {"query": egomcq_clip("e", 1.5, 2.5, "#C C washes a cup"),
               "choices": {str(i): egomcq_clip(uid, -0.2 if uid == "c" else 1.5, 2.5, f"t{uid}")
                           for i, uid in enumerate("ecdab")},
-              "answer": 0, "types": 2},
+              "answer": 0, "types": 1},
     }  # fmt: skip
     path = root / "egomcq.json"
     path.write_text(json.dumps(questions))
@@ -244,11 +246,55 @@ def egomcq_data(tmp_path_factory):
 
 def test_egomcq_types_disagreeing_with_candidates_warn(egomcq_data, tmp_path):
     _, _, questions = egomcq_data
-    swapped = {key: dict(q, types=3 - q["types"]) for key, q in questions.items()}  # the loader comment's reading
+    swapped = {key: dict(q, types=3 - q["types"]) for key, q in questions.items()}  # the metric code's swapped names
     path = tmp_path / "swapped.json"
     path.write_text(json.dumps(swapped))
-    with pytest.warns(UserWarning, match="3 of 3 questions have a `types` value that disagrees"):
+    with pytest.warns(UserWarning, match="3 of 3 questions have a `types` value that disagrees") as record:
         EgoMcqQuestions.from_json(str(path))
+    assert str(path) in str(record[0].message)
+    # One question whose type disagrees with its candidates is named, with what its candidates are.
+    one = json.loads(json.dumps(questions))
+    one["1"]["types"] = 1  # five clips of video b, labelled inter-video
+    path.write_text(json.dumps(one))
+    with pytest.warns(UserWarning, match=r"1 of 3 questions .*question '1' has types 1 and candidates from 1 video;"):
+        EgoMcqQuestions.from_json(str(path))
+    one = json.loads(json.dumps(questions))
+    one["2"]["types"] = 2  # candidates from five videos, labelled intra-video
+    path.write_text(json.dumps(one))
+    with pytest.warns(UserWarning, match=r"1 of 3 questions .*question '2' has types 2 and candidates from 5 videos;"):
+        EgoMcqQuestions.from_json(str(path))
+
+
+def test_eval_script_in_a_fresh_process_loads_a_saved_folder(model_dir, egomcq_data, tmp_path):
+    """The saved processor config names remote-code classes: a fresh interpreter that has imported nothing of the
+    package must still load the folder without prompting for trust_remote_code (stdin is closed here)."""
+    root, path, _ = egomcq_data
+    argv = common_args(model_dir, root / "videos", tmp_path, egomcq_json=path, chunk_seconds=2)
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "examples", "eval_egomcq.py"), *argv],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "out.json").read_text())["metrics"]["num_inter_video"] == 2
+
+
+@pytest.mark.parametrize("keep", [("0", "2"), ("1",), ("0", "1", "2")], ids=["inter_only", "intra_only", "mixed"])
+def test_egomcq_files_with_one_or_both_types(egomcq_data, tmp_path, keep):
+    """Type 1 = inter-video (candidates from several videos), 2 = intra-video (from one video): the consistency check
+    agrees with every file, whichever types it holds, and the metric counts each type by its value."""
+    _, _, questions = egomcq_data
+    path = tmp_path / "subset.json"
+    path.write_text(json.dumps({str(i): questions[key] for i, key in enumerate(keep)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        subset = EgoMcqQuestions.from_json(str(path))
+    expected_types = [questions[key]["types"] for key in keep]
+    assert subset.types.tolist() == expected_types
+    similarity = np.eye(5)[subset.answers]  # every answer right
+    similarity[subset.types == 2] = np.eye(5)[(subset.answers[subset.types == 2] + 1) % 5]  # every intra one wrong
+    metrics = egomcq_accuracy(similarity, subset.answers, subset.types)
+    assert metrics["num_inter_video"] == expected_types.count(1)
+    assert metrics["num_intra_video"] == expected_types.count(2)
+    assert metrics["inter_video_accuracy"] == 1.0 if 1 in expected_types else np.isnan(metrics["inter_video_accuracy"])
+    assert metrics["intra_video_accuracy"] == 0.0 if 2 in expected_types else np.isnan(metrics["intra_video_accuracy"])
 
 
 def test_egomcq_reader(egomcq_data):
@@ -257,7 +303,7 @@ def test_egomcq_reader(egomcq_data):
         warnings.simplefilter("error")  # types consistent with the candidates: no warning
         questions = EgoMcqQuestions.from_json(str(path))
     assert len(questions) == 3 and questions.choices.shape == (3, 5)
-    assert questions.answers.tolist() == [0, 2, 0] and questions.types.tolist() == [2, 1, 2]
+    assert questions.answers.tolist() == [0, 2, 0] and questions.types.tolist() == [1, 2, 1]
     assert questions.query_texts[1] == "#C C cuts a tomato"
     assert len(questions.clips) == 15
     first = questions.clips.iloc[questions.choices[2, 1]]
@@ -266,8 +312,11 @@ def test_egomcq_reader(egomcq_data):
     crossing = videos[questions.choices[2, 0]]  # e, 1.5-2.5 s: crosses the 2 s chunk boundary
     assert isinstance(crossing, tuple) and [s.local_end - s.local_start for s in crossing] == [0.5, 0.5]
     assert videos[questions.choices[0, 4]].endswith(os.path.join("e", "0.mp4"))  # e, 0.5-1.5 s: one chunk
-    with pytest.raises(FileNotFoundError, match=re.escape(os.path.join("videos", "a", "0.mp4"))):
+    with pytest.raises(FileNotFoundError, match=re.escape(os.path.join("videos", "a", "0.mp4"))) as error:
         questions.clip_videos(str(root / "videos"), "chunked", chunk_seconds=2)
+    assert str(error.value).startswith(f"EgoMCQ video chunks <video_uid>/<k>.mp4 missing under {root / 'videos'} ")
+    with pytest.raises(ValueError, match=r"EgoMCQ video layout must be one of .* got 'chunks'"):
+        questions.clip_videos(str(root / "videos"), "chunks")
 
 
 def test_crossing_clip_frames(model_and_processor, egomcq_data):
@@ -295,7 +344,7 @@ def test_eval_egomcq_end_to_end(model_dir, egomcq_data, tmp_path):
     [
         (lambda q: q["1"].update(answer=5), r"question '1': answer 5 is not an integer in \[0, 5\)"),
         (lambda q: q["0"].update(answer=-1), r"question '0': answer -1"),
-        (lambda q: q["2"].update(types=3), r"question '2': types 3"),
+        (lambda q: q["2"].update(types=3), r"question '2': types 3 must be 1 \(inter-video\) or 2 \(intra-video\)"),
         (lambda q: q["1"]["choices"].pop("4"), r"question '1' has 4 choices"),
         (lambda q: q["0"]["choices"]["3"].pop("video_uid"), r"question '0', choice '3' has no 'video_uid'"),
         (lambda q: q["2"].pop("query"), r"question '2' has no 'query'"),
@@ -318,8 +367,26 @@ def test_egomcq_missing_video(model_dir, egomcq_data, tmp_path):
     broken["0"]["choices"]["1"]["video_uid"] = "nowhere"
     (tmp_path / "egomcq.json").write_text(json.dumps(broken))
     argv = common_args(model_dir, root / "videos", tmp_path, egomcq_json=tmp_path / "egomcq.json", chunk_seconds=2)
-    with pytest.raises(FileNotFoundError, match="nowhere.mp4"):
+    with pytest.raises(FileNotFoundError, match="nowhere.mp4") as error:
         load_script("eval_egomcq").main(argv)
+    # The auto layout looked for a full video and, failing that, a chunk folder: the message says both.
+    assert str(error.value).startswith("EgoMCQ videos (<video_uid>.mp4, or chunks <video_uid>/<k>.mp4 where that "
+                                       f"folder exists) missing under {root / 'videos'} (first 1):")
+
+
+def test_model_folder_without_config_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"^model folder {re.escape(str(tmp_path))} has no config.json"):
+        load_model_and_processor(str(tmp_path), device="cpu")
+
+
+def test_egomcq_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "egomcq.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"^EgoMCQ file {re.escape(str(path))} is not valid JSON"):
+        EgoMcqQuestions.from_json(str(path))
+    path.write_text("[]")
+    with pytest.raises(ValueError, match=rf"^EgoMCQ file {re.escape(str(path))}: expected a non-empty JSON object"):
+        EgoMcqQuestions.from_json(str(path))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -374,8 +441,16 @@ def test_eval_charades_end_to_end(model_dir, charades_data, tmp_path):
 def test_charades_bad_input(model_dir, charades_data, tmp_path):
     root, actions = charades_data
     csv_path, classes_path = write_charades(tmp_path, actions[:2] + [("ABC9EGO", "c000 0.0 1.0;c157 0.50 1.20")])
-    with pytest.raises(ValueError, match=r"line 4 \(id 'ABC9EGO'\): unknown class id 'c157'"):
+    with pytest.raises(ValueError, match=r"line 4 \(id 'ABC9EGO'\): unknown class id 'c157'") as error:
         CharadesEgoAnnotations.from_files(str(csv_path), str(classes_path))
+    # The library names the files; only the scripts know the flags.
+    assert str(error.value) == (f"Charades-Ego CSV {csv_path}, line 4 (id 'ABC9EGO'): unknown class id 'c157' "
+                                f"(not in the classes file {classes_path})")
+    bad_classes = tmp_path / "classes.txt"
+    bad_classes.write_text("c000 Holding some clothes\nc000 Again\n")
+    twice = rf"^classes file {re.escape(str(bad_classes))}: class id 'c000' appears twice"
+    with pytest.raises(ValueError, match=twice):
+        CharadesEgoAnnotations.from_files(str(csv_path), str(bad_classes))
     csv_path, _ = write_charades(tmp_path, actions[:1] + [("ABC8EGO", "c001 0.5")])
     with pytest.raises(ValueError, match=r"line 3 .*'c001 0.5' is not '<class id> <start> <end>'"):
         CharadesEgoAnnotations.from_files(str(csv_path), str(classes_path))

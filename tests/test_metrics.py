@@ -11,6 +11,8 @@ import torch
 
 from modeling_eva02at.evaluation import metrics as metrics_module
 from modeling_eva02at.evaluation.metrics import (
+    EGOMCQ_INTER_VIDEO,
+    EGOMCQ_INTRA_VIDEO,
     charades_ego_map,
     egomcq_accuracy,
     ek100_mir_metrics,
@@ -247,7 +249,7 @@ def test_egomcq_types_mapping_and_accuracy():
         ]
     )
     answers = np.array([0, 1, 3, 4, 1])
-    types = np.array([2, 2, 1, 1, 1])  # 2 = inter-video, 1 = intra-video (the metric code of EgoVLP/LaViLa/AVION)
+    types = np.array([1, 1, 2, 2, 2])  # egomcq.json: 1 = inter-video, 2 = intra-video (EgoVLP's data loader)
     result = egomcq_accuracy(similarity, answers, types)
     assert result == {
         "inter_video_accuracy": 1.0,
@@ -260,9 +262,38 @@ def test_egomcq_types_mapping_and_accuracy():
     assert egomcq_accuracy(torch.from_numpy(similarity), torch.from_numpy(answers), torch.from_numpy(types)) == result
 
 
-def test_egomcq_single_type_gives_nan_for_the_other():
-    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.array([1, 1, 1]))  # all intra-video
-    assert math.isnan(result["inter_video_accuracy"]) and result["intra_video_accuracy"] == pytest.approx(2 / 3)
+def test_egomcq_type_constants_follow_the_file_format():
+    assert (EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO) == (1, 2)
+
+
+@pytest.mark.parametrize("only, present, absent", [(1, "inter_video", "intra_video"),
+                                                   (2, "intra_video", "inter_video")])
+def test_egomcq_single_type_gives_nan_for_the_other(only, present, absent):
+    # A set with one type: the value decides the name, not its position among the values present.
+    result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.full(3, only))
+    assert result[f"{present}_accuracy"] == pytest.approx(2 / 3) and result[f"num_{present}"] == 3
+    assert math.isnan(result[f"{absent}_accuracy"]) and result[f"num_{absent}"] == 0
+    assert result["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_egomcq_accuracy_per_type_is_independent():
+    """Each type's accuracy is the mean over its own questions, whatever the other type's questions hold."""
+    rng = np.random.default_rng(0)
+    similarity = rng.random((40, 5))
+    answers = rng.integers(0, 5, 40)
+    types = np.where(np.arange(40) % 3 == 0, 2, 1)
+    mixed = egomcq_accuracy(similarity, answers, types)
+    for label, value in (("inter_video", 1), ("intra_video", 2)):
+        selected = types == value
+        alone = egomcq_accuracy(similarity[selected], answers[selected], types[selected])
+        assert mixed[f"{label}_accuracy"] == alone[f"{label}_accuracy"] == alone["accuracy"]
+        assert mixed[f"{label}_accuracy"] == pytest.approx(np.mean(similarity[selected].argmax(1) == answers[selected]))
+        assert mixed[f"num_{label}"] == alone[f"num_{label}"] == int(selected.sum())
+    # Changing the answers of the intra-video questions leaves the inter-video accuracy alone.
+    flipped = answers.copy()
+    flipped[types == 2] = similarity[types == 2].argmax(1)
+    changed = egomcq_accuracy(similarity, flipped, types)
+    assert changed["intra_video_accuracy"] == 1.0 and changed["inter_video_accuracy"] == mixed["inter_video_accuracy"]
 
 
 def test_egomcq_bad_input():
@@ -272,7 +303,8 @@ def test_egomcq_bad_input():
         egomcq_accuracy(similarity, np.array([0, 5, 1, 2]), types)
     with pytest.raises(ValueError, match=r"answers .* got \[-1\]"):
         egomcq_accuracy(similarity, np.array([0, -1, 1, 2]), types)
-    with pytest.raises(ValueError, match=r"unknown value\(s\) \[0, 3\]"):
+    unknown = r"types must be 1 \(inter-video\) or 2 \(intra-video\), got unknown value\(s\) \[0, 3\]"
+    with pytest.raises(ValueError, match=unknown):
         egomcq_accuracy(similarity, np.array([0, 1, 1, 2]), np.array([1, 3, 0, 2]))
     with pytest.raises(ValueError, match=r"types must have shape \(4,\)"):
         egomcq_accuracy(similarity, np.array([0, 1, 1, 2]), np.array([1, 2]))

@@ -35,13 +35,13 @@ def read_charades_classes(path: str) -> tuple[list[str], list[str]]:
                 continue
             parts = line.split(maxsplit=1)
             if len(parts) != 2:
-                raise ValueError(f"--classes {path}: line {number} {line!r} is not '<class id> <class name>'")
+                raise ValueError(f"classes file {path}: line {number} {line!r} is not '<class id> <class name>'")
             if parts[0] in ids:
-                raise ValueError(f"--classes {path}: class id {parts[0]!r} appears twice (line {number})")
+                raise ValueError(f"classes file {path}: class id {parts[0]!r} appears twice (line {number})")
             ids.append(parts[0])
             names.append(parts[1])
     if not ids:
-        raise ValueError(f"--classes {path} lists no class")
+        raise ValueError(f"classes file {path} lists no class")
     return ids, names
 
 
@@ -79,17 +79,17 @@ class CharadesEgoAnnotations:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
         missing = [c for c in CHARADES_EGO_REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
-            raise ValueError(f"--csv {csv_path} lacks column(s) {missing}; it has {list(frame.columns)}")
+            raise ValueError(f"Charades-Ego CSV {csv_path} lacks column(s) {missing}; it has {list(frame.columns)}")
         video_ids, rows, unlabelled = [], [], []
         for index, (video_id, actions) in enumerate(zip(frame["id"], frame["actions"])):
-            where = f"--csv {csv_path}, line {index + 2} (id {video_id!r})"  # line 1 is the header
+            where = f"Charades-Ego CSV {csv_path}, line {index + 2} (id {video_id!r})"  # line 1 is the header
             label = np.zeros(len(class_ids), dtype=np.uint8)
             for action in filter(None, (a.strip() for a in actions.split(";"))):
                 parts = action.split()
                 if len(parts) != 3:
                     raise ValueError(f"{where}: action {action!r} is not '<class id> <start> <end>'")
                 if parts[0] not in column_of:
-                    raise ValueError(f"{where}: unknown class id {parts[0]!r} (not in --classes {classes_path})")
+                    raise ValueError(f"{where}: unknown class id {parts[0]!r} (not in the classes file {classes_path})")
                 label[column_of[parts[0]]] = 1
             if not video_id:
                 raise ValueError(f"{where}: empty id")
@@ -99,7 +99,7 @@ class CharadesEgoAnnotations:
             else:
                 unlabelled.append(video_id)
         if not video_ids:
-            raise ValueError(f"--csv {csv_path} has no video with an action")
+            raise ValueError(f"Charades-Ego CSV {csv_path} has no video with an action")
         return cls(video_ids, np.stack(rows), class_ids, class_names, unlabelled, csv_path, classes_path)
 
     def video_paths(self, video_root: str, video_ext: str = "mp4") -> list[str]:
@@ -118,8 +118,9 @@ def evaluate_charades_ego(
     cache_dir: str | None = None,
     model_id=None,
 ) -> EvaluationResult:
-    """Charades-Ego mAP (docs/metrics.md): each labelled video, frames sampled over the whole video, against the class texts
-    (`templates` filled with the class name; several templates are averaged, see :func:`encode_class_texts`)."""
+    """Charades-Ego mAP (docs/metrics.md): each labelled video, frames sampled over the whole video, against the
+    class texts (`templates` filled with the class name; several templates are averaged, see
+    :func:`encode_class_texts`)."""
     for template in templates:
         if "{}" not in template:
             raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..utils.files import require_paths
 from ..video_processing_eva02at import ChunkSpan
 from .cache import cached_task_features, file_fingerprint
 from .encoding import EncodeSettings, encode_texts, encode_videos
@@ -27,17 +28,23 @@ _EGOMCQ_CLIP_FIELDS = ("video_uid", "clip_start", "clip_end")
 EGOMCQ_VIDEO_LAYOUTS = ("auto", "full", "chunked")
 
 
-def _check_egomcq_types(path: str, clips: pd.DataFrame, choices: list, types: list) -> None:
-    """Warn where a question's type disagrees with its candidates: inter-video candidates come from several videos."""
+def _check_egomcq_types(path: str, question_ids: list, clips: pd.DataFrame, choices: list, types: list) -> None:
+    """Warn where a question's type disagrees with its candidates: the candidates of an inter-video question come
+    from several videos, those of an intra-video question from one."""
     uids = clips["video_uid"].to_numpy()
-    from_several_videos = np.array([len(set(uids[row])) > 1 for row in choices])
-    expected = np.where(from_several_videos, EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO)
-    disagree = int((expected != np.array(types)).sum())
-    if disagree:
+    video_counts = [len(set(uids[row])) for row in choices]
+    disagreeing = [
+        f"question {key!r} has types {kind} and candidates from {count} video{'s' if count > 1 else ''}"
+        for key, kind, count in zip(question_ids, types, video_counts)
+        if (kind == EGOMCQ_INTER_VIDEO) != (count > 1)
+    ]
+    if disagreeing:
+        more = ", ..." if len(disagreeing) > 3 else ""
         warnings.warn(
-            f"{path}: {disagree} of {len(types)} questions have a `types` value that disagrees with their candidates "
-            f"(expected {EGOMCQ_INTER_VIDEO} = inter-video where candidates come from several videos, "
-            f"{EGOMCQ_INTRA_VIDEO} = intra-video otherwise); accuracy is reported by the file's types",
+            f"{path}: {len(disagreeing)} of {len(types)} questions have a `types` value that disagrees with their "
+            f"candidates ({EGOMCQ_INTER_VIDEO} = inter-video: candidates from several videos; {EGOMCQ_INTRA_VIDEO} = "
+            f"intra-video: candidates from one video): {', '.join(disagreeing[:3])}{more}; accuracy is reported by "
+            "the file's types",
             stacklevel=3,
         )
 
@@ -49,9 +56,10 @@ class EgoMcqQuestions:
     File format: ``{"0": {"query": {clip}, "choices": {"0": {clip}, ..., "4": {clip}}, "answer": int,
     "types": 1 | 2}, ...}`` where a clip is an EgoClip row as a dict: ``video_uid``, ``clip_start`` / ``clip_end``
     (seconds in the full Ego4D video), ``clip_text`` (the narration; the query's is the question's text) and other
-    fields (``tag_verb``, ``tag_noun``, ...) that are ignored. ``types``: 1 = intra-video, 2 = inter-video (see
-    `metrics.egomcq_accuracy`; a warning counts questions whose candidates' videos disagree with their type). Choices
-    are ordered by their integer keys; ``answer`` indexes them. Negative clip times are clamped to 0 (as EgoVLP).
+    fields (``tag_verb``, ``tag_noun``, ...) that are ignored. ``types``: 1 = inter-video (candidates from several
+    videos), 2 = intra-video (candidates from one video), see `metrics.egomcq_accuracy`; a warning names the
+    questions whose candidates' videos disagree with their type. Choices are ordered by their integer keys;
+    ``answer`` indexes them. Negative clip times are clamped to 0 (as EgoVLP).
 
     Attributes:
         path: the file read.
@@ -84,9 +92,9 @@ class EgoMcqQuestions:
             try:
                 data = json.load(file)
             except json.JSONDecodeError as error:
-                raise ValueError(f"--egomcq-json {path} is not valid JSON: {error}") from None
+                raise ValueError(f"EgoMCQ file {path} is not valid JSON: {error}") from None
         if not isinstance(data, dict) or not data:
-            raise ValueError(f"--egomcq-json {path}: expected a non-empty JSON object of questions keyed '0', '1', ...")
+            raise ValueError(f"EgoMCQ file {path}: expected a non-empty JSON object of questions keyed '0', '1', ...")
         clip_rows: dict[tuple, int] = {}
         query_texts, choices, answers, types = [], [], [], []
         num_choices = None
@@ -113,8 +121,9 @@ class EgoMcqQuestions:
             answer = question["answer"]
             if not _is_integer(answer) or not 0 <= answer < num_choices:
                 raise ValueError(f"{where}: answer {answer!r} is not an integer in [0, {num_choices})")
-            if not _is_integer(question["types"]) or question["types"] not in (1, 2):
-                raise ValueError(f"{where}: types {question['types']!r} must be 1 (intra-video) or 2 (inter-video)")
+            if not _is_integer(question["types"]) or question["types"] not in (EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO):
+                raise ValueError(f"{where}: types {question['types']!r} must be {EGOMCQ_INTER_VIDEO} (inter-video) or "
+                                 f"{EGOMCQ_INTRA_VIDEO} (intra-video)")
             rows = []
             for choice_key in expected_keys:
                 uid, start, end = _egomcq_clip(options[choice_key], f"{where}, choice {choice_key!r}")
@@ -124,7 +133,7 @@ class EgoMcqQuestions:
             answers.append(int(answer))
             types.append(int(question["types"]))
         clips = pd.DataFrame(list(clip_rows), columns=["video_uid", "start", "end"])
-        _check_egomcq_types(path, clips, choices, types)
+        _check_egomcq_types(path, list(data), clips, choices, types)
         return cls(path=path, question_ids=list(data), query_texts=query_texts, clips=clips,
                    choices=np.array(choices, dtype=np.int64), answers=np.array(answers, dtype=np.int64),
                    types=np.array(types, dtype=np.int64))  # fmt: skip
@@ -155,20 +164,19 @@ class EgoMcqQuestions:
             FileNotFoundError: videos or chunk files that do not exist (the first ones are listed).
         """
         if layout not in EGOMCQ_VIDEO_LAYOUTS:
-            raise ValueError(f"--video-layout must be one of {EGOMCQ_VIDEO_LAYOUTS}, got {layout!r}")
-        videos, starts, ends, missing = [], [], [], []
+            raise ValueError(f"EgoMCQ video layout must be one of {EGOMCQ_VIDEO_LAYOUTS}, got {layout!r}")
+        videos, starts, ends, needed = [], [], [], []
         for uid, start, end in self.clips.itertuples(index=False):
             full = os.path.join(video_root, f"{uid}.{video_ext}")
             folder = os.path.join(video_root, str(uid))
             if layout == "full" or (layout == "auto" and (os.path.isfile(full) or not os.path.isdir(folder))):
-                if not os.path.isfile(full):
-                    missing.append(full if layout == "full" else f"{full} (nor a chunk folder {folder}/)")
+                needed.append(full)
                 videos.append(full)
                 starts.append(start)
                 ends.append(end)
                 continue
             spans = egovlp_chunk_spans(folder, start, end, chunk_seconds, video_ext)
-            missing += [span.path for span in spans if not os.path.isfile(span.path)]
+            needed += [span.path for span in spans]
             if len(spans) == 1:
                 videos.append(spans[0].path)
                 starts.append(spans[0].local_start)
@@ -177,12 +185,12 @@ class EgoMcqQuestions:
                 videos.append(tuple(spans))
                 starts.append(None)
                 ends.append(None)
-        if missing:
-            unique = list(dict.fromkeys(missing))
-            raise FileNotFoundError(
-                f"EgoMCQ videos missing under --video-root {video_root} (first {min(len(unique), 10)} of "
-                f"{len(unique)}):\n  " + "\n  ".join(unique[:10])
-            )
+        # Say where each clip was looked for: with "auto", a missing full video also means no chunk folder.
+        what = {"full": f"EgoMCQ videos <video_uid>.{video_ext}",
+                "chunked": f"EgoMCQ video chunks <video_uid>/<k>.{video_ext}",
+                "auto": f"EgoMCQ videos (<video_uid>.{video_ext}, or chunks <video_uid>/<k>.{video_ext} where that "
+                        "folder exists)"}[layout]  # fmt: skip
+        require_paths(needed, what, video_root)
         return videos, starts, ends
 
 
@@ -238,8 +246,8 @@ def evaluate_egomcq(
     cache_dir: str | None = None,
     model_id=None,
 ) -> EvaluationResult:
-    """EgoMCQ inter- / intra-video accuracy (docs/metrics.md): each question's query **text** against its candidate **clips**
-    (prediction: the highest cosine similarity). Distinct clips and texts are encoded once."""
+    """EgoMCQ inter- / intra-video accuracy (docs/metrics.md): each question's query **text** against its candidate
+    **clips** (prediction: the highest cosine similarity). Distinct clips and texts are encoded once."""
     started = time.perf_counter()
     videos, starts, ends = questions.clip_videos(video_root, layout, video_ext=video_ext, chunk_seconds=chunk_seconds)
     texts = list(dict.fromkeys(questions.query_texts))

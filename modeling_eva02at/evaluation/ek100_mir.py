@@ -39,8 +39,9 @@ def evaluate_ek100_mir(
     model_id=None,
     data_files: Sequence[str] = (),
 ) -> EvaluationResult:
-    """EK-100 MIR mAP / nDCG (docs/metrics.md): each clip and its own narration are encoded (as `Eva02AtTrainer.evaluate`),
-    the caption columns are those of the sentence CSV, scored against `annotations.relevancy`.
+    """EK-100 MIR mAP / nDCG (docs/metrics.md): each clip and its own narration are encoded (as
+    `Eva02AtTrainer.evaluate`), the caption columns are those of the sentence CSV, scored against
+    `annotations.relevancy`.
 
     The cached features (`video`, `text`: one row per clip) do not depend on the relevancy matrix, so re-scoring
     with another one is instant. `data_files` (the retrieval CSV) go into the cache key by fingerprint.

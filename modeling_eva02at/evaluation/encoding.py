@@ -47,15 +47,20 @@ def load_model_and_processor(
         FileNotFoundError: a local `model_path` without `config.json`, or no processor files where expected.
         ValueError: the processor's crop size differs from the model's `image_size`.
     """
+    from .. import register_auto_classes
     from ..modeling_eva02at import Eva02AtModel  # local: keeps the readers importable without the model
     from ..processing_eva02at import Eva02AtProcessor
 
+    # A saved processor config names its classes through auto_map: registered, they resolve to the package's own
+    # classes instead of asking for trust_remote_code.
+    register_auto_classes()
+
     if os.path.isdir(model_path) and not os.path.isfile(os.path.join(model_path, "config.json")):
-        raise FileNotFoundError(f"--model {model_path}: no config.json in this folder (not a saved model)")
+        raise FileNotFoundError(f"model folder {model_path} has no config.json (not a saved model)")
     processor_path = processor_path or model_path
     if os.path.isdir(processor_path) and not os.path.isfile(os.path.join(processor_path, "processor_config.json")):
         raise FileNotFoundError(
-            f"no processor_config.json in {processor_path}: pass the processor's folder (e.g. --processor "
+            f"no processor_config.json in {processor_path}: give the processor's folder as processor_path (e.g. "
             "hub_configs/eva02at-b16)"
         )
     model = Eva02AtModel.from_pretrained(model_path, dtype=torch.float32)
@@ -92,7 +97,6 @@ class EncodeSettings:
 
     def cache_fields(self) -> dict:
         return {"flip": bool(self.flip), "dtype": str(self.dtype or torch.float32)}
-
 
 
 def split_frames(durations: Sequence[float], num_frames: int) -> list[int]:

@@ -23,11 +23,15 @@ import numpy as np
 
 EVALUATE_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluate_modules")
 
-EGOMCQ_INTRA_VIDEO = 1
-"""EgoMCQ ``types`` value of intra-video questions (the 5 candidates are neighbouring clips of one video)."""
+# EgoMCQ question types, as egomcq.json stores them (docs/metrics.md). EgoVLP's data loader documents them ("1 for
+# inter; 2 for intra"); the metric code of EgoVLP and LaViLa prints the two names the other way round, a bug their
+# maintainers confirmed (EgoVLP issue 19, EgoVLPv2 issue 11, fixed by EgoVLPv2 PR 14). The values decide the mapping,
+# never the position of a value in a sorted list, so a set with one type only is read correctly too.
+EGOMCQ_INTER_VIDEO = 1
+"""EgoMCQ ``types`` value of inter-video questions (the 5 candidates come from different videos; ~90-95 %)."""
 
-EGOMCQ_INTER_VIDEO = 2
-"""EgoMCQ ``types`` value of inter-video questions (the 5 candidates come from different videos)."""
+EGOMCQ_INTRA_VIDEO = 2
+"""EgoMCQ ``types`` value of intra-video questions (the 5 candidates are neighbouring clips of one video; ~60 %)."""
 
 # Elements per chunk of query rows in ek100_mir_metrics: ~2 MB of scores, so the per-chunk temporaries (sort keys,
 # gathered relevancies, cumulative sums) stay in cache and the peak memory does not grow with the query count.
@@ -343,19 +347,18 @@ def egomcq_accuracy(similarity_or_predictions, answers, types, num_candidates: i
     Each question has a text query and ``num_candidates`` (5) candidate clips; the prediction is the candidate
     with the highest similarity (the first one on ties, like ``torch.argmax``).
 
-    ``types``: ``1`` = **intra-video** (candidates are neighbouring clips of the same video), ``2`` =
-    **inter-video** (candidates from different videos). This is how EgoVLP, LaViLa and AVION's
-    ``egomcq_accuracy_metrics`` label the sorted type values (``["Intra-video", "Inter-video"]``), i.e. the code
-    behind every published EgoMCQ number the paper compares with, and the only reading under which the easier
-    inter-video task scores higher (~90 % vs ~60 %). EgoVLP's data loader carries the opposite comment
-    ("1 for inter; 2 for intra"); `modeling_eva02at.evaluation.EgoMcqQuestions` checks the file's types against its
-    candidates' videos and warns where they disagree.
+    ``types``: ``1`` = **inter-video** (candidates from different videos, the easier task: ~90-95 %), ``2`` =
+    **intra-video** (candidates are neighbouring clips of the same video: ~60 %), as EgoVLP's data loader documents
+    them (`EGOMCQ_INTER_VIDEO`, `EGOMCQ_INTRA_VIDEO`; the comment there gives the references on the swapped names
+    printed by EgoVLP's and LaViLa's metric code). Each type's accuracy is computed over the questions of that value
+    alone; `modeling_eva02at.evaluation.egomcq.EgoMcqQuestions` checks a file's types against its candidates' videos
+    and warns where they disagree.
 
     Args:
         similarity_or_predictions: ``(num_questions, num_candidates)`` similarities, or ``(num_questions,)``
             predicted candidate indices.
         answers: ``(num_questions,)`` index of the correct candidate.
-        types: ``(num_questions,)`` question types, 1 (intra-video) or 2 (inter-video).
+        types: ``(num_questions,)`` question types, 1 (inter-video) or 2 (intra-video).
         num_candidates: candidates per question; default: the similarity's width, or 5 for predicted indices.
 
     Returns:

@@ -25,7 +25,6 @@ PAPER_RESULTS = {
 only the mean of the two EK-100 MIR directions."""
 
 
-
 @dataclass
 class EvaluationResult:
     """Metrics (fractions in [0, 1]) of one evaluation, with where its features came from."""
@@ -55,29 +54,3 @@ class EvaluationResult:
                 for name, results in PAPER_RESULTS.items()
             },
         }
-
-
-def write_json(path: str, data: dict) -> None:
-    """Write `data` as indented JSON through a temporary file and `os.replace` (NaN written as null)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-
-    def clean(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    handle, temporary = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(clean(data), file, indent=2, default=str)
-            file.write("\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
