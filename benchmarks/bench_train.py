@@ -94,7 +94,7 @@ def run_one(name: str, batch: int, frames: int, steps: int, checkpointing: bool,
     device = torch.device("cuda" if cuda else "cpu")
     model = trainer.model.to(device).train()
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     step_times, waits = [], []
     for step in range(steps + 1):  # step 0 warms up (allocator, workers, kernels) and is not counted
