@@ -26,3 +26,50 @@ def _seed():
 def data_dir():
     """tests/data: the real EK-100 test annotations and class lists, and the CLIP BPE merges (see its README)."""
     return DATA_DIR
+
+
+TINY_MIR_CONFIG = os.path.join(REPO_ROOT, "tests", "fixtures", "tiny_mir_config")
+"""The tiny dual encoder that trains on the demo data in seconds: 2 frames of 16 px, 1 layer per tower, the real
+49408-token vocabulary. Tests that need other shapes (RoPE, conversion) build their own configs on purpose."""
+
+
+def tiny_mir_model(seed: int = 0, **vision_overrides):
+    """A freshly initialised model of TINY_MIR_CONFIG (vision fields overridden by keyword), seeded."""
+    from modeling_eva02at import Eva02AtConfig, Eva02AtModel
+
+    config = Eva02AtConfig.from_pretrained(TINY_MIR_CONFIG)
+    for name, value in vision_overrides.items():
+        setattr(config.vision_config, name, value)
+    torch.manual_seed(seed)
+    return Eva02AtModel(config)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """A small synthetic EK-100-format dataset (48 train, 24 test clips), generated once per session."""
+    from modeling_eva02at.demo.dataset import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, num_train=48, num_test=24)
+
+
+@pytest.fixture(scope="session")
+def mir_processor():
+    """The real CLIP tokenizer with a video processor set to TINY_MIR_CONFIG's 2 frames of 16 px."""
+    from modeling_eva02at import Eva02AtConfig, Eva02AtProcessor
+    from modeling_eva02at.utils.processor import match_processor_to_model
+
+    processor = Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16"))
+    match_processor_to_model(processor, Eva02AtConfig.from_pretrained(TINY_MIR_CONFIG), resize=True)
+    return processor
+
+
+@pytest.fixture(scope="session")
+def ek100_splits(demo):
+    """(train, test) `Ek100MirDataset`s of the demo data."""
+    from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+
+    train = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.train_csv, demo.train_sentence_csv), demo.video_root,
+                            train=True, seed=0)  # fmt: skip
+    test = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.test_csv, demo.test_sentence_csv), demo.video_root,
+                           train=False)  # fmt: skip
+    return train, test

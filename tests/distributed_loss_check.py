@@ -1,4 +1,4 @@
-"""Run by tests/test_training.py, once alone and once under `accelerate launch --multi_gpu --num_processes 2`.
+"""Run by tests/test_trainer.py, once alone and once under `accelerate launch --multi_gpu --num_processes 2`.
 
 Every process builds the same tiny model and the same global batch, keeps its own contiguous share of the batch,
 and runs the trainer's loss and backward. Rank 0 writes the loss and all gradients to the output file, so the test

@@ -16,22 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.demo.dataset import make_demo_dataset
 from modeling_eva02at.training.losses import LOSS_NAMES
 from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, TINY_MIR_CONFIG as TINY_CONFIG, tiny_mir_model as tiny_model
 
 SCRIPT = os.path.join(REPO_ROOT, "examples", "train_mir.py")
-TINY_CONFIG = os.path.join(REPO_ROOT, "tests", "fixtures", "tiny_mir_config")
 sys.path.insert(0, os.path.dirname(SCRIPT))
 import train_mir  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, num_train=48, num_test=24)
 
 
 def run_args(demo, output_dir, *extra, model=TINY_CONFIG, init="random"):
@@ -47,11 +39,6 @@ def run_args(demo, output_dir, *extra, model=TINY_CONFIG, init="random"):
 
 def underscored(argv):
     return ["--" + arg[2:].replace("-", "_") if arg.startswith("--") else arg for arg in argv]
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return Eva02AtModel(Eva02AtConfig.from_pretrained(TINY_CONFIG))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
