@@ -64,7 +64,7 @@ def mir_processor():
 
 
 @pytest.fixture(scope="session")
-def ek100_splits(demo):
+def splits(demo):
     """(train, test) `Ek100MirDataset`s of the demo data."""
     from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
 

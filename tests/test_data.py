@@ -10,16 +10,6 @@ from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, Vi
 from modeling_eva02at.utils.files import require_paths
 
 
-@pytest.fixture
-def splits(ek100_splits):
-    return ek100_splits
-
-
-@pytest.fixture
-def processor(mir_processor):
-    return mir_processor
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
@@ -76,9 +66,9 @@ def test_eval_items_pair_clips_with_their_own_narration(splits):
     assert list(clips["narration_id"].iloc[columns]) == list(test.annotations.sentences["narration_id"])
 
 
-def test_collator_builds_model_inputs(splits, processor):
+def test_collator_builds_model_inputs(splits, mir_processor):
     train, _ = splits
-    batch = VideoTextCollator(processor)([train[0], train[1], train[2]])
+    batch = VideoTextCollator(mir_processor)([train[0], train[1], train[2]])
     assert batch["pixel_values_videos"].shape == (3, 2, 3, 16, 16)
     assert batch["input_ids"].shape == (3, 77) and batch["attention_mask"].shape == (3, 77)
     assert batch["video_index"].tolist() == [0, 1, 2] and batch["relevancy"].dtype == torch.float32
@@ -86,29 +76,29 @@ def test_collator_builds_model_inputs(splits, processor):
     assert batch["noun_ids"].shape == (3, train.num_noun_classes) and batch["noun_ids"].dtype == torch.uint8
 
 
-def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, processor, tmp_path):
+def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, mir_processor, tmp_path):
     train, _ = splits
     broken = tmp_path / "broken.MP4"
     broken.write_bytes(b"not a video at all")
     bad = dict(train[0], video=str(broken))
     with pytest.raises(ValueError, match="broken.MP4"):
-        VideoTextCollator(processor)([train[1], bad])
-    skipping = VideoTextCollator(processor, on_error="skip")
+        VideoTextCollator(mir_processor)([train[1], bad])
+    skipping = VideoTextCollator(mir_processor, on_error="skip")
     batch = skipping([train[1], bad, dict(train[2], video=str(tmp_path / "missing.MP4"))])
     assert batch["video_index"].tolist() == [1] and skipping.skipped == 2
 
 
-def test_annotation_table_as_hf_dataset_decodes_in_set_transform(splits, processor):
+def test_annotation_table_as_hf_dataset_decodes_in_set_transform(splits, mir_processor):
     _, test = splits
     table = test.annotations.to_dataset(test.video_root)
     assert table.features["video"].dtype in ("string", "large_string") and len(table) == len(test)
     assert table[0]["start"] == test[0]["start"] and table[0]["video"] == test[0]["video"]
     table.set_transform(
-        lambda rows: processor(text=rows["narration"], videos=rows["video"], start=rows["start"], end=rows["end"])
+        lambda rows: mir_processor(text=rows["narration"], videos=rows["video"], start=rows["start"], end=rows["end"])
     )
     rows = table[0:3]
     assert rows["pixel_values_videos"].shape == (3, 2, 3, 16, 16) and rows["input_ids"].shape == (3, 77)
-    direct = VideoTextCollator(processor)([test[0], test[1], test[2]])["pixel_values_videos"]
+    direct = VideoTextCollator(mir_processor)([test[0], test[1], test[2]])["pixel_values_videos"]
     torch.testing.assert_close(rows["pixel_values_videos"], direct)
 
 

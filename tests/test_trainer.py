@@ -39,37 +39,26 @@ def training_args(tmp_path, **overrides):
     return Eva02AtTrainingArguments(**values)
 
 
-def make_trainer(tmp_path, splits, processor, model=None, **overrides):
+def make_trainer(tmp_path, splits, mir_processor, model=None, **overrides):
     train, test = splits
     return Eva02AtTrainer(
         model=model or tiny_model(),
         args=training_args(tmp_path, **overrides),
         train_dataset=train,
         eval_dataset=test,
-        data_collator=VideoTextCollator(processor),
-        processing_class=processor,
+        data_collator=VideoTextCollator(mir_processor),
+        processing_class=mir_processor,
         relevancy=train.relevancy,
     )
-
-
-
-@pytest.fixture
-def splits(ek100_splits):
-    return ek100_splits
-
-
-@pytest.fixture
-def processor(mir_processor):
-    return mir_processor
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, processor):
-    trainer = make_trainer(tmp_path, splits, processor)
+def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, mir_processor):
+    trainer = make_trainer(tmp_path, splits, mir_processor)
     train, _ = splits
-    batch = VideoTextCollator(processor)([train[i] for i in range(6)])
+    batch = VideoTextCollator(mir_processor)([train[i] for i in range(6)])
     model = trainer.model.eval()
     loss = trainer.compute_loss(model, batch)
     with torch.no_grad():
@@ -82,14 +71,14 @@ def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, processor):
     assert not trainer.model.logit_scale.requires_grad  # SMS does not use it: frozen, so DDP sees no unused param
 
 
-def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, splits, processor):
-    trainer = make_trainer(tmp_path, splits, processor, loss="egonce")
+def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, splits, mir_processor):
+    trainer = make_trainer(tmp_path, splits, mir_processor, loss="egonce")
     train, _ = splits
     clips = train.annotations.clips
     groups = clips.groupby(["verb_class", "noun_class"]).indices.values()
     twins = next(group for group in groups if len(group) > 1)[:2].tolist()  # sharing verb and noun: not InfoNCE
     items = [train[i] for i in twins + [i for i in range(8) if i not in twins][:6]]
-    batch = VideoTextCollator(processor)(items)
+    batch = VideoTextCollator(mir_processor)(items)
     model = trainer.model.eval()
     loss = trainer.compute_loss(model, batch)
     with torch.no_grad():
@@ -105,23 +94,23 @@ def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, sp
 
 
 @pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "sms_hard"])
-def test_every_loss_trains_through_the_trainer(tmp_path, splits, processor, loss):
-    trainer = make_trainer(tmp_path, splits, processor, loss=loss, max_steps=2)
+def test_every_loss_trains_through_the_trainer(tmp_path, splits, mir_processor, loss):
+    trainer = make_trainer(tmp_path, splits, mir_processor, loss=loss, max_steps=2)
     trainer.train()
     assert trainer.state.global_step == 2
     assert all(np.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
 
 
-def test_sms_hard_trains_on_0_1_relevancy_and_names_sms_for_graded(tmp_path, splits, processor):
+def test_sms_hard_trains_on_0_1_relevancy_and_names_sms_for_graded(tmp_path, splits, mir_processor):
     """sms_hard is the Charades-Ego loss: 0/1 relevancy trains, EK-100's graded relevancy is refused."""
     train, test = splits
     hard = (train.relevancy == 1).astype(np.float32)  # each clip is relevant to its own narration at least
     annotations = Ek100MirAnnotations(train.annotations.clips, train.annotations.sentences, hard)
     hard_train = Ek100MirDataset(annotations, train.video_root, train=True)
-    trainer = make_trainer(tmp_path, (hard_train, test), processor, loss="sms_hard", max_steps=2)
+    trainer = make_trainer(tmp_path, (hard_train, test), mir_processor, loss="sms_hard", max_steps=2)
     trainer.train()
     assert trainer.state.global_step == 2
-    graded = make_trainer(tmp_path / "graded", splits, processor, loss="sms_hard", max_steps=1)
+    graded = make_trainer(tmp_path / "graded", splits, mir_processor, loss="sms_hard", max_steps=1)
     with pytest.raises(ValueError, match="sms_hard_loss needs .*use sms_loss"):
         graded.train()
 
@@ -135,10 +124,10 @@ def test_training_arguments_check_loss_and_sms_edge(tmp_path):
     assert training_args(tmp_path, sms_edge="0.05").loss_hyperparameters()["edge"] == 0.05
 
 
-def test_non_finite_loss_stops_with_step_and_batch(tmp_path, splits, processor):
-    trainer = make_trainer(tmp_path, splits, processor)
+def test_non_finite_loss_stops_with_step_and_batch(tmp_path, splits, mir_processor):
+    trainer = make_trainer(tmp_path, splits, mir_processor)
     train, _ = splits
-    batch = VideoTextCollator(processor)([train[i] for i in range(4)])
+    batch = VideoTextCollator(mir_processor)([train[i] for i in range(4)])
     batch["pixel_values_videos"][0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"at step 0 .*clip indices \[0, 1, 2, 3\]"):
         trainer.compute_loss(trainer.model, batch)
@@ -158,14 +147,14 @@ def test_warmup_cosine_schedule_follows_the_recipe():
     assert lrs[110] == pytest.approx(2e-6)
 
 
-def test_trainer_uses_the_recipe_schedule(tmp_path, splits, processor):
-    trainer = make_trainer(tmp_path, splits, processor, warmup_start_lr=1e-5, min_lr=1e-4, warmup_steps=2)
+def test_trainer_uses_the_recipe_schedule(tmp_path, splits, mir_processor):
+    trainer = make_trainer(tmp_path, splits, mir_processor, warmup_start_lr=1e-5, min_lr=1e-4, warmup_steps=2)
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5)
 
 
-def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, processor):
-    trainer = make_trainer(tmp_path, splits, processor, max_steps=4, save_strategy="steps", save_steps=2)
+def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, mir_processor):
+    trainer = make_trainer(tmp_path, splits, mir_processor, max_steps=4, save_strategy="steps", save_steps=2)
     before = trainer.evaluate()
     assert set(before) >= {"eval_avg_mAP", "eval_avg_nDCG", "eval_vis2txt_mAP", "eval_txt2vis_nDCG"}
     trainer.train()
@@ -179,7 +168,7 @@ def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, proc
     assert expected <= checkpoint
 
 
-def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
+def test_resume_reaches_the_same_weights(tmp_path, splits, mir_processor):
     from transformers import TrainerCallback
 
     class StopAfter(TrainerCallback):
@@ -190,10 +179,10 @@ def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
                 control.should_training_stop = True
 
     common = dict(max_steps=6, save_strategy="steps", save_steps=3, per_device_train_batch_size=6)
-    uninterrupted = make_trainer(tmp_path / "a", splits, processor, **common)
+    uninterrupted = make_trainer(tmp_path / "a", splits, mir_processor, **common)
     uninterrupted.train()
 
-    killed = make_trainer(tmp_path / "b", splits, processor, **common)
+    killed = make_trainer(tmp_path / "b", splits, mir_processor, **common)
     killed.add_callback(StopAfter())
     killed.train()
     assert killed.state.global_step == 3
@@ -209,7 +198,7 @@ def test_resume_reaches_the_same_weights(tmp_path, splits, processor):
     for name in os.listdir(tmp_path / "b" / "checkpoint-4"):
         os.remove(tmp_path / "b" / "checkpoint-4" / name)
     (tmp_path / "b" / "checkpoint-4").rmdir()
-    resumed = make_trainer(tmp_path / "b", splits, processor, model=tiny_model(seed=123), **common)
+    resumed = make_trainer(tmp_path / "b", splits, mir_processor, model=tiny_model(seed=123), **common)
     resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 6
     for (name, a), (_, b) in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().items()):
@@ -270,7 +259,7 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
     assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
 
 
-def test_every_push_carries_the_remote_code_files(tmp_path, splits, processor, monkeypatch):
+def test_every_push_carries_the_remote_code_files(tmp_path, splits, mir_processor, monkeypatch):
     """hub_strategy=every_save pushes output_dir on each save; without the callback the .py files are only there at
     the end, and the Hub repo cannot load with trust_remote_code mid-training. HfApi is patched: no network."""
     from types import SimpleNamespace
@@ -292,7 +281,7 @@ def test_every_push_carries_the_remote_code_files(tmp_path, splits, processor, m
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    trainer = make_trainer(tmp_path, splits, processor, max_steps=2, save_strategy="steps", save_steps=1,
+    trainer = make_trainer(tmp_path, splits, mir_processor, max_steps=2, save_strategy="steps", save_steps=1,
                            push_to_hub=True, hub_model_id="someone/eva02at-test", hub_token="hf_fake")  # fmt: skip
     trainer.train()
     trainer.push_to_hub(finetuned_from="tiny", tasks="video-classification")
