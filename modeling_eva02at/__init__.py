@@ -1,10 +1,10 @@
 """EVA02-AT for the Hugging Face stack.
 
-The four files at this package's top level are the model itself (configuration, modeling, processing, video
-processing): the exact files a Hub repo carries and `trust_remote_code=True` runs (:data:`REMOTE_CODE_FILES`). The
-subpackages build on them and never ship to the Hub: `data` (annotation readers, datasets), `training` (losses,
-Trainer), `evaluation` (benchmarks, metrics, feature cache), `conversion` (checkpoints), `demo` (synthetic data)
-and `utils`.
+The five files at this package's top level are the model itself (configuration, modeling, processing, video
+processing) and its zero-shot video classification pipeline: the exact files a Hub repo carries and
+`trust_remote_code=True` runs (:data:`REMOTE_CODE_FILES`). The subpackages build on them and never ship to the Hub:
+`data` (annotation readers, datasets), `training` (losses, Trainer), `evaluation` (benchmarks, metrics, feature
+cache), `conversion` (checkpoints), `hub` (assembling and pushing a Hub repo), `demo` (synthetic data) and `utils`.
 
 Importing the package is cheap (command lines answer `--help` without loading torch). The first access to any of
 the classes below imports them and registers them with transformers' Auto* factories, so that folders of model type
@@ -19,9 +19,12 @@ REMOTE_CODE_FILES = (
     "modeling_eva02at.py",
     "processing_eva02at.py",
     "video_processing_eva02at.py",
+    "pipeline_eva02at.py",
 )
 """The files a Hub repo carries: the only modules at this package's top level. They import only each other (relative
-imports), so transformers copies them flat into every saved folder."""
+imports), so transformers copies them flat into saved folders: `save_pretrained` of the model and the processor
+copy the first four, a pipeline's `save_pretrained` the pipeline file, and
+:func:`modeling_eva02at.hub.assemble_repo_folder` all five."""
 
 _EXPORTS = {
     "Eva02AtConfig": "configuration_eva02at",
@@ -33,21 +36,27 @@ _EXPORTS = {
     "Eva02AtProcessor": "processing_eva02at",
     "Eva02AtVideoProcessor": "video_processing_eva02at",
     "VideoDecodeError": "video_processing_eva02at",
+    "ZeroShotVideoClassificationPipeline": "pipeline_eva02at",
 }
 _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register the classes for remote code (`save_pretrained` writes `auto_map` and copies the defining files) and
-    with transformers' Auto* factories (folders of model type "eva02at" load without remote code). Idempotent."""
+    """Register the classes for remote code (`save_pretrained` writes `auto_map` and copies the defining files),
+    with transformers' Auto* factories (folders of model type "eva02at" load without remote code) and the pipeline
+    with transformers' pipeline registry (`pipeline("zero-shot-video-classification", model=...)` works in this
+    process, and a pipeline's `save_pretrained` writes `custom_pipelines` into config.json and copies
+    pipeline_eva02at.py). Idempotent."""
     global _registered
     if _registered:
         return
     _registered = True
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+    from transformers.pipelines import PIPELINE_REGISTRY
 
     from .configuration_eva02at import Eva02AtConfig, Eva02AtVisionConfig
     from .modeling_eva02at import Eva02AtModel, Eva02AtVisionModel
+    from .pipeline_eva02at import TASK, ZeroShotVideoClassificationPipeline
     from .processing_eva02at import Eva02AtProcessor
     from .video_processing_eva02at import Eva02AtVideoProcessor
 
@@ -62,6 +71,9 @@ def register_auto_classes() -> None:
     AutoModel.register(Eva02AtVisionConfig, Eva02AtVisionModel, exist_ok=True)
     AutoImageProcessor.register(Eva02AtConfig, slow_image_processor_class=Eva02AtVideoProcessor, exist_ok=True)
     AutoProcessor.register(Eva02AtConfig, Eva02AtProcessor, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=AutoModel, type="multimodal"
+    )
 
 
 def __getattr__(name: str):

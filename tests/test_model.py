@@ -768,4 +768,6 @@ def test_remote_code_files_import_only_each_other():
 def test_saved_model_and_processor_folder_carries_exactly_the_remote_code_files(model, tmp_path):
     model.save_pretrained(tmp_path)
     Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16")).save_pretrained(tmp_path)
-    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".py")) == sorted(REMOTE_CODE_FILES)
+    # The pipeline file comes with a pipeline's save_pretrained and the Hub assembly (tests/test_hub.py).
+    model_files = sorted(set(REMOTE_CODE_FILES) - {"pipeline_eva02at.py"})
+    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".py")) == model_files

@@ -1,0 +1,225 @@
+"""The model card (a Hub repo's README.md), rendered from the top-level `model_card.md` template.
+
+The template holds the YAML metadata every repo shares and the usage snippets; rendering fills in the repo id, the
+architecture, the base model and the `model-index`: the paper's reported numbers for the checkpoint's size (arXiv
+2506.14356, docs/results.md), attributed to the paper, plus the checkpoint's own results from the JSON reports that
+`examples/eval_*.py --output-json` write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from huggingface_hub import EvalResult, ModelCard
+
+from ..evaluation.results import PAPER_RESULTS
+
+
+TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             "model_card.md")  # fmt: skip
+"""The card template at the top of a source checkout."""
+
+PAPER_NAME = "EVA02-AT paper (arXiv 2506.14356)"
+PAPER_URL = "https://arxiv.org/abs/2506.14356"
+
+# The paper's two sizes, recognised by their video tower, and the EVA02-CLIP checkpoints they start from.
+PAPER_SIZES = {
+    # (hidden_size, num_hidden_layers, patch_size): (name in PAPER_RESULTS, display name, base model)
+    (768, 12, 16): ("EVA02-AT-B", "EVA02-AT-B/16", "timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k"),
+    (1024, 24, 14): ("EVA02-AT-L", "EVA02-AT-L/14", "timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k"),
+}
+
+# How each benchmark appears in the model-index: the eval JSON's "task" -> task and dataset, and the metrics reported
+# (JSON key, metric type, display name). The paper gives only the mean of the two EK-100 MIR directions.
+BENCHMARKS = {
+    "ek100_mir": {
+        "task_type": "video-text-retrieval",
+        "task_name": "Multi-instance retrieval",
+        "dataset_type": "epic-kitchens-100",
+        "dataset_name": "EPIC-Kitchens-100 MIR",
+        "metrics": (("avg_mAP", "mAP", "avg mAP"), ("avg_nDCG", "nDCG", "avg nDCG"),
+                    ("vis2txt_mAP", "mAP", "video-to-text mAP"), ("txt2vis_mAP", "mAP", "text-to-video mAP"),
+                    ("vis2txt_nDCG", "nDCG", "video-to-text nDCG"), ("txt2vis_nDCG", "nDCG", "text-to-video nDCG")),
+    },
+    "charades_ego": {
+        "task_type": "video-classification",
+        "task_name": "Action recognition (text classes)",
+        "dataset_type": "charades-ego",
+        "dataset_name": "Charades-Ego",
+        "metrics": (("mAP", "mAP", "mAP"),),
+    },
+    "egomcq": {
+        "task_type": "video-text-retrieval",
+        "task_name": "Multiple-choice video question (EgoMCQ)",
+        "dataset_type": "egomcq",
+        "dataset_name": "EgoMCQ",
+        "metrics": (("inter_video_accuracy", "accuracy", "inter-video accuracy"),
+                    ("intra_video_accuracy", "accuracy", "intra-video accuracy")),
+    },
+}  # fmt: skip
+
+# PAPER_RESULTS keys -> (benchmark, setting); the setting is the model-index dataset config.
+PAPER_SETTINGS = {
+    "ek100_mir_zero_shot": ("ek100_mir", "zero-shot"),
+    "ek100_mir_fine_tuned": ("ek100_mir", "fine-tuned"),
+    "charades_ego_zero_shot": ("charades_ego", "zero-shot"),
+    "charades_ego_fine_tuned": ("charades_ego", "fine-tuned"),
+    "egomcq": ("egomcq", "zero-shot"),
+}
+# The checkpoint's own results form their own model-index entries (the Hub groups results by task, dataset and
+# config, and gives each group one source).
+OWN_SETTING = "this checkpoint"
+
+
+def paper_size(config) -> tuple[str, str, str] | None:
+    """(PAPER_RESULTS name, display name, base model) of the paper size `config` has, or None for another shape."""
+    vision = config.vision_config
+    return PAPER_SIZES.get((vision.hidden_size, vision.num_hidden_layers, vision.patch_size))
+
+
+def describe_architecture(config) -> str:
+    """One line on the model's shape, for the card."""
+    vision, text = config.vision_config, config.text_config
+    size = paper_size(config)
+    name = f"{size[1]}: " if size else "a custom size of EVA02-AT: "
+    return (f"{name}video tower {vision.hidden_size} wide, {vision.num_hidden_layers} layers, patch "
+            f"{vision.patch_size}, {vision.image_size}-pixel frames, {vision.num_frames} frames; CLIP text tower "
+            f"{text.hidden_size} wide, {text.num_hidden_layers} layers; "
+            f"{config.projection_dim}-d joint embedding")  # fmt: skip
+
+
+def read_eval_reports(paths) -> list[dict]:
+    """Load eval JSON reports (`examples/eval_*.py --output-json`), checked: each needs a known "task" and that task's
+    metrics, as fractions."""
+    reports = []
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or ()):
+        try:
+            with open(path) as file:
+                report = json.load(file)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"eval JSON {path} not found (write it with examples/eval_*.py --output-json)")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"eval JSON {path} is not valid JSON ({error})") from None
+        task = report.get("task") if isinstance(report, dict) else None
+        if task not in BENCHMARKS:
+            raise ValueError(f'eval JSON {path} has "task": {task!r}; expected one of {sorted(BENCHMARKS)}, as '
+                             f"examples/eval_*.py --output-json write")  # fmt: skip
+        metrics = report.get("metrics") or {}
+        missing = [key for key, _, _ in BENCHMARKS[task]["metrics"] if key not in metrics]
+        if missing:
+            raise ValueError(f"eval JSON {path} ({task}) lacks the metrics {missing}")
+        reports.append(report)
+    tasks = [report["task"] for report in reports]
+    duplicated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if duplicated:
+        raise ValueError(f"two eval JSON reports for {duplicated}: give one per benchmark")
+    return reports
+
+
+def _eval_result(benchmark: str, setting: str, key_type_name, value: float, source_name: str | None,
+                 source_url: str | None) -> EvalResult:  # fmt: skip
+    info = BENCHMARKS[benchmark]
+    _, metric_type, metric_name = key_type_name
+    return EvalResult(task_type=info["task_type"], task_name=info["task_name"], dataset_type=info["dataset_type"],
+                      dataset_name=info["dataset_name"], dataset_config=setting, dataset_split="test",
+                      metric_type=metric_type, metric_name=metric_name, metric_value=round(float(value), 2),
+                      source_name=source_name, source_url=source_url)  # fmt: skip
+
+
+def paper_eval_results(size_name: str) -> list[EvalResult]:
+    """The paper's reported numbers (percent) for one size, attributed to the paper."""
+    results = []
+    for key, numbers in PAPER_RESULTS[size_name].items():
+        benchmark, setting = PAPER_SETTINGS[key]
+        for metric in BENCHMARKS[benchmark]["metrics"]:
+            if metric[0] in numbers:
+                results.append(_eval_result(benchmark, setting, metric, numbers[metric[0]], PAPER_NAME, PAPER_URL))
+    return results
+
+
+def own_eval_results(reports: list[dict], repo_id: str) -> list[EvalResult]:
+    """A checkpoint's own results (percent) from its eval reports."""
+    results = []
+    for report in reports:
+        benchmark = report["task"]
+        for metric in BENCHMARKS[benchmark]["metrics"]:
+            value = report["metrics"][metric[0]]
+            if value is None:  # NaN is written as null: nothing to report
+                continue
+            source = f"measured with examples/eval_{benchmark}.py"
+            results.append(_eval_result(benchmark, OWN_SETTING, metric, 100 * value, source,
+                                        f"https://huggingface.co/{repo_id}"))  # fmt: skip
+    return results
+
+
+def _results_table(results: list[EvalResult]) -> str:
+    lines = ["| benchmark | setting | metric | value (%) |", "|---|---|---|---|"]
+    for result in results:
+        lines.append(f"| {result.dataset_name} | {result.dataset_config} | {result.metric_name} | "
+                     f"{result.metric_value:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = None, *, base_model: str | None = None,
+                      license: str | None = None, template_path: str = TEMPLATE_PATH) -> str:  # fmt: skip
+    """The README.md of a Hub repo holding a model of `config`.
+
+    Args:
+        config: the model's `Eva02AtConfig`.
+        repo_id: the Hub repo ("owner/name"), written into the usage snippets.
+        eval_reports: the checkpoint's eval reports (:func:`read_eval_reports`); their metrics go into the
+            model-index and a table, next to the paper's.
+        base_model: the Hub id of the checkpoint this one was converted or fine-tuned from (default: the EVA02-CLIP
+            checkpoint of the paper's size; none for other shapes).
+        license: overrides the template's license.
+        template_path: the template (default: `model_card.md` at the top of the source checkout).
+    """
+    if not os.path.isfile(template_path):
+        raise FileNotFoundError(f"model card template {template_path} not found: it ships at the top of the source "
+                                f"checkout (model_card.md); pass template_path=")  # fmt: skip
+    with open(template_path) as file:
+        template = file.read()
+    size = paper_size(config)
+    own = own_eval_results(eval_reports or [], repo_id)
+    paper = paper_eval_results(size[0]) if size else []
+    if own:
+        own_section = ("Measured on these weights with the package's evaluation scripts (16-frame clips unless the "
+                       "report says otherwise):\n\n" + _results_table(own))  # fmt: skip
+    else:
+        own_section = ("Not evaluated yet: run `examples/eval_ek100_mir.py`, `eval_egomcq.py` or "
+                       "`eval_charades_ego.py` with `--output-json`, and push again with `--eval-json`.")  # fmt: skip
+    if paper:
+        paper_section = (f"Reported by the [EVA02-AT paper]({PAPER_URL}) for {size[1]} (EgoClip+ pretraining; "
+                         f"EK-100 MIR fine-tuned with the SMS loss). They describe the architecture trained the "
+                         f"paper's way, not measured on these weights:\n\n" + _results_table(paper))  # fmt: skip
+    else:
+        paper_section = "The paper reports no results for this size (its sizes are B/16 and L/14)."
+    replacements = {
+        "{{ repo_id }}": repo_id,
+        "{{ model_name }}": repo_id.split("/")[-1],
+        "{{ architecture }}": describe_architecture(config),
+        "{{ own_results }}": own_section,
+        "{{ paper_results }}": paper_section,
+    }
+    for placeholder, value in replacements.items():
+        template = template.replace(placeholder, value)
+    unknown = sorted(set(re.findall(r"\{\{ \w+ \}\}", template)))
+    if unknown:
+        raise ValueError(f"{template_path} has placeholders the card does not fill: {unknown}; known: "
+                         f"{sorted(replacements)}")  # fmt: skip
+    card = ModelCard(template, ignore_metadata_errors=False)
+    base_model = base_model or (size[2] if size else None)
+    if base_model:
+        card.data.base_model = base_model
+    if license:
+        card.data.license = license
+    if own or paper:
+        # model-index needs a name; ModelCardData writes eval_results as model-index under it.
+        card.data.model_name = repo_id.split("/")[-1]
+        card.data.eval_results = own + paper
+    return str(card)
+
+
+__all__ = ["TEMPLATE_PATH", "describe_architecture", "paper_size", "read_eval_reports", "render_model_card"]
