@@ -1,0 +1,449 @@
+"""Text-to-video search (modeling_eva02at.search, examples/search_videos.py) and the app's logic (examples/app.py).
+
+The model is the tiny test model trained for a few seconds on four single-colour videos and their captions
+("a red video", ...), so that each caption's embedding is nearest its colour's: the right clip must come first.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_eva02at.demo.video import write_video
+from modeling_eva02at.evaluation import encoding
+from modeling_eva02at.evaluation.cache import model_fingerprint
+from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_and_processor
+from modeling_eva02at.search import index as index_module
+from modeling_eva02at.search.index import (
+    Ek100Clips,
+    IndexMismatchError,
+    VideoFolder,
+    VideoIndex,
+    search_index,
+    update_index,
+    window_bounds,
+)
+from modeling_eva02at.search.preview import write_preview
+from tests.conftest import REPO_ROOT, tiny_mir_model
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+FPS = 10
+
+
+def caption(colour: str) -> str:
+    return f"a {colour} video"
+
+
+def write_colour_video(path, colours, seconds_each: float = 1.0, size=(24, 32)) -> str:
+    """A video showing each of `colours` for `seconds_each` seconds, in order."""
+    frames = [np.full((round(seconds_each * FPS), *size, 3), COLOURS[c], dtype=np.uint8) for c in colours]
+    write_video(str(path), np.concatenate(frames), FPS)
+    return str(path)
+
+
+def colour_path(folder, colour: str) -> str:
+    """Where :func:`colour_folder` put `colour`'s video."""
+    return os.path.join(folder, "more" if list(COLOURS).index(colour) % 2 else "", f"{colour}.mp4")
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are far too small to share: on a busy 2-core machine two intra-op threads make a training
+    step ~50x slower than one (they wait for each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_colour_model(folder, processor) -> str:
+    """Train the tiny model for a few seconds to tell the four colours apart; save it with `processor` to
+    `<folder>/model` and return that folder. Call with one intra-op thread (see `one_thread`)."""
+    videos = [write_colour_video(os.path.join(folder, f"train_{c}.mp4"), [c]) for c in COLOURS]
+    pixels = processor(videos=videos)["pixel_values_videos"]
+    tokens = processor(text=[caption(c) for c in COLOURS], return_tensors="pt")
+    model = tiny_mir_model(seed=0)
+    # The token embeddings stay random (the colour words differ anyway): Adam over the 49408-token table is most of
+    # a step's time.
+    model.text_model.embeddings.token_embedding.weight.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    targets = torch.arange(len(COLOURS))
+    for _ in range(60):
+        video = F.normalize(model.get_video_features(pixel_values_videos=pixels).pooler_output, dim=-1)
+        text = F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
+        logits = 10 * video @ text.T
+        loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1, f"the colour model did not train (loss {loss.item():.3f})"
+    model.save_pretrained(os.path.join(folder, "model"))
+    processor.save_pretrained(os.path.join(folder, "model"))
+    return os.path.join(folder, "model")
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory, mir_processor):
+    """A saved tiny model folder (with its processor) whose caption embeddings pick out the four colours."""
+    return train_colour_model(str(tmp_path_factory.mktemp("colour_model")), mir_processor)
+
+
+@pytest.fixture(scope="module")
+def loaded(colour_model):
+    model, processor = load_model_and_processor(colour_model)
+    return model, processor, model_fingerprint(colour_model)
+
+
+@pytest.fixture
+def colour_folder(tmp_path):
+    """One 1-second video per colour, in a nested folder layout."""
+    folder = tmp_path / "videos"
+    (folder / "more").mkdir(parents=True)
+    for colour in COLOURS:
+        write_colour_video(colour_path(folder, colour), [colour])
+    return str(folder)
+
+
+SETTINGS = EncodeSettings(batch_size=2, num_workers=0, progress=False)
+
+
+def build(index_dir, source, loaded, settings=SETTINGS, **kwargs):
+    model, processor, model_id = loaded
+    return update_index(str(index_dir), source, model, processor, settings, model_id=model_id, **kwargs)
+
+
+def top_hit(index_dir, loaded, text):
+    model, processor, model_id = loaded
+    return search_index(VideoIndex.load(str(index_dir)), model, processor, [text], model_id=model_id, top_k=4)[0][0]
+
+
+class EncodeCounter:
+    """Wraps encode_videos: counts the clips it encodes, and raises `error` on call number `fail_on` (from 1)."""
+
+    def __init__(self, monkeypatch, fail_on=None, error=RuntimeError("simulated crash")):
+        self.clips, self.calls, self.fail_on, self.error = 0, 0, fail_on, error
+        self._encode = encoding.encode_videos
+        monkeypatch.setattr(index_module, "encode_videos", self)
+
+    def __call__(self, model, processor, videos, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise self.error
+        self.clips += len(videos)
+        return self._encode(model, processor, videos, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Finding the right clip
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_each_caption_finds_its_video(tmp_path, colour_folder, loaded):
+    report = build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    assert (report.encoded, report.total, report.skipped) == (4, 4, [])
+    for colour in COLOURS:
+        hit = top_hit(tmp_path / "index", loaded, caption(colour))
+        assert os.path.basename(hit.path) == f"{colour}.mp4"
+        assert (hit.rank, hit.start) == (1, 0.0) and hit.end == pytest.approx(1.0)
+
+
+def test_each_caption_finds_its_window_of_a_long_video(tmp_path, loaded):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    write_colour_video(folder / "four_colours.mp4", list(COLOURS))
+    report = build(tmp_path / "index", VideoFolder(str(folder), window=1.0), loaded)
+    assert report.encoded == 4
+    for position, colour in enumerate(COLOURS):
+        hit = top_hit(tmp_path / "index", loaded, caption(colour))
+        assert (hit.start, hit.end) == (float(position), float(position + 1))
+
+
+def test_window_bounds_cover_the_video_with_full_windows():
+    assert window_bounds(4.0, 2.0) == [(0.0, 2.0), (2.0, 4.0)]
+    assert window_bounds(5.0, 2.0, 1.5) == [(0.0, 2.0), (1.5, 3.5), (3.0, 5.0)]  # the tail: a window ending at 5
+    assert window_bounds(4.5, 2.0) == [(0.0, 2.0), (2.0, 4.0), (2.5, 4.5)]
+    assert window_bounds(1.2, 2.0) == [(0.0, 1.2)]  # shorter than a window: the whole video
+    assert window_bounds(3.0) == [(0.0, 3.0)]
+    with pytest.raises(ValueError, match="positive seconds"):
+        window_bounds(3.0, 0.0)
+    with pytest.raises(ValueError, match="needs a window"):
+        window_bounds(3.0, None, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Incremental and resumable
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_rerun_encodes_nothing_and_only_new_or_changed_videos_later(tmp_path, colour_folder, loaded, monkeypatch):
+    index_dir = tmp_path / "index"
+    build(index_dir, VideoFolder(colour_folder), loaded)
+    counter = EncodeCounter(monkeypatch)
+    report = build(index_dir, VideoFolder(colour_folder), loaded)
+    assert (counter.calls, report.encoded, report.unchanged, report.total) == (0, 0, 4, 4)
+
+    # "red.mp4" now shows blue (new size and mtime); a new video arrives; "green.mp4" is deleted.
+    red = colour_path(colour_folder, "red")
+    write_colour_video(red, ["blue", "blue"])
+    write_colour_video(os.path.join(colour_folder, "new_yellow.mp4"), ["yellow"])
+    os.remove(colour_path(colour_folder, "green"))
+    report = build(index_dir, VideoFolder(colour_folder), loaded)
+    assert (counter.clips, report.encoded, report.removed, report.total) == (2, 2, 2, 4)
+    clips = {os.path.basename(c.path): c for c in VideoIndex.load(str(index_dir)).clips}
+    assert sorted(clips) == ["blue.mp4", "new_yellow.mp4", "red.mp4", "yellow.mp4"]
+    assert clips["red.mp4"].end == pytest.approx(2.0) and clips["red.mp4"].size == os.path.getsize(red)
+
+
+def test_a_crash_mid_run_keeps_finished_shards_and_the_rerun_completes(tmp_path, loaded, monkeypatch):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    write_colour_video(folder / "a.mp4", list(COLOURS) * 2)  # 8 one-second windows
+    index_dir = tmp_path / "index"
+    counter = EncodeCounter(monkeypatch, fail_on=3)  # shards of 2 clips: the third shard's encode crashes
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build(index_dir, VideoFolder(str(folder), window=1.0), loaded, shard_size=2)
+    assert len(VideoIndex.load(str(index_dir))) == 4  # the two finished shards
+    # What a kill while writing leaves behind: a temporary file, and a shard the manifest does not list yet.
+    (index_dir / ".shard-leftover.safetensors").write_bytes(b"partial")
+    (index_dir / "shard-000099.safetensors").write_bytes(b"unlisted")
+
+    counter.fail_on, counter.clips = None, 0
+    report = build(index_dir, VideoFolder(str(folder), window=1.0), loaded, shard_size=2)
+    assert (counter.clips, report.encoded, report.unchanged, report.total) == (4, 4, 4, 8)
+    assert sorted(os.listdir(index_dir)) == [".lock", "index.json", "shard-000004.safetensors"]
+
+    resumed = VideoIndex.load(str(index_dir))
+    fresh = tmp_path / "fresh"
+    build(fresh, VideoFolder(str(folder), window=1.0), loaded)
+    fresh = VideoIndex.load(str(fresh))
+    position = {clip.identity: row for row, clip in enumerate(fresh.clips)}
+    order = [position[clip.identity] for clip in resumed.clips]
+    torch.testing.assert_close(resumed.embeddings, fresh.embeddings[order], rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sigkill_mid_run_loses_no_finished_shard(tmp_path, loaded):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    write_colour_video(folder / "a.mp4", list(COLOURS) * 2)
+    index_dir = tmp_path / "index"
+    source = VideoFolder(str(folder), window=1.0)
+    # A forked copy of this process (the model already loaded) SIGKILLs itself in its third shard's encode: no
+    # Python clean-up, no finally, no atexit runs, the lock is held until the kernel closes the file.
+    child = os.fork()
+    if child == 0:
+        try:
+            calls = []
+
+            def encode(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return encoding.encode_videos(*args, **kwargs)
+
+            index_module.encode_videos = encode
+            build(index_dir, source, loaded, shard_size=2)
+        finally:
+            os._exit(1)  # never return into pytest
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert len(VideoIndex.load(str(index_dir))) == 4
+
+    report = build(index_dir, source, loaded, shard_size=2)
+    assert (report.encoded, report.unchanged, report.total) == (4, 4, 8)  # the lock died with the child
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_unreadable_videos_are_skipped_and_listed(tmp_path, colour_folder, loaded, caplog):
+    garbage = os.path.join(colour_folder, "garbage.mp4")
+    with open(garbage, "wb") as file:
+        file.write(b"not a video" * 20)
+    truncated = os.path.join(colour_folder, "truncated.mp4")
+    with open(colour_path(colour_folder, "red"), "rb") as source, open(truncated, "wb") as file:
+        file.write(source.read()[:300])
+
+    class VanishingFolder(VideoFolder):
+        """Deletes green.mp4 between planning and encoding: found by decoding the failed shard clip by clip."""
+
+        def plan(self, indexed, **kwargs):
+            plan = super().plan(indexed, **kwargs)
+            os.remove(colour_path(self.folder, "green"))
+            return plan
+
+    report = build(tmp_path / "index", VanishingFolder(colour_folder), loaded, shard_size=4)
+    skipped = {os.path.basename(entry.path): entry.reason for entry in report.skipped}
+    assert sorted(skipped) == ["garbage.mp4", "green.mp4", "truncated.mp4"]
+    assert "not a readable video" in skipped["garbage.mp4"] and "video file not found" in skipped["green.mp4"]
+    assert (report.encoded, report.total) == (3, 3)  # the rest of green.mp4's shard is kept
+    assert "skipping unreadable" in caplog.text
+
+
+def test_cli_lists_skipped_videos_at_the_end(tmp_path, colour_folder, colour_model, capsys):
+    with open(os.path.join(colour_folder, "garbage.mp4"), "wb") as file:
+        file.write(b"not a video" * 20)
+    cli = load_example("search_videos")
+    cli.main(["index", "--model", colour_model, "--videos", colour_folder, "--index", str(tmp_path / "index"),
+              "--num-workers", "0", "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Encoded 4 new clips" in out and "holds 4 clips" in out
+    assert out.rstrip().splitlines()[-2:][0] == "Skipped 1 unreadable videos (tried again on the next run):"
+    assert "garbage.mp4: cannot open" in out.rstrip().splitlines()[-1]
+
+    cli.main(["query", "--index", str(tmp_path / "index"), "--top-k", "2", "--json", caption("green")])
+    hits = json.loads(capsys.readouterr().out)[0]["hits"]
+    assert [os.path.basename(hits[0]["path"]), hits[0]["rank"], len(hits)] == ["green.mp4", 1, 2]
+
+
+def test_another_frame_count_or_model_is_refused(tmp_path, colour_folder, colour_model, loaded):
+    index_dir = tmp_path / "index"
+    build(index_dir, VideoFolder(colour_folder), loaded)
+    manifest = (index_dir / "index.json").read_text()
+
+    model, processor, model_id = loaded
+    four_frames = load_model_and_processor(colour_model, num_frames=4)[1]
+    with pytest.raises(IndexMismatchError, match=r"pixels\.num_frames: index 2, this run 4"):
+        update_index(str(index_dir), VideoFolder(colour_folder), model, four_frames, SETTINGS, model_id=model_id)
+    flipped = EncodeSettings(batch_size=2, flip=True, progress=False)
+    with pytest.raises(IndexMismatchError, match="flip: index False, this run True"):
+        update_index(str(index_dir), VideoFolder(colour_folder), model, processor, flipped, model_id=model_id)
+
+    other_folder = tmp_path / "other_model"
+    other = tiny_mir_model(seed=1)
+    other.save_pretrained(other_folder)
+    processor.save_pretrained(other_folder)
+    other_model, other_processor = load_model_and_processor(str(other_folder))
+    other_id = model_fingerprint(str(other_folder))
+    with pytest.raises(IndexMismatchError) as refused:
+        update_index(str(index_dir), VideoFolder(colour_folder), other_model, other_processor, SETTINGS,
+                     model_id=other_id)  # fmt: skip
+    message = str(refused.value)
+    assert f"built with model {colour_model}, this run uses {other_folder}" in message
+    assert "use a new --index folder" in message
+    with pytest.raises(IndexMismatchError, match="this query"):
+        search_index(VideoIndex.load(str(index_dir)), other_model, other_processor, ["a red video"],
+                     model_id=other_id)  # fmt: skip
+    assert (index_dir / "index.json").read_text() == manifest  # refused runs changed nothing
+
+
+def test_index_path_that_is_not_an_index_is_refused(tmp_path, colour_folder, loaded):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a video index .* give a new or empty folder"):
+        build(tmp_path / "notes", VideoFolder(colour_folder), loaded)
+    with pytest.raises(FileNotFoundError, match="is not a video index .*search_videos.py index"):
+        VideoIndex.load(str(tmp_path / "notes"))
+    with pytest.raises(FileNotFoundError, match="video folder .* does not exist"):
+        VideoFolder(str(tmp_path / "missing"))
+
+
+def test_cli_help_does_not_import_torch():
+    script = os.path.join(REPO_ROOT, "examples", "search_videos.py")
+    probe = (f"import runpy, sys\nsys.argv = ['search_videos.py', 'index', '--help']\n"
+             f"try:\n    runpy.run_path({script!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             f"print('torch imported:', 'torch' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "--window" in result.stdout and "torch imported: False" in result.stdout, result.stderr
+
+
+def test_cli_rejects_flag_combinations(capsys):
+    cli = load_example("search_videos")
+    for argv, message in [
+        (["index", "--model", "m", "--index", "i", "--ek100-csv", "c.csv"], "--ek100-csv needs --video-root"),
+        (["index", "--model", "m", "--index", "i", "--videos", "v", "--stride", "2"], "--stride needs --window"),
+        (["index", "--model", "m", "--index", "i", "--videos", "v", "--window", "-1"], "--window must be a positive"),
+        (["query", "--index", "i", "--top-k", "0", "text"], "--top-k must be at least 1"),
+    ]:
+        with pytest.raises(SystemExit):
+            cli.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EK-100 clips, previews, the app's logic
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_ek100_csv_clips_are_indexed_with_their_narrations(tmp_path, demo, loaded):
+    from modeling_eva02at.data.ek100 import timestamp_to_seconds
+    from modeling_eva02at.data.relevancy import read_retrieval_csv
+
+    rows = read_retrieval_csv(demo.test_csv)
+    missing_video = os.path.join(demo.video_root, rows["participant_id"].iloc[0], f"{rows['video_id'].iloc[0]}.MP4")
+    moved = str(tmp_path / "moved.MP4")
+    os.rename(missing_video, moved)
+    try:
+        report = build(tmp_path / "index", Ek100Clips(demo.test_csv, demo.video_root), loaded)
+    finally:
+        os.rename(moved, missing_video)
+    lost = int((rows["video_id"] == rows["video_id"].iloc[0]).sum())
+    assert [(entry.path, entry.clips) for entry in report.skipped] == [(missing_video, lost)]
+    assert report.total == len(rows) - lost
+    clip = VideoIndex.load(str(tmp_path / "index")).clips[0]
+    row = rows.set_index("narration_id").loc[clip.label]
+    assert (clip.caption, clip.start, clip.end) == (
+        row["narration"], timestamp_to_seconds(row["start_timestamp"]), timestamp_to_seconds(row["stop_timestamp"]))
+
+
+def test_preview_is_the_hit_window_as_a_playable_mp4(tmp_path, loaded):
+    import av
+
+    video = write_colour_video(tmp_path / "four.mp4", list(COLOURS), size=(480, 640))
+    preview = write_preview(loaded[1].image_processor, video, 2.0, 3.0, str(tmp_path / "preview.mp4"))
+    with av.open(preview) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+    assert len(frames) == 8 and frames[0].shape == (224, 298, 3)
+    assert np.abs(np.mean(frames, axis=(0, 1, 2)) - COLOURS["blue"]).max() < 20
+
+
+def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_path, colour_folder, colour_model,
+                                                                        loaded):  # fmt: skip
+    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    app = load_example("app")
+    backend = app.AppBackend.load(colour_model, index_path=str(tmp_path / "index"))
+    scores = backend.classify(colour_path(colour_folder, "yellow"), " red, yellow ,green,, blue", "a {} video")
+    assert [s["label"] for s in scores][0] == "yellow" and len(scores) == 4
+    assert sum(s["score"] for s in scores) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="type at least one label"):
+        backend.classify(colour_path(colour_folder, "yellow"), " , ", "a {} video")
+
+    (hit, preview), *_ = backend.search(caption("green"), 2)
+    assert os.path.basename(hit.path) == "green.mp4" and os.path.getsize(preview) > 0
+    with pytest.raises(ValueError, match="type what you are looking for"):
+        backend.search("  ", 2)
+
+
+def test_app_backend_refuses_an_index_of_another_model(tmp_path, colour_folder, loaded, mir_processor):
+    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    other = tmp_path / "other_model"
+    tiny_mir_model(seed=1).save_pretrained(other)
+    mir_processor.save_pretrained(other)
+    app = load_example("app")
+    with pytest.raises(IndexMismatchError, match="the app's --model"):
+        app.AppBackend.load(str(other), index_path=str(tmp_path / "index"))
+
+
+def test_app_without_gradio_says_how_to_install_it(monkeypatch, colour_model):
+    app = load_example("app")
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[demo\]'"):
+        app.main(["--model", colour_model])
