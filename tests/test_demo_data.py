@@ -1,4 +1,4 @@
-"""Tests of the synthetic EK-100 MIR demo dataset (modeling_eva02at/demo_data.py)."""
+"""Tests of the synthetic EK-100 MIR demo dataset (modeling_eva02at/demo/dataset.py)."""
 
 import ast
 import csv
@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import av  # a dependency: a broken install fails here rather than skipping the module
 import numpy as np
 import pytest
 
@@ -13,8 +14,6 @@ from modeling_eva02at.demo import dataset as demo_data
 from modeling_eva02at.demo.dataset import DEMO_NOUNS, DEMO_VERBS, format_timestamp, make_demo_dataset
 from modeling_eva02at.data.relevancy import build_relevancy, positive_sentences, read_retrieval_csv, read_sentence_csv
 
-
-av = pytest.importorskip("av")
 
 # Small but complete: several videos per split, two participants, every verb present in each split.
 SMALL = dict(seed=3, num_train=24, num_test=12, clips_per_video=4, num_participants=2)
