@@ -14,7 +14,9 @@ class Eva02AtVisionConfig(PreTrainedConfig):
     num_frames: frames the temporal embedding is trained for; other counts interpolate it.
     max_num_frames: hard limit on frames at inference (the token count grows as 1 + T * P).
     rope_theta / rope_ref_grid: EVA02's 2D RoPE base and the reference grid positions are rescaled to.
-    use_temporal_rope: switch off the temporal part of the RoPE (an ablation; the paper's model keeps it on).
+    use_temporal_rope / use_temporal_embedding: the two sources of temporal order, each removable for an ablation
+        (the paper's model keeps both). With neither, the tokens are a set over frames: a clip and its time reversal
+        get the same embedding.
     """
 
     model_type = "eva02at_vision_model"
@@ -33,6 +35,7 @@ class Eva02AtVisionConfig(PreTrainedConfig):
     rope_theta: float = 10000.0
     rope_ref_grid: int = 16
     use_temporal_rope: bool = True
+    use_temporal_embedding: bool = True
     attention_dropout: float = 0.0
     initializer_range: float = 0.02
 

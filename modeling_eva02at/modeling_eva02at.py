@@ -162,10 +162,23 @@ class Eva02AtVideoEmbeddings(nn.Module):
         )
         self.cls_token = nn.Parameter(torch.empty(1, 1, config.hidden_size))
         self.pos_embed = nn.Parameter(torch.empty(1 + self.num_patches, config.hidden_size))
-        self.temporal_embed = nn.Parameter(torch.empty(config.num_frames, config.hidden_size))
+        if config.use_temporal_embedding:
+            self.temporal_embed = nn.Parameter(torch.empty(config.num_frames, config.hidden_size))
+        else:
+            self.register_parameter("temporal_embed", None)
 
-    def temporal_embedding(self, num_frames: int) -> torch.Tensor:
+    def temporal_embedding(self, num_frames: int) -> torch.Tensor | None:
+        """(num_frames, D), or None when the config leaves the temporal embedding out."""
+        if self.temporal_embed is None:
+            return None
         return interpolate_temporal_embed(self.temporal_embed, num_frames)
+
+    def resize_num_frames(self, num_frames: int) -> None:
+        """Make `num_frames` the trained frame count: the temporal embedding is interpolated to it (as at inference)."""
+        if self.temporal_embed is not None:
+            with torch.no_grad():
+                resized = interpolate_temporal_embed(self.temporal_embed, num_frames).contiguous()
+            self.temporal_embed = nn.Parameter(resized, requires_grad=self.temporal_embed.requires_grad)
 
     def spatial_embedding(self, grid_h: int, grid_w: int, interpolate_pos_encoding: bool) -> torch.Tensor:
         patch_pos = self.pos_embed[1:]
@@ -190,7 +203,8 @@ class Eva02AtVideoEmbeddings(nn.Module):
         patches = patches.flatten(2).transpose(1, 2)  # (B*T, gh*gw, D), row-major within a frame
 
         position = self.spatial_embedding(grid_h, grid_w, interpolate_pos_encoding)[None, :, :]
-        position = position + self.temporal_embedding(num_frames)[:, None, :]  # (T, P, D)
+        if (temporal := self.temporal_embedding(num_frames)) is not None:
+            position = position + temporal[:, None, :]  # (T, P, D)
         patches = patches.unflatten(0, (batch_size, num_frames)) + position
         patches = patches.flatten(1, 2)  # frame-major (t, h, w) tokens
 
@@ -348,7 +362,8 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
         elif isinstance(module, Eva02AtVideoEmbeddings):
             init.trunc_normal_(module.cls_token, std=std)
             init.trunc_normal_(module.pos_embed, std=std)
-            init.trunc_normal_(module.temporal_embed, std=std)
+            if module.temporal_embed is not None:
+                init.trunc_normal_(module.temporal_embed, std=std)
         elif isinstance(module, Eva02AtRotaryEmbedding):
             init.copy_(module.cos_sin, module.compute_tables(*module.default_key))
         elif isinstance(module, Eva02AtModel):
@@ -437,6 +452,18 @@ class Eva02AtVisionModel(Eva02AtPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding
 
+    def resize_num_frames(self, num_frames: int) -> None:
+        """Make `num_frames` the frame count the model trains and saves at (e.g. a 4-frame pretrained model fine-tuned
+        at 16): the temporal embedding is linearly interpolated to it, exactly as a forward at that count would, and
+        the default RoPE table is rebuilt. `config.num_frames` (and `max_num_frames` if needed) follow."""
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        self.config.num_frames = num_frames
+        self.config.max_num_frames = max(self.config.max_num_frames, num_frames)
+        self.embeddings.resize_num_frames(num_frames)
+        device = self.embeddings.patch_embedding.weight.device
+        self.rotary_emb = Eva02AtRotaryEmbedding(self.config).to(device)
+
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -518,6 +545,11 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
             torch.tensor(float(config.logit_scale_init_value)), requires_grad=not config.freeze_logit_scale
         )
         self.post_init()
+
+    def resize_num_frames(self, num_frames: int) -> None:
+        """See `Eva02AtVisionModel.resize_num_frames`; `config.vision_config` follows too."""
+        self.vision_model.resize_num_frames(num_frames)
+        self.config.vision_config = self.vision_model.config
 
     def _with_output_flags(self, kwargs: dict) -> dict:
         """`kwargs` plus the output flags set on this model's config (e.g. by `from_pretrained(...,

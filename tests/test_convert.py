@@ -654,3 +654,26 @@ def test_existing_output_is_protected(config_dir, tmp_path):
     empty.mkdir()
     convert_checkpoint("timm", tmp_path / "timm.safetensors", config_dir, empty)
     assert "model.safetensors" in os.listdir(empty)
+
+
+def test_temporal_switches_of_the_config_are_respected(config_dir, tmp_path):
+    """A config without the temporal embedding and the temporal RoPE: the checkpoint's temporal_embed is dropped and
+    reported (not kept unused, not silently loaded), both switches reach the output's config.json, and the model
+    cannot tell a clip from its time reversal."""
+    config = Eva02AtConfig.from_pretrained(config_dir)
+    config.vision_config.use_temporal_embedding = False
+    config.vision_config.use_temporal_rope = False
+    no_time = tmp_path / "config-no-time"
+    config.save_pretrained(no_time)
+    save(make_source("eva02at", seed=7, frames=4), tmp_path / "ckpt.pt")
+    result = convert_checkpoint("eva02at", tmp_path / "ckpt.pt", no_time, tmp_path / "out")
+    assert result.temporal == "none (use_temporal_embedding=false)"
+    assert result.dropped == {"temporal_embed (the config sets use_temporal_embedding=false)": ["visual.temporal_embed"]}
+    with open(tmp_path / "out" / "config.json") as handle:
+        saved = json.load(handle)["vision_config"]
+    assert saved["use_temporal_embedding"] is False and saved["use_temporal_rope"] is False
+    model = load(result.output_dir)
+    assert model.vision_model.embeddings.temporal_embed is None
+    pixels, _ = inputs(4)
+    forward, backward = embed(model, pixels)[0], embed(model, pixels.flip(1))[0]
+    assert_close(backward, forward, 1e-5)

@@ -132,7 +132,14 @@ def convert_state_dict(
     # (by the model's own function: converting to T' frames equals running the original at T').
     temporal_key = "vision_model.embeddings.temporal_embed"
     synthesised = []  # set here rather than by the model's random init, but still not from the checkpoint
-    if temporal_key in mapped:
+    if not config.vision_config.use_temporal_embedding:
+        if temporal_key in mapped:
+            mapped.pop(temporal_key)
+            dropped.setdefault("temporal_embed (the config sets use_temporal_embedding=false)", []).append(
+                origin[temporal_key]
+            )
+        temporal = "none (use_temporal_embedding=false)"
+    elif temporal_key in mapped:
         source_frames = mapped[temporal_key].shape[0]
         if source_frames != num_frames:
             mapped[temporal_key] = interpolate_temporal_embed(mapped[temporal_key], num_frames).contiguous()
