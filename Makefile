@@ -5,8 +5,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_ARGS ?=
+ABLATION_ARGS ?=
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test test-ui ablation install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,17 @@ demo: install
 
 test: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# The Gradio app driven in headless Chromium (Debian's chromium + chromium-driver); not part of `make test`.
+test-ui: install-dev
+	$(BIN)/pip install -e '.[ui-test]'
+	test -x /usr/bin/chromedriver || (apt-get update && apt-get install -y chromium chromium-driver)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/ui/test_app_ui.py
+
+# The temporal ablation on the demo task: 4 variants x 3 seeds, a Markdown table and a PNG plot.
+ablation: install
+	$(BIN)/pip install -e '.[plot]'
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/ablation_temporal.py $(ABLATION_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_encoder.py

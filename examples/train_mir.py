@@ -36,6 +36,9 @@ LOSSES = ("sms", "mimm", "adaptive_mimm", "infonce", "egonce")
 """`--loss` choices: the losses of `modeling_eva02at.training.losses` that EK-100's graded relevancy supports. Not
 `sms_hard`: it takes 0/1 labels (Charades-Ego) and rejects EK-100's soft relevancy (docs/losses.md)."""
 
+PRETRAINING_ONLY = ("zero_shot_eval_steps",)
+"""`Eva02AtTrainingArguments` fields this script does not offer: zero-shot tasks are examples/pretrain_egoclip.py's."""
+
 SMS_EDGES = ("code", "paper")
 """The named `--sms-edge` values (`Eva02AtTrainingArguments.sms_edge`); a number is accepted too."""
 
@@ -135,8 +138,11 @@ def build_parser() -> ArgumentParser:
                         help="load --model's weights (default; a folder or id without weights is an error) or "
                              "initialise its configuration randomly (the demo's own model: random)")  # fmt: skip
     parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
-    parser.add_argument("--no-temporal-rope", type=boolean, nargs="?", const=True, default=False,
-                        help="ablation: spatial RoPE only")  # fmt: skip
+    parser.add_argument("--no-temporal-rope", type=boolean, nargs="?", const=True, default=None,
+                        help="ablation: spatial RoPE only (default: the model's config; on for the demo)")  # fmt: skip
+    parser.add_argument("--no-temporal-embedding", type=boolean, nargs="?", const=True, default=None,
+                        help="ablation: no learnable temporal embedding (default: the model's config; on for the "
+                             "demo)")  # fmt: skip
 
     # Eva02AtTrainingArguments' own fields (the defaults are the dataclass's; tests/test_train_cli.py checks them)
     parser.add_argument("--loss", choices=LOSSES, default="sms",
@@ -155,6 +161,11 @@ def build_parser() -> ArgumentParser:
                         help="docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine")
     parser.add_argument("--min-lr", type=float, default=None,
                         help="docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)")  # fmt: skip
+    parser.add_argument("--optimizer-name", choices=("adamw", "lamb"), default="adamw",
+                        help="adamw (default) or lamb (pytorch-optimizer's Lamb)")  # fmt: skip
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="fix the contrastive temperature: the logit scale becomes ln(1/temperature), frozen "
+                             "(default: the model's logit scale)")  # fmt: skip
     return parser
 
 
@@ -186,7 +197,8 @@ def trainer_settings() -> list[str]:
     from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
 
     inherited = {field.name for field in fields(TrainingArguments)}
-    return [field.name for field in fields(Eva02AtTrainingArguments) if field.name not in inherited]
+    return [field.name for field in fields(Eva02AtTrainingArguments)
+            if field.name not in inherited and field.name not in PRETRAINING_ONLY]  # fmt: skip
 
 
 def training_argument_parser():
@@ -237,11 +249,14 @@ def load_model_and_processor(args):
     from modeling_eva02at.utils.processor import match_processor_to_model
 
     config = Eva02AtConfig(**DEMO_MODEL) if args.model is None else Eva02AtConfig.from_pretrained(args.model)
-    config.vision_config.use_temporal_rope = not args.no_temporal_rope
-    if args.num_frames:
-        config.vision_config.num_frames = args.num_frames
+    if args.no_temporal_rope is not None:
+        config.vision_config.use_temporal_rope = not args.no_temporal_rope
+    if args.no_temporal_embedding is not None:
+        config.vision_config.use_temporal_embedding = not args.no_temporal_embedding
     if initialisation(args) == "random":
         logger.info(f"random initialisation (--init random) of {args.model or 'the demo model'}")
+        if args.num_frames:
+            config.vision_config.num_frames = args.num_frames
         model = Eva02AtModel(config)
     else:
         try:
@@ -252,6 +267,10 @@ def load_model_and_processor(args):
                 "with weights (model.safetensors, a sharded model.safetensors.index.json, pytorch_model.bin), or "
                 "add --init random to train this configuration from random initialisation."
             ) from error
+        if args.num_frames and args.num_frames != config.vision_config.num_frames:
+            logger.info(f"temporal embedding interpolated from {config.vision_config.num_frames} to {args.num_frames}"
+                        " frames")  # fmt: skip
+            model.resize_num_frames(args.num_frames)
     own_processor = args.model is not None and cached_file(
         args.model, "processor_config.json",
         _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
@@ -294,6 +313,22 @@ def random_baseline(dataset, seed: int = 0) -> dict:
 
     similarity = np.random.default_rng(seed).standard_normal(dataset.relevancy.shape).astype(np.float32)
     return ek100_mir_metrics(similarity, dataset.relevancy)
+
+
+def motion_accuracy(trainer, processor, dataset) -> dict:
+    """Per-verb top-1 and direction-pair accuracy of the demo's motion verbs (modeling_eva02at.demo.motion)."""
+    from modeling_eva02at.demo.motion import motion_verb_accuracy, verb_probe_captions
+    from modeling_eva02at.evaluation.encoding import encode_texts
+
+    videos, _ = trainer.encode(dataset, description="Encoding clips")
+    clips = dataset.annotations.clips
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    model.eval()
+    captions = encode_texts(model, processor, verb_probe_captions(clips["all_noun_classes"]),
+                            device=trainer.args.device, progress=False)  # fmt: skip
+    model.train(was_training)
+    return motion_verb_accuracy(videos.numpy(), captions.numpy(), clips["verb_class"].to_numpy())
 
 
 def print_table(rows: dict[str, dict]) -> None:
@@ -344,11 +379,13 @@ def main(argv=None):
         processing_class=processor,
         relevancy=train_dataset.annotations.relevancy,
     )
-    rows = {}
+    rows, motion = {}, {}
     if eval_dataset is not None:
         rows["random scores"] = random_baseline(eval_dataset)
         rows["before training"] = trainer.evaluate(metric_key_prefix="eval_before")
         rows["before training"] = {k.removeprefix("eval_before_"): v for k, v in rows["before training"].items()}
+        if demo:
+            motion["before training"] = motion_accuracy(trainer, processor, eval_dataset)
 
     # a string from the command line: a checkpoint folder, or True / last (Eva02AtTrainer.train resolves it)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -356,19 +393,22 @@ def main(argv=None):
 
     if eval_dataset is not None:
         rows["after training"] = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
+        if demo:
+            motion["after training"] = motion_accuracy(trainer, processor, eval_dataset)
         if trainer.is_world_process_zero():
             print_table(rows)
+            if motion:
+                from modeling_eva02at.demo.motion import format_motion_table
+
+                print("\nMotion verbs on the evaluation split (percent): top-1 among the six verbs with the clip's own "
+                      "nouns (chance 16.7),\nand within each direction pair (chance 50)")
+                print(format_motion_table(motion))
     if trainer.is_world_process_zero():
         print(f"\nSaved to {training_args.output_dir}: load with "
               f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)")  # fmt: skip
     if training_args.push_to_hub:
-        trainer.push_to_hub(
-            finetuned_from=args.model if initialisation(args) == "pretrained" else None,
-            tasks="video-classification",
-            tags=["video-text-retrieval", "eva02at", "epic-kitchens-100"],
-            dataset="EPIC-Kitchens-100 MIR" if not demo else "synthetic EK-100-format demo",
-        )
-    return rows
+        trainer.push_to_hub()  # the complete repo folder with the card rendered from model_card.md
+    return {**rows, **{f"motion {name}": values for name, values in motion.items()}}
 
 
 if __name__ == "__main__":

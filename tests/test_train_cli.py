@@ -7,14 +7,18 @@ The runs call the script's `main(argv)` in this process (a few steps of a tiny m
 
 import dataclasses
 import functools
+import inspect
 import json
 import os
+import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainingArguments
 
 from modeling_eva02at.training.losses import LOSS_NAMES
 from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
@@ -103,7 +107,9 @@ def test_the_parser_declares_the_trainer_settings_with_their_defaults():
     fields = {field.name: field.default for field in dataclasses.fields(Eva02AtTrainingArguments)}
     settings = train_mir.trainer_settings()
     assert set(settings) == {"loss", "margin", "sms_tau", "sms_edge", "quantize_relevancy", "warmup_start_lr",
-                             "min_lr"}  # fmt: skip
+                             "min_lr", "optimizer_name", "temperature"}  # fmt: skip
+    assert set(fields) - set(settings) - {f.name for f in dataclasses.fields(TrainingArguments)} == {
+        "zero_shot_eval_steps"}  # the pretraining script's
     for name in settings:
         assert defaults[name] == fields[name], name
     assert set(train_mir.LOSSES) == set(LOSS_NAMES) - {"sms_hard"}
@@ -262,9 +268,142 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
     rows = train_mir.main(["--demo-dir", str(tmp_path / "demo"), "--output-dir", str(tmp_path / "run"),
                            "--max-steps", "1", "--disable-tqdm", "true", "--report-to", "none",
                            "--dataloader-num-workers", "0"])  # fmt: skip
-    assert set(rows) == {"random scores", "before training", "after training"}
+    assert set(rows) == {"random scores", "before training", "after training", "motion before training",
+                         "motion after training"}  # fmt: skip
+    for name in ("left/right", "up/down", "enlarge/shrink"):
+        assert 0 <= rows["motion after training"][f"pair/{name}"] <= 1
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["vision_config"]["hidden_size"] == train_mir.DEMO_MODEL["vision_config"]["hidden_size"]
-    assert "after training" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "after training" in printed and "Motion verbs on the evaluation split" in printed
+    assert "left/right" in printed and "enlarge/shrink" in printed
     with pytest.raises(SystemExit):
         train_mir.main(["--init", "pretrained"])  # the demo's own model has no weights to load
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training options: from the command line into the loss of a training step
+# ---------------------------------------------------------------------------------------------------------------------
+
+DEFAULT_SMS = {"margin": 0.6, "tau": 0.1, "edge": 1.1 / 240, "quantized": True}
+"""docs/losses.md's SMS defaults (the authors' code), written out here rather than read from the package."""
+
+
+@pytest.fixture(scope="module")
+def graded_train_relevancy(demo, tmp_path_factory):
+    """A train relevancy pickle whose grades are not multiples of 1/240 (so quantising changes them): 1 for each
+    clip's own narration, 0.13 / 0.37 / 0.66 / 0.91 or 0 elsewhere. Returns (path, matrix)."""
+    import pandas as pd
+
+    clips, sentences = pd.read_csv(demo.train_csv), pd.read_csv(demo.train_sentence_csv)
+    rng = np.random.default_rng(0)
+    relevancy = rng.choice([0.0, 0.0, 0.13, 0.37, 0.66, 0.91], size=(len(clips), len(sentences))).astype(np.float32)
+    relevancy[clips["narration"].to_numpy()[:, None] == sentences["narration"].to_numpy()[None, :]] = 1.0
+    path = tmp_path_factory.mktemp("relevancy") / "train_relevancy.pkl"
+    with open(path, "wb") as file:
+        pickle.dump(relevancy, file)
+    return str(path), relevancy
+
+
+def quantized_by_hand(values: np.ndarray) -> np.ndarray:
+    """The authors' uint8(240 R) / 240, the product taken in float32 as their code does."""
+    return np.trunc(values.astype(np.float32) * np.float32(240)).astype(np.float64) / 240
+
+
+def sms_by_hand(sim, relevancy, clips, sentences, margin, tau, edge, quantized) -> float:
+    """docs/losses.md's SMS over every ordered pair a != b of the batch, both directions, in plain loops.
+    sim[t, v]: text t against video v; sample a is clip clips[a] with its drawn sentence sentences[a]."""
+    candidate = quantized_by_hand(relevancy) if quantized else relevancy.astype(np.float64)
+    n, terms = len(clips), []
+    for a in range(n):
+        positive = float(relevancy[clips[a], sentences[a]])  # r_a, never quantised
+        for b in range(n):
+            if a == b:
+                continue
+            for delta, d in ((positive - candidate[clips[b], sentences[a]], sim[a, a] - sim[a, b]),  # text a -> videos
+                             (positive - candidate[clips[a], sentences[b]], sim[a, a] - sim[b, a])):  # video a -> texts
+                if delta > edge:
+                    terms.append(max(margin * delta - d, 0.0))
+                elif abs(delta) < edge:
+                    terms.append(max(abs(margin * delta - d) - tau, 0.0))
+                else:
+                    terms.append(max(d - margin * delta, 0.0))
+    return float(np.mean(terms))
+
+
+def adaptive_mimm_by_hand(sim, relevancy, clips, sentences, margin) -> float:
+    """docs/losses.md's adaptive MI-MM: relu(m r_a - d) over every ordered pair a != b, both directions."""
+    n, terms = len(clips), []
+    for a in range(n):
+        anchor_margin = margin * float(relevancy[clips[a], sentences[a]])
+        for b in range(n):
+            if a != b:
+                terms += [max(anchor_margin - (sim[a, a] - sim[a, b]), 0.0),
+                          max(anchor_margin - (sim[a, a] - sim[b, a]), 0.0)]  # fmt: skip
+    return float(np.mean(terms))
+
+
+def first_training_step(monkeypatch, argv):
+    """Run the script for one step and return what its first compute_loss saw: the trainer, the batch's clip and
+    sentence indices, the similarity of the model as it was at that step (float64) and the loss it returned."""
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
+
+    original, seen = Eva02AtTrainer.compute_loss, {}
+
+    def spy(self, model, inputs, *args, **kwargs):
+        loss = original(self, model, inputs, *args, **kwargs)
+        if not seen:
+            with torch.no_grad():
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            pixel_values_videos=inputs["pixel_values_videos"])  # fmt: skip
+            seen.update(trainer=self, loss=loss.item(), clips=inputs["video_index"].numpy(),
+                        sentences=inputs["sentence_index"].numpy(),
+                        sim=(out.text_embeds.double() @ out.video_embeds.double().T).numpy())  # fmt: skip
+        return loss
+
+    monkeypatch.setattr(Eva02AtTrainer, "compute_loss", spy)
+    train_mir.main(argv)
+    return seen
+
+
+SMS_OPTIONS = [
+    ([], DEFAULT_SMS, True),
+    (["--sms-edge", "0.3", "--margin", "0.9", "--sms-tau", "0.25", "--no-quantize-relevancy", "--no-temporal-rope"],
+     {"margin": 0.9, "tau": 0.25, "edge": 0.3, "quantized": False}, False),
+    (["--sms-edge", "paper", "--quantize-relevancy", "false", "--margin", "0.45"],
+     {"margin": 0.45, "tau": 0.1, "edge": 0.1, "quantized": False}, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("flags, expected, temporal_rope", SMS_OPTIONS, ids=["defaults", "every_flag", "paper_edge"])
+def test_sms_flags_reach_the_loss_of_a_training_step(demo, tmp_path, monkeypatch, graded_train_relevancy, flags,
+                                                     expected, temporal_rope):  # fmt: skip
+    """--sms-edge, --margin, --sms-tau, --(no-)quantize-relevancy: the trainer's loss object holds them, and the loss
+    of the first step equals SMS computed by hand with them; --no-temporal-rope reaches the trained model."""
+    path, relevancy = graded_train_relevancy
+    step = first_training_step(monkeypatch, run_args(demo, tmp_path, "--relevancy", path, "--max-steps", "1", *flags))
+    assert step["trainer"].model.config.vision_config.use_temporal_rope is temporal_rope
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["vision_config"]["use_temporal_rope"] is temporal_rope
+    loss_fn = step["trainer"].loss_fn
+    defaults = inspect.signature(loss_fn.fn).parameters  # what the loss uses where the trainer sets nothing
+    used = {name: loss_fn.hyperparameters.get(name, defaults[name].default) for name in ("margin", "tau", "edge")}
+    assert loss_fn.name == "sms" and used == pytest.approx({k: expected[k] for k in used})
+    assert step["trainer"].args.quantize_relevancy is expected["quantized"]
+    inputs = (step["sim"], relevancy, step["clips"], step["sentences"])
+    assert step["loss"] == pytest.approx(sms_by_hand(*inputs, **expected), abs=1e-6, rel=1e-5)
+    # Each flag changes this batch's loss, so a flag the wiring dropped would show in the value too.
+    for name, value in expected.items():
+        if value != DEFAULT_SMS[name]:
+            assert abs(sms_by_hand(*inputs, **{**expected, name: DEFAULT_SMS[name]}) - step["loss"]) > 1e-5, name
+
+
+def test_loss_and_margin_flags_reach_the_loss_of_a_training_step(demo, tmp_path, monkeypatch, graded_train_relevancy):
+    path, relevancy = graded_train_relevancy
+    flags = ["--relevancy", path, "--max-steps", "1", "--loss", "adaptive_mimm", "--margin", "0.7"]
+    step = first_training_step(monkeypatch, run_args(demo, tmp_path, *flags))
+    loss_fn = step["trainer"].loss_fn
+    assert loss_fn.name == "adaptive_mimm" and loss_fn.hyperparameters == {"margin": 0.7}
+    inputs = (step["sim"], relevancy, step["clips"], step["sentences"])
+    assert step["loss"] == pytest.approx(adaptive_mimm_by_hand(*inputs, margin=0.7), abs=1e-6, rel=1e-5)
+    assert abs(adaptive_mimm_by_hand(*inputs, margin=0.4) - step["loss"]) > 1e-5  # the default margin differs

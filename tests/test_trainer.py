@@ -64,6 +64,8 @@ def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, mir_processor):
     with torch.no_grad():
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
+    # sms_loss and batch_relevancy are checked against plain loops in tests/test_losses.py, and the same step
+    # from the command line against SMS written out by hand in tests/test_train_cli.py.
     relevancy = batch_relevancy(train.relevancy, batch["video_index"], batch["sentence_index"],
                                 positive=batch["relevancy"])  # fmt: skip
     expected = sms_loss(out.text_embeds @ out.video_embeds.T, relevancy.pairwise, relevancy.positive)
@@ -86,6 +88,7 @@ def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, sp
                     pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
         verbs = torch.tensor([item["verb_ids"] for item in items])
         nouns = torch.tensor(np.stack([item["noun_ids"] for item in items]))
+        # egonce_loss is checked against a hand-written cross-entropy in tests/test_losses.py
         expected = egonce_loss(out.text_embeds @ out.video_embeds.T, model.scale(), verbs, nouns)
         infonce = get_loss("infonce")(out.text_embeds @ out.video_embeds.T, scale=model.scale())
     torch.testing.assert_close(loss.detach(), expected)
@@ -154,6 +157,8 @@ def test_trainer_uses_the_recipe_schedule(tmp_path, splits, mir_processor):
 
 
 def test_train_evaluate_and_checkpoints_carry_remote_code(tmp_path, splits, mir_processor):
+    # Only the ranges here: evaluate's numbers are compared with a computation by hand in
+    # tests/test_evaluation_end_to_end.py.
     trainer = make_trainer(tmp_path, splits, mir_processor, max_steps=4, save_strategy="steps", save_steps=2)
     before = trainer.evaluate()
     assert set(before) >= {"eval_avg_mAP", "eval_avg_nDCG", "eval_vis2txt_mAP", "eval_txt2vis_nDCG"}
@@ -259,32 +264,89 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
     assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
 
 
-def test_every_push_carries_the_remote_code_files(tmp_path, splits, mir_processor, monkeypatch):
-    """hub_strategy=every_save pushes output_dir on each save; without the callback the .py files are only there at
-    the end, and the Hub repo cannot load with trust_remote_code mid-training. HfApi is patched: no network."""
-    from types import SimpleNamespace
+def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, monkeypatch):
+    """hub_strategy=every_save pushes on each save: every commit must be the assembled repo (remote code with the
+    pipeline, handler.py, the rendered card), so the Hub repo loads and runs mid-training. HfApi is patched."""
+    from unittest import mock
 
     from huggingface_hub import HfApi, RepoUrl
+
+    from modeling_eva02at import REMOTE_CODE_FILES
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     pushes = []
 
-    def create_repo(self, repo_id, *args, **kwargs):
-        return RepoUrl(f"https://huggingface.co/{repo_id}", endpoint="https://huggingface.co")
+    def create_commit(self, repo_id, *, operations, commit_message=None, **kwargs):
+        pushes.append((commit_message, sorted(operation.path_in_repo for operation in operations)))
+        return mock.Mock(commit_url="")
 
-    def upload_folder(self, *, repo_id, folder_path, commit_message=None, ignore_patterns=None, run_as_future=False,
-                      **kwargs):  # fmt: skip
-        pushes.append((commit_message, sorted(os.listdir(folder_path))))
-        done = SimpleNamespace(done=lambda: True, is_done=lambda: True, result=lambda: None, commit_url="")
-        return done if run_as_future else done
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    repo_url = RepoUrl("https://huggingface.co/someone/eva02at-test", endpoint="https://huggingface.co")
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, *args, **kwargs: repo_url)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "upload_folder", mock.Mock(side_effect=AssertionError("pushes go through create_commit")))
     trainer = make_trainer(tmp_path, splits, mir_processor, max_steps=2, save_strategy="steps", save_steps=1,
                            push_to_hub=True, hub_model_id="someone/eva02at-test", hub_token="hf_fake")  # fmt: skip
     trainer.train()
-    trainer.push_to_hub(finetuned_from="tiny", tasks="video-classification")
-    assert len(pushes) >= 2, pushes
+    trainer.push_to_hub()
+    expected = sorted(["README.md", "config.json", "handler.py", "model.safetensors", "processor_config.json",
+                       "tokenizer.json", "tokenizer_config.json", *REMOTE_CODE_FILES])  # fmt: skip
+    assert [message for message, _ in pushes] == [
+        "Training in progress, step 1", "Training in progress, step 2", "End of training"]
     for message, files in pushes:
-        assert {"configuration_eva02at.py", "modeling_eva02at.py", "config.json"} <= set(files), message
+        assert files == expected, message
+
+
+class FixedBatch(torch.utils.data.Dataset):
+    """The rows of one collated batch (decoded once): every training step sees exactly these clips and captions.
+    As an eval dataset it carries the relevancy and caption columns `Eva02AtTrainer.evaluate` scores with."""
+
+    def __init__(self, batch: dict, relevancy: np.ndarray):
+        self.rows = {key: value for key, value in batch.items() if torch.is_tensor(value)}
+        self.relevancy = relevancy
+        self.caption_columns = np.arange(len(relevancy))  # clip i's own narration is sentence i
+
+    def __len__(self) -> int:
+        return len(self.rows["input_ids"])
+
+    def __getitem__(self, index: int) -> dict:
+        return {key: value[index] for key, value in self.rows.items()}
+
+
+def test_a_few_dozen_steps_on_a_fixed_batch_lower_the_loss_and_raise_retrieval(tmp_path, splits, mir_processor):
+    """Training learns: 24 SMS steps on 8 fixed clips (seed 0) lower the loss of that batch and raise its retrieval
+    mAP / nDCG. A trainer that never stepped the optimizer, or stepped it the wrong way, fails here."""
+    train, _ = splits
+    annotations = train.annotations
+    # 8 clips whose narration_id opens a caption of the sentence CSV, with those 8 captions: clip i <-> sentence i.
+    rows = np.flatnonzero(annotations.clips["narration_id"].isin(annotations.sentences["narration_id"]))[:8]
+    columns = [int(np.flatnonzero(annotations.sentences["narration_id"] == annotations.clips["narration_id"][row])[0])
+               for row in rows]  # fmt: skip
+    subset = Ek100MirAnnotations(annotations.clips.iloc[rows].reset_index(drop=True),
+                                 annotations.sentences.iloc[columns].reset_index(drop=True),
+                                 annotations.relevancy[np.ix_(rows, columns)])  # fmt: skip
+    collate = VideoTextCollator(mir_processor)
+    training = Ek100MirDataset(subset, train.video_root, train=True, seed=0)
+    evaluation = Ek100MirDataset(subset, train.video_root, train=False)
+    fixed = FixedBatch(collate([training[i] for i in range(8)]), subset.relevancy)
+    own_captions = FixedBatch(collate([evaluation[i] for i in range(8)]), subset.relevancy)
+    trainer = Eva02AtTrainer(
+        model=tiny_model(seed=0), args=training_args(tmp_path, max_steps=24, learning_rate=2e-3, warmup_steps=0,
+                                                     per_device_eval_batch_size=8, logging_steps=10),
+        train_dataset=fixed, data_collator=torch.utils.data.default_collate, relevancy=subset.relevancy,
+    )  # fmt: skip
+    batch = torch.utils.data.default_collate([fixed[i] for i in range(8)])
+
+    def loss_and_metrics():
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model.eval(), batch).item()
+        # evaluate's numbers are checked against a computation by hand in tests/test_evaluation_end_to_end.py
+        return loss, trainer.evaluate(eval_dataset=own_captions)
+
+    loss_before, before = loss_and_metrics()
+    trainer.train()
+    loss_after, after = loss_and_metrics()
+    assert trainer.state.global_step == 24
+    assert loss_after < 0.75 * loss_before, (loss_before, loss_after)
+    assert after["eval_avg_mAP"] > before["eval_avg_mAP"] + 0.1, (before, after)
+    assert after["eval_avg_nDCG"] > before["eval_avg_nDCG"] + 0.1, (before, after)

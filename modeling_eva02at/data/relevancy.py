@@ -319,14 +319,18 @@ class RestrictedRelevancyUnpickler(pickle.Unpickler):
     ``pickle`` runs whatever callable a file names (``os.system``, ``builtins.eval``, ...) while loading. Overriding
     :meth:`find_class` is the hook the standard library documents for restricting that: every global the file
     references goes through it, so anything outside :data:`ALLOWED_PICKLE_GLOBALS` raises
-    ``pickle.UnpicklingError`` before it is called.
+    ``pickle.UnpicklingError`` before it is called. Other numeric pickles (e.g. the EgoClip clip lists of
+    ``data/egoclip.py``) reuse it through a subclass that names their file kind in :attr:`what`.
     """
+
+    what = "relevancy pickle"
+    """The kind of file, as error messages name it."""
 
     def find_class(self, module: str, name: str):
         candidates = _NUMPY_GLOBALS.get((module, name)) or _PANDAS_GLOBALS.get((module, name))
         if candidates is None:
             raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in relevancy pickle: only numpy array / pandas DataFrame "
+                f"forbidden global {module}.{name} in {self.what}: only numpy array / pandas DataFrame "
                 f"reconstruction is allowed"
             )
         for candidate_module, candidate_name in candidates:

@@ -1,4 +1,7 @@
-"""Charades-Ego: the test CSV and classes-file readers and the zero-shot / fine-tuned mAP task (docs/metrics.md)."""
+"""Charades-Ego: the test videos' multi-hot labels and the zero-shot / fine-tuned mAP task (docs/metrics.md).
+
+The CSV and classes-file readers are shared with the fine-tuning data (`modeling_eva02at.data.charades_ego`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
+from ..data.charades_ego import read_charades_classes, read_charades_ego_csv, split_actions
 from ..utils.files import require_paths
 from .cache import cached_task_features, file_fingerprint
 from .encoding import EncodeSettings, encode_class_texts, encode_videos
@@ -17,32 +20,8 @@ from .metrics import charades_ego_map
 from .results import EvaluationResult
 
 
-CHARADES_EGO_REQUIRED_COLUMNS = ("id", "actions")
 DEFAULT_CHARADES_TEMPLATES = ("{}",)
 """Class texts are the bare class names, as LaViLa's zero-shot Charades-Ego evaluation (its default `['{}']`)."""
-
-
-def read_charades_classes(path: str) -> tuple[list[str], list[str]]:
-    """``Charades_v1_classes.txt`` (lines ``c000 Holding some clothes``) -> (class ids, class names), in file order.
-
-    The name is the rest of the line after the id and one space, commas included.
-    """
-    ids, names = [], []
-    with open(path) as file:
-        for number, line in enumerate(file, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"classes file {path}: line {number} {line!r} is not '<class id> <class name>'")
-            if parts[0] in ids:
-                raise ValueError(f"classes file {path}: class id {parts[0]!r} appears twice (line {number})")
-            ids.append(parts[0])
-            names.append(parts[1])
-    if not ids:
-        raise ValueError(f"classes file {path} lists no class")
-    return ids, names
 
 
 @dataclass
@@ -76,15 +55,12 @@ class CharadesEgoAnnotations:
         """
         class_ids, class_names = read_charades_classes(classes_path)
         column_of = {class_id: column for column, class_id in enumerate(class_ids)}
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        missing = [c for c in CHARADES_EGO_REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"Charades-Ego CSV {csv_path} lacks column(s) {missing}; it has {list(frame.columns)}")
+        frame = read_charades_ego_csv(csv_path)
         video_ids, rows, unlabelled = [], [], []
         for index, (video_id, actions) in enumerate(zip(frame["id"], frame["actions"])):
             where = f"Charades-Ego CSV {csv_path}, line {index + 2} (id {video_id!r})"  # line 1 is the header
             label = np.zeros(len(class_ids), dtype=np.uint8)
-            for action in filter(None, (a.strip() for a in actions.split(";"))):
+            for action in split_actions(actions):
                 parts = action.split()
                 if len(parts) != 3:
                     raise ValueError(f"{where}: action {action!r} is not '<class id> <start> <end>'")

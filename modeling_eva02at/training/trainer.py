@@ -15,6 +15,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,15 +23,18 @@ import torch.distributed as dist
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import HubStrategy, SaveStrategy
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .. import register_auto_classes
 from ..evaluation.metrics import ek100_mir_metrics
-from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss
+from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss, hard_batch_relevancy
 
 SMS_EDGES = {"code": SMS_EDGE_CODE, "paper": SMS_EDGE_PAPER}
 """The named values of `Eva02AtTrainingArguments.sms_edge` (docs/losses.md)."""
+OPTIMIZER_NAMES = ("adamw", "lamb")
+"""`Eva02AtTrainingArguments.optimizer_name`: transformers' AdamW (its `optim`), or LAMB from pytorch-optimizer."""
 
 register_auto_classes()  # saved folders get auto_map and the remote-code files
 
@@ -68,6 +72,22 @@ class Eva02AtTrainingArguments(TrainingArguments):
     min_lr: float | None = field(
         default=None, metadata={"help": "docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)"}
     )
+    optimizer_name: str = field(
+        default="adamw",
+        metadata={"help": "adamw (transformers' --optim) or lamb (pytorch-optimizer's Lamb, the Charades-Ego recipe)",
+                  "choices": OPTIMIZER_NAMES},
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "fix the contrastive temperature (pretraining: 0.05): the logit scale is set to "
+                          "ln(1/temperature) and frozen; default: the model's logit scale, learnable unless its "
+                          "config freezes it"},
+    )
+    zero_shot_eval_steps: int = field(
+        default=0,
+        metadata={"help": "run the trainer's zero-shot tasks (EK-100 MIR, EgoMCQ, Charades-Ego held-out sets) every "
+                          "N optimizer steps; 0: never during training"},
+    )
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
     average_tokens_across_devices: bool = field(default=False)
@@ -76,6 +96,10 @@ class Eva02AtTrainingArguments(TrainingArguments):
         # Checked here, not only by the command line's choices, so that a typo fails before a run starts.
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {self.loss!r}")
+        if self.optimizer_name not in OPTIMIZER_NAMES:
+            raise ValueError(f"optimizer_name must be one of {', '.join(OPTIMIZER_NAMES)}; got {self.optimizer_name!r}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"temperature must be positive (e.g. 0.05), got {self.temperature}")
         self.sms_edge_value()
         super().__post_init__()
 
@@ -169,6 +193,62 @@ class RemoteCodeFilesCallback(TrainerCallback):
             custom_object_save(model, args.output_dir, config=model.config)
 
 
+def lamb_optimizer(args: TrainingArguments) -> tuple[type, dict]:
+    """`(Lamb, kwargs)` for the Trainer's `optimizer_cls_and_kwargs`: pytorch-optimizer's LAMB with the run's lr, betas,
+    eps (its weight decay per parameter group comes from the Trainer, which exempts biases and norms)."""
+    try:
+        from pytorch_optimizer import Lamb
+    except ImportError as error:
+        raise ImportError("optimizer_name='lamb' (--optimizer-name lamb) needs pytorch-optimizer: "
+                          "pip install pytorch-optimizer") from error  # fmt: skip
+    return Lamb, {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
+
+
+@dataclass
+class ZeroShotTask:
+    """A held-out evaluation from `modeling_eva02at.evaluation`: `run(model, processor, settings)` returns its
+    `EvaluationResult`; its metrics are logged as `<prefix>_<name>_<metric>`. Build them with
+    :func:`ek100_mir_task`, :func:`egomcq_task` and :func:`charades_ego_task`."""
+
+    name: str
+    run: Callable
+
+
+def ek100_mir_task(annotations, video_root: str, video_ext: str = "MP4") -> ZeroShotTask:
+    """EK-100 MIR mAP / nDCG on `annotations` (an `Ek100MirAnnotations`)."""
+    from ..evaluation.ek100_mir import evaluate_ek100_mir
+
+    return ZeroShotTask("ek100_mir", lambda model, processor, settings: evaluate_ek100_mir(
+        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
+
+
+def egomcq_task(questions, video_root: str, layout: str = "auto", video_ext: str = "mp4") -> ZeroShotTask:
+    """EgoMCQ inter- / intra-video accuracy of `questions` (an `EgoMcqQuestions`)."""
+    from ..evaluation.egomcq import evaluate_egomcq
+
+    return ZeroShotTask("egomcq", lambda model, processor, settings: evaluate_egomcq(
+        model, processor, questions, video_root, settings, layout=layout, video_ext=video_ext))  # fmt: skip
+
+
+def charades_ego_task(annotations, video_root: str, video_ext: str = "mp4") -> ZeroShotTask:
+    """Charades-Ego mAP over the classes of `annotations` (a `CharadesEgoAnnotations`)."""
+    from ..evaluation.charades_ego import evaluate_charades_ego
+
+    return ZeroShotTask("charades_ego", lambda model, processor, settings: evaluate_charades_ego(
+        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
+
+
+class ZeroShotEvaluationCallback(TrainerCallback):
+    """Runs the trainer's zero-shot tasks every `args.zero_shot_eval_steps` optimizer steps."""
+
+    def __init__(self, trainer: "Eva02AtTrainer"):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.zero_shot_eval_steps > 0 and state.global_step % args.zero_shot_eval_steps == 0:
+            self.trainer.zero_shot_evaluate()
+
+
 class Eva02AtTrainer(Trainer):
     """Trainer for EVA02-AT dual encoders.
 
@@ -180,19 +260,48 @@ class Eva02AtTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, relevancy: np.ndarray | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not isinstance(self.args, Eva02AtTrainingArguments):
+    def __init__(
+        self,
+        *args,
+        relevancy: np.ndarray | None = None,
+        zero_shot_tasks: Sequence[ZeroShotTask] = (),
+        **kwargs,
+    ):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if not isinstance(training_args, Eva02AtTrainingArguments):
             raise TypeError("Eva02AtTrainer needs Eva02AtTrainingArguments (loss settings, schedule)")
+        if training_args.optimizer_name == "lamb":
+            kwargs["optimizer_cls_and_kwargs"] = lamb_optimizer(training_args)
+        super().__init__(*args, **kwargs)
+        launched = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if launched > self.args.world_size:
+            # e.g. an FSDP accelerate config on a machine without GPUs: accelerate falls back to no distribution
+            raise RuntimeError(
+                f"{launched} processes were launched but the Trainer runs on {self.args.world_size} (accelerate's "
+                f"distributed type {self.accelerator.distributed_type}): each process would train alone on the whole "
+                "dataset. FSDP through accelerate needs GPUs (or another accelerator); on CPUs launch DDP instead: "
+                "accelerate launch --multi_gpu --num_processes N ... --use-cpu"
+            )
         self.loss_fn = get_loss(self.args.loss, **self.args.loss_hyperparameters())
-        if self.loss_fn.needs_relevancy and relevancy is None:
+        # sms_hard may instead take class labels from the batch (class_ids, Charades-Ego)
+        if self.loss_fn.needs_relevancy and relevancy is None and self.args.loss != "sms_hard":
             raise ValueError(f"loss {self.args.loss!r} needs the training split's relevancy matrix (relevancy=...)")
         self.relevancy = relevancy
+        if self.args.temperature is not None:
+            with torch.no_grad():
+                self.model.logit_scale.fill_(math.log(1 / self.args.temperature))
+            self.model.logit_scale.requires_grad_(False)
+            logger.info(f"temperature fixed at {self.args.temperature}: logit scale ln(1/T) frozen")
         if not self.loss_fn.needs_scale and self.model.logit_scale.requires_grad:
             # A parameter outside the loss gets no gradient, which DDP (find_unused_parameters=False) rejects.
             logger.info(f"loss {self.args.loss!r} does not use the logit scale: freezing it")
             self.model.logit_scale.requires_grad_(False)
+        self.zero_shot_tasks = list(zero_shot_tasks)
         self.add_callback(RemoteCodeFilesCallback())
+        if self.args.zero_shot_eval_steps > 0:
+            if not self.zero_shot_tasks:
+                raise ValueError("zero_shot_eval_steps is set but the trainer got no zero_shot_tasks")
+            self.add_callback(ZeroShotEvaluationCallback(self))
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """`resume_from_checkpoint`: a checkpoint folder, or True / "true" / "last" (any case, as a command line
@@ -222,6 +331,7 @@ class Eva02AtTrainer(Trainer):
         sentence_index = inputs.pop("sentence_index", None)
         positive = inputs.pop("relevancy", None)
         verb_ids, noun_ids = inputs.pop("verb_ids", None), inputs.pop("noun_ids", None)
+        class_ids = inputs.pop("class_ids", None)
         outputs = model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs.get("attention_mask"),
@@ -234,7 +344,15 @@ class Eva02AtTrainer(Trainer):
             self._stop_on_non_finite("similarities", video_index)
 
         relevancy = None
-        if self.loss_fn.needs_relevancy:
+        if self.loss_fn.needs_relevancy and class_ids is not None:
+            if self.args.loss != "sms_hard":
+                raise ValueError(f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
+                                 f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)")  # fmt: skip
+            relevancy = hard_batch_relevancy(gather_no_grad(class_ids), device=sim_text_video.device)
+        elif self.loss_fn.needs_relevancy:
+            if self.relevancy is None:
+                raise ValueError(f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
+                                 "carry them) or the split's relevancy matrix (Eva02AtTrainer(relevancy=...))")
             if video_index is None or sentence_index is None:
                 raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
             video_index, sentence_index = gather_no_grad(video_index), gather_no_grad(sentence_index)
@@ -307,6 +425,37 @@ class Eva02AtTrainer(Trainer):
         model.train(was_training)
         return torch.cat(videos), torch.cat(texts)
 
+    # Hub pushes go through modeling_eva02at.hub: every commit is a complete repo (weights, processor, remote code with
+    # the pipeline, handler.py, rendered card) that loads and runs, rather than the Trainer's copy of a few files.
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        from ..hub import push_checkpoint
+
+        if self.args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"
+        push_checkpoint(checkpoint_folder, self.hub_model_id, token=self.args.hub_token,
+                        revision=self.args.hub_revision, commit_message=message)  # fmt: skip
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
+        """Push the final model as a complete repo folder (see `modeling_eva02at.hub.push_checkpoint`)."""
+        if kwargs:
+            raise TypeError(
+                f"push_to_hub got {sorted(kwargs)}: the model card is rendered from model_card.md, not from the "
+                "Trainer's card arguments; add results with examples/push_to_hub.py --eval-json"
+            )
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        from ..hub import push_checkpoint
+
+        return push_checkpoint(self.args.output_dir, self.hub_model_id, token=token or self.args.hub_token,
+                               revision=revision or self.args.hub_revision, commit_message=commit_message)  # fmt: skip
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """EK-100 MIR mAP / nDCG (video->text, text->video, mean; fractions in [0, 1]) of the eval split."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -319,4 +468,32 @@ class Eva02AtTrainer(Trainer):
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def zero_shot_evaluate(self, metric_key_prefix: str = "zero_shot") -> dict[str, float]:
+        """Run the zero-shot tasks (on the main process; the others wait for its metrics) and log
+        `<prefix>_<task>_<metric>`, e.g. `zero_shot_ek100_mir_avg_mAP`, `zero_shot_egomcq_inter_video_accuracy`."""
+        from torch.distributed import broadcast_object_list
+
+        from ..evaluation.encoding import EncodeSettings
+
+        metrics = {}
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            was_training = model.training
+            model.eval()
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+            settings = EncodeSettings(batch_size=self.args.per_device_eval_batch_size, progress=False,
+                                      num_workers=self.args.dataloader_num_workers, device=self.args.device,
+                                      dtype=dtype)  # fmt: skip
+            for task in self.zero_shot_tasks:
+                result = task.run(model, self.processing_class, settings)
+                metrics.update({f"{metric_key_prefix}_{task.name}_{k}": float(v) for k, v in result.metrics.items()
+                                if isinstance(v, (int, float))})  # fmt: skip
+            model.train(was_training)
+        if self.accelerator.num_processes > 1:
+            shared = [metrics]
+            broadcast_object_list(shared, src=0)
+            metrics = shared[0]
+        self.log(dict(metrics))  # log() adds the epoch to the dict it gets
         return metrics
