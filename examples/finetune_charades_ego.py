@@ -20,17 +20,17 @@ model from random initialisation (or --model). Flags below are parsed before tor
 goes to transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`.
 """
 
-import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.pretrain_egoclip import load_model_and_processor  # noqa: E402
+from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG  # noqa: E402
 from modeling_eva02at.evaluation.cli import ArgumentParser  # noqa: E402
+from modeling_eva02at.training import setup  # noqa: E402
 
-logger = logging.getLogger("finetune_charades_ego")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROCESSOR_FOLDER = os.path.join(REPO, "hub_configs", "eva02at-b16")
 
 RECIPE_TRAINING = dict(
     loss="sms_hard",
@@ -63,12 +63,8 @@ DEMO_TRAINING = dict(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=os.path.basename(__file__), description=__doc__, allow_abbrev=False,
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="Every transformers.TrainingArguments flag is also accepted (--output-dir, "
-                                   "--learning-rate, --bf16, --gradient-checkpointing, ...): --help-all lists "
-                                   "them.")  # fmt: skip
-    parser.add_argument("--help-all", action="store_true", help="list every Eva02AtTrainingArguments flag and exit")
+    parser = setup.training_script_parser(os.path.basename(__file__), __doc__,
+                                          "--output-dir, --learning-rate, --bf16,\n--gradient-checkpointing")  # fmt: skip
     parser.add_argument("--train-csv", default=None, help="CharadesEgo_v1_train_only1st.csv (none: the demo)")
     parser.add_argument("--test-csv", default=None, help="CharadesEgo_v1_test_only1st.csv, for the mAP")
     parser.add_argument("--classes", default=None, help="Charades_v1_classes.txt")
@@ -80,7 +76,7 @@ def build_parser() -> ArgumentParser:
                              "in the log (default: raise)")  # fmt: skip
     parser.add_argument("--model", default=None, help="folder or Hub id (e.g. pretrained on EgoClip); demo default: "
                                                       "its own small model")  # fmt: skip
-    parser.add_argument("--init", choices=("pretrained", "random"), default=None,
+    parser.add_argument("--init", choices=setup.INITIALISATIONS, default=None,
                         help="load --model's weights (default with --model) or initialise its config randomly")
     parser.add_argument("--num-frames", type=int, default=16, help="frames per clip (default: 16, the recipe's)")
     parser.add_argument("--loss", choices=("sms_hard", "infonce"), default="sms_hard",
@@ -94,26 +90,12 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def training_argument_parser():
-    from transformers import HfArgumentParser
-
-    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
-
-    return HfArgumentParser(Eva02AtTrainingArguments, allow_abbrev=False)
-
-
 def training_arguments(parser, args, training_argv, demo: bool):
-    import torch
-
-    training_parser = training_argument_parser()
-    training_parser.set_defaults(**RECIPE_TRAINING)
-    if demo:
-        training_parser.set_defaults(**DEMO_TRAINING, use_cpu=not torch.cuda.is_available())
-    training_parser.set_defaults(loss=args.loss, optimizer_name=args.optimizer_name)
-    parsed, unknown = training_parser.parse_args_into_dataclasses(args=training_argv, return_remaining_strings=True)
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (--help, --help-all)")
-    return parsed
+    """`Eva02AtTrainingArguments` from transformers' flags over the recipe's defaults, with this script's loss and
+    optimizer."""
+    settings = dict(loss=args.loss, optimizer_name=args.optimizer_name)
+    return setup.parse_training_arguments(parser, training_argv, settings, recipe=RECIPE_TRAINING,
+                                          demo=DEMO_TRAINING if demo else None)  # fmt: skip
 
 
 def random_baseline(annotations, seed: int = 0) -> float:
@@ -128,28 +110,21 @@ def random_baseline(annotations, seed: int = 0) -> float:
 
 def main(argv=None):
     parser = build_parser()
-    args, training_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, training_argv = parser.parse_known_args(argv)  # None: sys.argv
     if args.help_all:
-        training_argument_parser().print_help()
+        setup.print_training_help(parser)
         return None
+    setup.check_model_arguments(parser, args)
     demo = args.train_csv is None
     if not demo and not (args.test_csv and args.classes and args.video_root):
         parser.error("--train-csv needs --test-csv, --classes and --video-root")
 
-    import torch
-    from transformers import set_seed
-
     from modeling_eva02at.data.charades_ego import CharadesEgoCollator, CharadesEgoDataset
     from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
     from modeling_eva02at.training.trainer import Eva02AtTrainer, charades_ego_task
-    from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
     training_args = training_arguments(parser, args, training_argv, demo)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    if training_args.use_cpu or not torch.cuda.is_available():
-        tune_cpu_allocator()
-    set_seed(training_args.seed)
+    setup.prepare_run(training_args)
     if demo:
         from modeling_eva02at.demo.charades_ego import make_charades_ego_demo
 
@@ -158,7 +133,10 @@ def main(argv=None):
         args.train_csv, args.test_csv, args.classes = paths.train_csv, paths.test_csv, paths.classes
         args.video_root = paths.video_root
 
-    model, processor = load_model_and_processor(args)
+    model, processor = setup.load_model_and_processor(
+        args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
+        processor_folder=PROCESSOR_FOLDER,
+    )  # fmt: skip
     dataset = CharadesEgoDataset(args.train_csv, args.classes, args.video_root, train=True, seed=training_args.seed,
                                  on_bad_row=args.on_bad_row, video_ext=args.video_ext)  # fmt: skip
     test = CharadesEgoAnnotations.from_files(args.test_csv, args.classes)

@@ -22,29 +22,18 @@ from random initialisation (or --model). Flags below are parsed before torch is 
 transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`.
 """
 
-import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG  # noqa: E402
 from modeling_eva02at.evaluation.cli import ArgumentParser  # noqa: E402
+from modeling_eva02at.training import setup  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSOR_FOLDER = os.path.join(REPO, "hub_configs", "eva02at-b16")
 LAYOUTS = ("full", "egovlp", "lavila", "avion")
-logger = logging.getLogger("pretrain_egoclip")
-
-# The demo's small model: EVA02-AT's architecture at toy width, with the real CLIP vocabulary.
-DEMO_MODEL = dict(
-    vision_config=dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
-                       image_size=32, patch_size=8, num_frames=4),
-    text_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                     vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                     pad_token_id=49407),
-    projection_dim=64,
-)  # fmt: skip
 DEMO_TRAINING = dict(
     output_dir="outputs/demo-egoclip",
     per_device_train_batch_size=32,
@@ -64,11 +53,8 @@ DEMO_TRAINING = dict(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=os.path.basename(__file__), description=__doc__, allow_abbrev=False,
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="Every transformers.TrainingArguments flag is also accepted (--output-dir, "
-                                   "--bf16, --gradient-checkpointing, ...): --help-all lists them.")  # fmt: skip
-    parser.add_argument("--help-all", action="store_true", help="list every Eva02AtTrainingArguments flag and exit")
+    parser = setup.training_script_parser(os.path.basename(__file__), __doc__,
+                                          "--output-dir, --bf16, --gradient-checkpointing")  # fmt: skip
     parser.add_argument("--metadata", default=None, help="egoclip.csv (tab-separated) or a pickled clip list .pkl "
                                                          "(none: the demo)")  # fmt: skip
     parser.add_argument("--video-root", default=None, help="Ego4D videos or chunks (see --video-layout)")
@@ -82,7 +68,7 @@ def build_parser() -> ArgumentParser:
                              "counted in the log (default: raise)")  # fmt: skip
     parser.add_argument("--model", default=None, help="folder or Hub id (e.g. converted from EVA02-CLIP); demo "
                                                       "default: its own small model")  # fmt: skip
-    parser.add_argument("--init", choices=("pretrained", "random"), default=None,
+    parser.add_argument("--init", choices=setup.INITIALISATIONS, default=None,
                         help="load --model's weights (default with --model) or initialise its config randomly")
     parser.add_argument("--num-frames", type=int, default=4, help="frames per clip (default: 4, the recipe's)")
     parser.add_argument("--loss", choices=("infonce", "egonce"), default="infonce", help="default: infonce")
@@ -97,51 +83,17 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--ek100-video-root", default=None, help="its videos <root>/<participant>/<video_id>.MP4")
     parser.add_argument("--egomcq-json", default=None, help="held-out egomcq.json for zero-shot EgoMCQ")
     parser.add_argument("--egomcq-video-root", default=None, help="its Ego4D videos (full or EgoVLP chunks)")
-    parser.add_argument("--demo-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "eva02at", "demo-egoclip"),
+    parser.add_argument("--demo-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "eva02at",
+                                                           "demo-egoclip"),
                         help="where the demo data is generated once (default: %(default)s)")  # fmt: skip
     return parser
 
 
 def training_arguments(parser, args, training_argv, demo: bool):
-    import torch
-    from transformers import HfArgumentParser
-
-    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
-
-    training_parser = HfArgumentParser(Eva02AtTrainingArguments, allow_abbrev=False)
-    if demo:
-        training_parser.set_defaults(**DEMO_TRAINING, use_cpu=not torch.cuda.is_available())
-    training_parser.set_defaults(loss=args.loss, optimizer_name=args.optimizer_name,
-                                 zero_shot_eval_steps=args.zero_shot_eval_steps,
-                                 temperature=None if args.learnable_temperature else args.temperature)  # fmt: skip
-    parsed, unknown = training_parser.parse_args_into_dataclasses(args=training_argv, return_remaining_strings=True)
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (--help, --help-all)")
-    return parsed
-
-
-def load_model_and_processor(args):
-    """The model (--model's weights, its config at random with --init random, or the demo's) set to --num-frames,
-    and a processor that feeds it."""
-    import torch
-
-    from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-    from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-    from modeling_eva02at.utils.processor import match_processor_to_model
-
-    config = Eva02AtConfig(**DEMO_MODEL) if args.model is None else Eva02AtConfig.from_pretrained(args.model)
-    if (args.init or ("pretrained" if args.model else "random")) == "random":
-        config.vision_config.num_frames = args.num_frames
-        model = Eva02AtModel(config)
-    else:
-        model = Eva02AtModel.from_pretrained(args.model, dtype=torch.float32)
-        if model.config.vision_config.num_frames != args.num_frames:
-            # temporal_embed interpolated to the new length; RoPE is built per frame count anyway
-            model.resize_num_frames(args.num_frames)
-    has_processor = args.model is not None and os.path.isfile(os.path.join(args.model, "processor_config.json"))
-    processor = Eva02AtProcessor.from_pretrained(args.model if has_processor else PROCESSOR_FOLDER)
-    match_processor_to_model(processor, model.config, resize=True)
-    return model, processor
+    """`Eva02AtTrainingArguments` from transformers' flags and this script's loss, optimizer and zero-shot settings."""
+    settings = dict(loss=args.loss, optimizer_name=args.optimizer_name, zero_shot_eval_steps=args.zero_shot_eval_steps,
+                    temperature=None if args.learnable_temperature else args.temperature)  # fmt: skip
+    return setup.parse_training_arguments(parser, training_argv, settings, demo=DEMO_TRAINING if demo else None)
 
 
 def zero_shot_tasks(args) -> list:
@@ -168,14 +120,11 @@ def print_table(rows: dict) -> None:
 
 def main(argv=None):
     parser = build_parser()
-    args, training_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, training_argv = parser.parse_known_args(argv)  # None: sys.argv
     if args.help_all:
-        from transformers import HfArgumentParser
-
-        from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
-
-        HfArgumentParser(Eva02AtTrainingArguments).print_help()
+        setup.print_training_help(parser)
         return None
+    setup.check_model_arguments(parser, args)
     demo = args.metadata is None
     if not demo and args.video_root is None:
         parser.error("--video-root is required with --metadata")
@@ -184,19 +133,11 @@ def main(argv=None):
     if args.egomcq_json and not args.egomcq_video_root:
         parser.error("--egomcq-json needs --egomcq-video-root")
 
-    import torch
-    from transformers import set_seed
-
     from modeling_eva02at.data.egoclip import EgoClipCollator, EgoClipDataset, read_egoclip_metadata
     from modeling_eva02at.training.trainer import Eva02AtTrainer
-    from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
     training_args = training_arguments(parser, args, training_argv, demo)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    if training_args.use_cpu or not torch.cuda.is_available():
-        tune_cpu_allocator()
-    set_seed(training_args.seed)
+    setup.prepare_run(training_args)
     if demo:
         from modeling_eva02at.demo.egoclip import make_egoclip_demo
 
@@ -208,7 +149,10 @@ def main(argv=None):
         args.ek100_video_root = paths.ek100.video_root
         args.egomcq_json, args.egomcq_video_root = paths.egomcq_json, paths.egomcq_video_root
 
-    model, processor = load_model_and_processor(args)
+    model, processor = setup.load_model_and_processor(
+        args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
+        processor_folder=PROCESSOR_FOLDER,
+    )  # fmt: skip
     metadata = read_egoclip_metadata(args.metadata, on_bad_row=args.on_bad_row)
     dataset = EgoClipDataset(metadata, args.video_root, args.video_layout, chunk_seconds=args.chunk_seconds,
                              video_ext=args.video_ext, seed=training_args.seed)  # fmt: skip

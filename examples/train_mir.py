@@ -20,17 +20,17 @@ flag goes to transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`.
 """
 
 import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG  # noqa: E402
 from modeling_eva02at.evaluation.cli import ArgumentParser  # noqa: E402
+from modeling_eva02at.training import setup  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKENIZER_FOLDER = os.path.join(REPO, "hub_configs", "eva02at-b16")
-logger = logging.getLogger("train_mir")
+PROCESSOR_FOLDER = os.path.join(REPO, "hub_configs", "eva02at-b16")
 
 LOSSES = ("sms", "mimm", "adaptive_mimm", "infonce", "egonce")
 """`--loss` choices: the losses of `modeling_eva02at.training.losses` that EK-100's graded relevancy supports. Not
@@ -42,15 +42,6 @@ PRETRAINING_ONLY = ("zero_shot_eval_steps",)
 SMS_EDGES = ("code", "paper")
 """The named `--sms-edge` values (`Eva02AtTrainingArguments.sms_edge`); a number is accepted too."""
 
-# The demo's small model: EVA02-AT's architecture at toy width, with the real 49408-token CLIP vocabulary.
-DEMO_MODEL = dict(
-    vision_config=dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
-                       image_size=32, patch_size=8, num_frames=4),
-    text_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                     vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                     pad_token_id=49407),
-    projection_dim=64,
-)  # fmt: skip
 DEMO_TRAINING = dict(
     output_dir="outputs/demo-mir",
     per_device_train_batch_size=32,
@@ -101,19 +92,11 @@ def sms_edge(text: str) -> str:
 
 def build_parser() -> ArgumentParser:
     """This script's own flags, each as --dashed-flag and --underscore_flag. Those named like a field of
-    `Eva02AtTrainingArguments` (loss, schedule) are handed to it (see :func:`parse_training_arguments`)."""
-    parser = ArgumentParser(
-        prog=os.path.basename(__file__),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,  # an abbreviation could swallow a TrainingArguments flag meant for transformers
-        epilog="Every transformers.TrainingArguments flag is also accepted (--output-dir, --learning-rate, --bf16,\n"
-        "--per-device-train-batch-size, --report-to, --push-to-hub, --resume-from-checkpoint True|last|PATH, ...),\n"
-        "with dashes or underscores: --help-all lists them.",
-    )
-    parser.add_argument("--help-all", action="store_true",
-                        help="list every flag of Eva02AtTrainingArguments (transformers' TrainingArguments and the "
-                             "settings below) and exit; imports transformers")  # fmt: skip
+    `Eva02AtTrainingArguments` (loss, schedule) are handed to it (see :func:`training_arguments`)."""
+    parser = setup.training_script_parser(
+        os.path.basename(__file__), __doc__, "--output-dir, --learning-rate, --bf16,\n--per-device-train-batch-size, "
+        "--report-to, --push-to-hub, --resume-from-checkpoint True|last|PATH",
+    )  # fmt: skip
 
     # data
     parser.add_argument("--train-csv", default=None, help="EPIC_100_retrieval_train.csv (none: the demo)")
@@ -134,7 +117,7 @@ def build_parser() -> ArgumentParser:
                         help="a folder or Hub id that from_pretrained loads (converted or trained checkpoint), or a "
                              "configuration folder such as hub_configs/eva02at-b16 with --init random; required "
                              "with --train-csv (demo default: its own small model)")  # fmt: skip
-    parser.add_argument("--init", choices=("pretrained", "random"), default=None,
+    parser.add_argument("--init", choices=setup.INITIALISATIONS, default=None,
                         help="load --model's weights (default; a folder or id without weights is an error) or "
                              "initialise its configuration randomly (the demo's own model: random)")  # fmt: skip
     parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
@@ -177,15 +160,7 @@ def check_arguments(parser: ArgumentParser, args) -> None:
                 parser.error(f"--{name.replace('_', '-')} is required with --train-csv")
     if args.eval_csv is not None and args.eval_sentence_csv is None:
         parser.error("--eval-sentence-csv is required with --eval-csv")
-    if args.model is None and args.init == "pretrained":
-        parser.error("--init pretrained needs --model (the demo's own small model has no weights)")
-    if args.num_frames is not None and args.num_frames < 1:
-        parser.error(f"--num-frames must be at least 1, got {args.num_frames}")
-
-
-def initialisation(args) -> str:
-    """--init's value; by default "pretrained" with --model and "random" for the demo's own model."""
-    return args.init or ("pretrained" if args.model is not None else "random")
+    setup.check_model_arguments(parser, args)
 
 
 def trainer_settings() -> list[str]:
@@ -201,31 +176,11 @@ def trainer_settings() -> list[str]:
             if field.name not in inherited and field.name not in PRETRAINING_ONLY]  # fmt: skip
 
 
-def training_argument_parser():
-    from transformers import HfArgumentParser
-
-    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
-
-    # no abbreviations, as in build_parser: a misspelt flag is an error rather than another flag
-    return HfArgumentParser(Eva02AtTrainingArguments, prog=os.path.basename(__file__), allow_abbrev=False)
-
-
-def parse_training_arguments(parser: ArgumentParser, args, training_argv: list[str], demo: bool):
+def training_arguments(parser: ArgumentParser, args, training_argv: list[str], demo: bool):
     """`Eva02AtTrainingArguments` from the flags this script's parser left (transformers' own) and the settings it
     parsed (loss, schedule)."""
-    import torch
-
-    training_parser = training_argument_parser()
-    if demo:
-        training_parser.set_defaults(**DEMO_TRAINING, use_cpu=not torch.cuda.is_available())
-    training_parser.set_defaults(**{name: getattr(args, name) for name in trainer_settings()})
-    training_args, unknown = training_parser.parse_args_into_dataclasses(
-        args=training_argv, return_remaining_strings=True
-    )
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (this script's flags: --help; "
-                     "transformers.TrainingArguments': --help-all)")  # fmt: skip
-    return training_args
+    settings = {name: getattr(args, name) for name in trainer_settings()}
+    return setup.parse_training_arguments(parser, training_argv, settings, demo=DEMO_TRAINING if demo else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -234,50 +189,15 @@ def parse_training_arguments(parser: ArgumentParser, args, training_argv: list[s
 
 
 def load_model_and_processor(args):
-    """The model to train and its processor.
-
-    The model is --model's (weights as `from_pretrained` resolves them: safetensors, sharded, .bin, a Hub id in the
-    cache) or, with --init random, its configuration randomly initialised; without --model, the demo's small model.
-    The processor is --model's own when it has one, else hub_configs/eva02at-b16's, set to the model's frames and
-    image size.
-    """
-    import torch
-    from transformers.utils import cached_file
-
-    from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-    from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-    from modeling_eva02at.utils.processor import match_processor_to_model
-
-    config = Eva02AtConfig(**DEMO_MODEL) if args.model is None else Eva02AtConfig.from_pretrained(args.model)
-    if args.no_temporal_rope is not None:
-        config.vision_config.use_temporal_rope = not args.no_temporal_rope
-    if args.no_temporal_embedding is not None:
-        config.vision_config.use_temporal_embedding = not args.no_temporal_embedding
-    if initialisation(args) == "random":
-        logger.info(f"random initialisation (--init random) of {args.model or 'the demo model'}")
-        if args.num_frames:
-            config.vision_config.num_frames = args.num_frames
-        model = Eva02AtModel(config)
-    else:
-        try:
-            model = Eva02AtModel.from_pretrained(args.model, config=config, dtype=torch.float32)
-        except OSError as error:
-            raise FileNotFoundError(
-                f"--model {args.model}: no weights that from_pretrained can load ({error}). Pass a folder or Hub id "
-                "with weights (model.safetensors, a sharded model.safetensors.index.json, pytorch_model.bin), or "
-                "add --init random to train this configuration from random initialisation."
-            ) from error
-        if args.num_frames and args.num_frames != config.vision_config.num_frames:
-            logger.info(f"temporal embedding interpolated from {config.vision_config.num_frames} to {args.num_frames}"
-                        " frames")  # fmt: skip
-            model.resize_num_frames(args.num_frames)
-    own_processor = args.model is not None and cached_file(
-        args.model, "processor_config.json",
-        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+    """The model and processor that --model, --init, --num-frames and the --no-temporal-* ablations ask for
+    (`modeling_eva02at.training.setup.load_model_and_processor`; benchmarks/bench_train.py calls this too)."""
+    # --no-temporal-*: None keeps the model configuration's switch
+    temporal = {"use_temporal_rope": args.no_temporal_rope, "use_temporal_embedding": args.no_temporal_embedding}
+    return setup.load_model_and_processor(
+        args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
+        processor_folder=PROCESSOR_FOLDER,
+        vision_overrides={field: None if off is None else not off for field, off in temporal.items()},
     )  # fmt: skip
-    processor = Eva02AtProcessor.from_pretrained(args.model if own_processor else TOKENIZER_FOLDER)
-    match_processor_to_model(processor, config, resize=True)
-    return model, processor
 
 
 def build_datasets(args, demo: bool, seed: int):
@@ -347,27 +267,18 @@ def print_table(rows: dict[str, dict]) -> None:
 
 def main(argv=None):
     parser = build_parser()
-    args, training_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, training_argv = parser.parse_known_args(argv)  # None: sys.argv
     if args.help_all:
-        training_argument_parser().print_help()
+        setup.print_training_help(parser)
         return None
     check_arguments(parser, args)
     demo = args.train_csv is None
 
-    import torch
-    from transformers import set_seed
-
     from modeling_eva02at.data.ek100 import VideoTextCollator
     from modeling_eva02at.training.trainer import Eva02AtTrainer
-    from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
-    training_args = parse_training_arguments(parser, args, training_argv, demo)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    if training_args.use_cpu or not torch.cuda.is_available():
-        tune_cpu_allocator()
-    set_seed(training_args.seed)
-
+    training_args = training_arguments(parser, args, training_argv, demo)
+    setup.prepare_run(training_args)
     model, processor = load_model_and_processor(args)
     train_dataset, eval_dataset = build_datasets(args, demo, training_args.seed)
     trainer = Eva02AtTrainer(

@@ -11,7 +11,8 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-SCRIPTS = ("eval_ek100_mir", "eval_egomcq", "eval_charades_ego", "convert_checkpoint", "train_mir")
+SCRIPTS = ("eval_ek100_mir", "eval_egomcq", "eval_charades_ego", "convert_checkpoint", "train_mir", "pretrain_egoclip",
+           "finetune_charades_ego", "push_to_hub", "search_videos")
 HELP_SECONDS = 5.0  # loose: importing torch + transformers alone takes ~7 s on the 2-core reference machine
 
 # Runs a script with --help in a fresh interpreter and reports whether torch or transformers got imported.

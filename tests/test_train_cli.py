@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 
+from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG
 from modeling_eva02at.training.losses import LOSS_NAMES
 from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
 
@@ -127,7 +128,7 @@ def test_both_flag_spellings_parse_alike(demo, tmp_path):
     for spelling in (argv, underscored(argv)):
         parser = train_mir.build_parser()
         args, rest = parser.parse_known_args(spelling)
-        training = train_mir.parse_training_arguments(parser, args, rest, demo=False)
+        training = train_mir.training_arguments(parser, args, rest, demo=False)
         parsed.append((vars(args), training))
     (args_dashed, dashed), (args_underscored, underscore) = parsed
     assert args_dashed == args_underscored
@@ -205,6 +206,34 @@ def test_weights_in_every_layout_are_loaded(demo, tmp_path, save):
         torch.testing.assert_close(tensor, expected[name], msg=name)
 
 
+def test_num_frames_resizes_a_pretrained_model_and_its_processor(demo, tmp_path):
+    """A 2-frame model trained with --num-frames 3: the model is resized and the processor must sample 3 frames too.
+    from_pretrained copies the configuration it is given, so a processor matched to that copy kept the old count
+    while the saved config said 3."""
+    tiny_model(seed=7).save_pretrained(tmp_path / "source")  # no processor files: hub_configs/eva02at-b16's is used
+    argv = run_args(demo, tmp_path / "run", "--max-steps", "1", model=str(tmp_path / "source"), init=None)
+    argv[argv.index("--num-frames") + 1] = "3"
+    train_mir.main(argv)
+    from modeling_eva02at import Eva02AtConfig, Eva02AtProcessor
+
+    assert Eva02AtConfig.from_pretrained(tmp_path / "run").vision_config.num_frames == 3
+    assert Eva02AtProcessor.from_pretrained(tmp_path / "run").image_processor.num_frames == 3
+
+
+def test_model_loader_names_what_it_cannot_do():
+    """The shared loader of the three training scripts: a misspelt vision override would otherwise be set on the
+    config and ignored by the model; "pretrained" without a model has no weights to load."""
+    from modeling_eva02at.training.setup import load_model_and_processor
+
+    common = dict(num_frames=None, default_config=DEMO_MODEL_CONFIG, processor_folder=train_mir.PROCESSOR_FOLDER)
+    with pytest.raises(ValueError, match="vision_overrides: 'use_temporal_ropes' is not a field of the vision config"):
+        load_model_and_processor(None, init="random", vision_overrides={"use_temporal_ropes": False}, **common)
+    with pytest.raises(ValueError, match=r"init='pretrained' needs a model folder or Hub id \(--model\)"):
+        load_model_and_processor(None, init="pretrained", **common)
+    with pytest.raises(ValueError, match="init must be one of pretrained, random, got 'zeros'"):
+        load_model_and_processor(TINY_CONFIG, init="zeros", **common)
+
+
 def test_init_random_ignores_the_weights(demo, tmp_path):
     source = tiny_model(seed=7)
     source.save_pretrained(tmp_path / "source")
@@ -273,7 +302,7 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
     for name in ("left/right", "up/down", "enlarge/shrink"):
         assert 0 <= rows["motion after training"][f"pair/{name}"] <= 1
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["vision_config"]["hidden_size"] == train_mir.DEMO_MODEL["vision_config"]["hidden_size"]
+    assert config["vision_config"]["hidden_size"] == DEMO_MODEL_CONFIG["vision_config"]["hidden_size"]
     printed = capsys.readouterr().out
     assert "after training" in printed and "Motion verbs on the evaluation split" in printed
     assert "left/right" in printed and "enlarge/shrink" in printed

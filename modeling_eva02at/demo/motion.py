@@ -72,7 +72,7 @@ def format_motion_table(rows: dict[str, dict[str, float]]) -> str:
     """The accuracies of :func:`motion_verb_accuracy` for several models (e.g. before / after training), percent."""
     columns = ["verb_top1", *(f"top1/{verb.key}" for verb in DEMO_VERBS), *(f"pair/{p}" for p in DIRECTION_PAIRS)]
     columns = [c for c in columns if any(c in metrics for metrics in rows.values())]
-    lines = [f"{'':<16}" + "".join(f"{c.split('/')[-1]:>15}" for c in columns)]
+    lines = [f"{'':<16}" + "".join(f"{c.split('/', 1)[-1]:>15}" for c in columns)]
     for name, metrics in rows.items():
         lines.append(f"{name:<16}" + "".join(f"{100 * metrics[c]:>15.1f}" if c in metrics else f"{'-':>15}"
                                              for c in columns))  # fmt: skip
