@@ -297,6 +297,12 @@ def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, monk
         assert files == expected, message
 
 
+@pytest.mark.parametrize("strategy", ["checkpoint", "all_checkpoints"])
+def test_hub_strategies_that_push_resumable_checkpoints_are_refused(tmp_path, strategy):
+    with pytest.raises(ValueError, match=f"hub_strategy='{strategy}' is not supported: each push uploads a complete"):
+        training_args(tmp_path, push_to_hub=True, hub_model_id="someone/eva02at-test", hub_strategy=strategy)
+
+
 class FixedBatch(torch.utils.data.Dataset):
     """The rows of one collated batch (decoded once): every training step sees exactly these clips and captions.
     As an eval dataset it carries the relevancy and caption columns `Eva02AtTrainer.evaluate` scores with."""

@@ -96,6 +96,14 @@ class Eva02AtTrainingArguments(TrainingArguments):
         # Checked here, not only by the command line's choices, so that a typo fails before a run starts.
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {self.loss!r}")
+        if self.push_to_hub and HubStrategy(self.hub_strategy) in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            # Every push is an assembled model repo (modeling_eva02at.hub); the optimizer state those strategies add
+            # for resuming from the Hub is not part of it, and would be missing without a word.
+            raise ValueError(
+                f"hub_strategy={HubStrategy(self.hub_strategy).value!r} is not supported: each push uploads a complete, loadable model "
+                "repo (see docs/hub.md), not the resumable checkpoint folder. Use every_save or end, and resume "
+                "from a local checkpoint (--resume-from-checkpoint)"
+            )
         if self.optimizer_name not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer_name must be one of {', '.join(OPTIMIZER_NAMES)}; got {self.optimizer_name!r}")
         if self.temperature is not None and not self.temperature > 0:
