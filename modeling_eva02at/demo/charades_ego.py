@@ -19,7 +19,6 @@ so that telling those apart needs the frames' order and not only the colour.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.charades_ego import CHARADES_EGO_COLUMNS, CHARADES_NUM_CLASSES
-from .dataset import DEMO_NOUNS, DEMO_VERBS, _balanced_choices, _Clip, _render_video
+from .dataset import (DEMO_NOUNS, DEMO_VERBS, _balanced_choices, _Clip, _render_video, parameters_manifest_matches,
+                      write_parameters_manifest)
 from .video import write_video
 
 CHARADES_DEMO_VERSION = 2
@@ -141,12 +141,8 @@ def make_charades_ego_demo(
     paths = CharadesEgoDemoPaths(os.path.join(root, TRAIN_CSV_NAME), os.path.join(root, TEST_CSV_NAME),
                                  os.path.join(root, CLASSES_NAME), os.path.join(root, VIDEO_DIR_NAME))  # fmt: skip
     manifest = os.path.join(root, MANIFEST_NAME)
-    try:
-        with open(manifest, encoding="utf-8") as handle:
-            if json.load(handle) == parameters:
-                return paths
-    except (OSError, ValueError):
-        pass
+    if parameters_manifest_matches(manifest, parameters):
+        return paths
     if min(num_train_videos, num_test_videos) < 2:
         raise ValueError("each split needs at least 2 videos (one labelled, one unlabelled)")
     shutil.rmtree(paths.video_root, ignore_errors=True)
@@ -169,9 +165,7 @@ def make_charades_ego_demo(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(CHARADES_EGO_COLUMNS)
             writer.writerows(_csv_row(video, fps) for video in videos)
-    # written last: its presence marks the set complete
-    with open(manifest, "w", encoding="utf-8") as handle:
-        json.dump(parameters, handle)
+    write_parameters_manifest(manifest, parameters)
     return paths
 
 

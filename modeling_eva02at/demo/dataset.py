@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..utils.files import write_json
 from .video import write_video
 
 
@@ -520,6 +521,21 @@ def _is_complete(root: str, parameters: dict) -> bool:
         if not os.path.isfile(path) or os.path.getsize(path) != size:
             return False
     return True
+
+
+def parameters_manifest_matches(path: str, parameters: dict) -> bool:
+    """True when the JSON manifest at `path` (see :func:`write_parameters_manifest`) holds exactly `parameters`: the
+    generate-once check of the demo sets that build on this one (EgoClip, Charades-Ego)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle) == parameters
+    except (OSError, ValueError):
+        return False
+
+
+def write_parameters_manifest(path: str, parameters: dict) -> None:
+    """Write the manifest last, atomically: its presence marks a generated set complete."""
+    write_json(path, parameters)
 
 
 _OWN_ENTRIES = frozenset(

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.egoclip import EGO4D_VIDEO_LAYOUTS, EGOCLIP_COLUMNS
 from ..data.relevancy import read_retrieval_csv
 from ..video_processing_eva02at import _open_reader, time_to_seconds
-from .dataset import DemoPaths, make_demo_dataset
+from .dataset import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
 from .video import write_video
 
 EGOCLIP_DEMO_VERSION = 1
@@ -155,12 +155,8 @@ def make_egoclip_demo(
         egomcq_video_root=os.path.join(root, "videos_egomcq"),
     )
     manifest = os.path.join(root, "egoclip_manifest.json")
-    try:
-        with open(manifest, encoding="utf-8") as handle:
-            if json.load(handle) == parameters:
-                return paths
-    except (OSError, ValueError):
-        pass
+    if parameters_manifest_matches(manifest, parameters):
+        return paths
     for folder in (*paths.video_roots.values(), paths.egomcq_video_root):
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -185,9 +181,7 @@ def make_egoclip_demo(
     questions = _egomcq_questions(test, np.random.default_rng(seed), num_egomcq)
     with open(paths.egomcq_json, "w", encoding="utf-8") as handle:
         json.dump(questions, handle, indent=1)
-    # written last: its presence marks the set complete
-    with open(manifest, "w", encoding="utf-8") as handle:
-        json.dump(parameters, handle)
+    write_parameters_manifest(manifest, parameters)
     return paths
 
 
