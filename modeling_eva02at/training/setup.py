@@ -75,8 +75,9 @@ def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str], s
 
     Defaults are layered, each over the one before: the dataclass's, `recipe` (the paper's settings for this task),
     `demo` (only when running the demo; `use_cpu` is added when no GPU is found), and last `settings`, the values of
-    the `Eva02AtTrainingArguments` fields the script parses itself (loss, schedule) so that its --help lists them. A
-    flag in `argv` beats them all. An unknown flag is a usage error of `parser` naming it.
+    the `Eva02AtTrainingArguments` fields the script parses itself (loss, schedule) so that its --help lists them; a
+    setting that is None (its flag not given) leaves the layers below it. A flag in `argv` beats them all. An
+    unknown flag is a usage error of `parser` naming it.
     """
     training_parser = training_argument_parser(parser.prog)
     if recipe:
@@ -85,7 +86,7 @@ def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str], s
         import torch
 
         training_parser.set_defaults(**demo, use_cpu=not torch.cuda.is_available())
-    training_parser.set_defaults(**settings)
+    training_parser.set_defaults(**{name: value for name, value in settings.items() if value is not None})
     training_args, unknown = training_parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)} (this script's flags: --help; "
@@ -100,16 +101,18 @@ def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str], s
 
 def prepare_run(training_args) -> None:
     """The process set-up every training run starts with: INFO logging on the processes that log (WARNING on the
-    others), glibc's allocator tuned when training on CPU (`utils.runtime.tune_cpu_allocator`), and the seed."""
+    others), glibc's allocator and the torch thread count tuned when training on CPU (`utils.runtime`), and the
+    seed."""
     import torch
     from transformers import set_seed
 
-    from ..utils.runtime import tune_cpu_allocator
+    from ..utils.runtime import set_cpu_threads, tune_cpu_allocator
 
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     if training_args.use_cpu or not torch.cuda.is_available():
         tune_cpu_allocator()
+        set_cpu_threads(training_args.dataloader_num_workers)
     set_seed(training_args.seed)
 
 
