@@ -356,3 +356,21 @@ def test_a_few_dozen_steps_on_a_fixed_batch_lower_the_loss_and_raise_retrieval(t
     assert loss_after < 0.75 * loss_before, (loss_before, loss_after)
     assert after["eval_avg_mAP"] > before["eval_avg_mAP"] + 0.1, (before, after)
     assert after["eval_avg_nDCG"] > before["eval_avg_nDCG"] + 0.1, (before, after)
+
+
+@pytest.mark.parametrize("local_processes, workers", [(1, 0), (1, 1), (2, 0), (4, 3)])
+def test_cpu_training_threads_leave_cores_to_workers_and_other_ranks(monkeypatch, local_processes, workers):
+    from modeling_eva02at.utils.runtime import set_cpu_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    try:
+        expected = max(1, 8 // local_processes - workers)
+        assert set_cpu_threads(workers) == expected and torch.get_num_threads() == expected
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's (or accelerate launch's) choice is left alone
+        torch.set_num_threads(before)
+        assert set_cpu_threads(workers) is None and torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
