@@ -66,11 +66,29 @@ def test_eval_items_pair_clips_with_their_own_narration(splits):
     assert list(clips["narration_id"].iloc[columns]) == list(test.annotations.sentences["narration_id"])
 
 
+def test_collator_padding_leaves_the_text_features_unchanged(splits, mir_processor):
+    """The collator pads captions to the batch's longest, not to the 77-token context; the causal text tower pools
+    at the end-of-text token, so the features equal those of the fully padded input."""
+    from .conftest import tiny_mir_model
+
+    train, _ = splits
+    model = tiny_mir_model().eval()
+    captions = [train[i]["caption"] for i in range(4)] + ["put the small pan and the lid on the plate"]
+    short = mir_processor(text=captions, padding="longest", return_tensors="pt")
+    full = mir_processor(text=captions, return_tensors="pt")
+    assert short["input_ids"].shape[1] < full["input_ids"].shape[1] == 77
+    with torch.no_grad():
+        features = [model.get_text_features(**inputs).pooler_output for inputs in (short, full)]
+    torch.testing.assert_close(features[0], features[1], atol=1e-5, rtol=1e-5)
+
+
 def test_collator_builds_model_inputs(splits, mir_processor):
     train, _ = splits
     batch = VideoTextCollator(mir_processor)([train[0], train[1], train[2]])
     assert batch["pixel_values_videos"].shape == (3, 2, 3, 16, 16)
-    assert batch["input_ids"].shape == (3, 77) and batch["attention_mask"].shape == (3, 77)
+    # padded to the longest caption of the batch (the pooled text features do not depend on the padding)
+    longest = max(len(mir_processor.tokenizer(train[i]["caption"])["input_ids"]) for i in range(3))
+    assert longest < 77 and batch["input_ids"].shape == batch["attention_mask"].shape == (3, longest)
     assert batch["video_index"].tolist() == [0, 1, 2] and batch["relevancy"].dtype == torch.float32
     assert batch["verb_ids"].tolist() == [train[i]["verb_ids"] for i in range(3)]
     assert batch["noun_ids"].shape == (3, train.num_noun_classes) and batch["noun_ids"].dtype == torch.uint8

@@ -246,7 +246,9 @@ class VideoTextCollator:
             kept.append(item)
         if not kept:
             raise ValueError(f"every video of the batch failed to decode: {[item['video'] for item in items]}")
-        batch = dict(self.processor(text=[item["caption"] for item in kept], return_tensors="pt"))
+        # Padded to the batch's longest caption, not to the 77-token context: the causal text tower pools at the
+        # end-of-text token, so the features are the same and the text tower does a fraction of the work.
+        batch = dict(self.processor(text=[item["caption"] for item in kept], padding="longest", return_tensors="pt"))
         batch["pixel_values_videos"] = torch.stack(videos)
         for key, dtype in self.LABELS.items():
             if key in kept[0]:
