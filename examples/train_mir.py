@@ -46,23 +46,35 @@ DEMO_TRAINING = dict(
     output_dir="outputs/demo-mir",
     per_device_train_batch_size=32,
     per_device_eval_batch_size=64,
-    # ~1100 steps over the 1600 demo clips (the motion verbs need more steps than the nouns). SMS from a random init
-    # sits on a plateau (all embeddings nearly equal, loss ~0.19) for its first ~150 steps at lr 2e-4..3e-4; at 6e-4
-    # and above it stays there much longer.
-    num_train_epochs=22,
+    # EgoNCE, not SMS: from a random start both towers must find the verbs, and a clip's hard negatives for them
+    # (its own objects moved the other way) are rare in a batch of 32 drawn from 48 verb x noun combinations. SMS
+    # averages its hinge over all N(N-1) pairs, so those few pairs barely move it and the verbs stay at chance;
+    # EgoNCE's softmax puts its weight on them once the nouns are learned (docs/demo.md has the measurements).
+    loss="egonce",
+    # 1200 steps over the 1600 demo clips: the nouns take ~200, the direction pairs most of the rest. Left / right
+    # comes last (docs/demo.md says why), so the cosine ends at a third of the peak rather than near zero: ending
+    # near 0 left it at 73 % after 1300 steps; ending at 1e-4 it reached 88 % after 1000 steps and 100 % after 1200.
+    num_train_epochs=24,
     learning_rate=3e-4,
     warmup_start_lr=1e-5,
-    min_lr=1e-5,
+    min_lr=1e-4,
     warmup_steps=0.05,
     weight_decay=0.01,
     logging_steps=10,
-    save_strategy="epoch",
+    save_strategy="steps",  # every 6 epochs: resumable without a save in every one of the demo's short epochs
+    save_steps=300,
     save_total_limit=2,
     eval_strategy="no",
     seed=0,
     dataloader_num_workers=1,
+    optim="adamw_torch_fused",  # one kernel per step instead of one per tensor: ~20 % of a demo step on 2 cores
 )
 """The demo's `TrainingArguments` defaults (flags still override them); `use_cpu` is added when no GPU is found."""
+
+DEMO_POSITIVE_THRESHOLD = 0.9
+"""The demo's training positives: captions with relevancy above 0.5, i.e. naming the clip's own verb and at least one
+of its objects. EK-100's 0.1 (EgoVLP hard mining) pairs a clip with a caption of another verb about half the time
+here, where only 6 verbs and 8 nouns make the captions; with it the motion verbs are not learned."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -128,9 +140,12 @@ def build_parser() -> ArgumentParser:
                              "demo)")  # fmt: skip
 
     # Eva02AtTrainingArguments' own fields (the defaults are the dataclass's; tests/test_train_cli.py checks them)
-    parser.add_argument("--loss", choices=LOSSES, default="sms",
-                        help="training loss, docs/losses.md (default: sms); not sms_hard, which takes 0/1 labels "
-                             "(Charades-Ego) where EK-100's relevancy is graded")  # fmt: skip
+    parser.add_argument("--loss", choices=LOSSES, default=None,
+                        help="training loss, docs/losses.md (default: sms; the demo: egonce); not sms_hard, which "
+                             "takes 0/1 labels (Charades-Ego) where EK-100's relevancy is graded")  # fmt: skip
+    parser.add_argument("--positive-threshold", type=float, default=None,
+                        help="training positives: for each clip, a caption drawn among those with relevancy above "
+                             f"this (default: 0.1, EK-100's; the demo: {DEMO_POSITIVE_THRESHOLD})")  # fmt: skip
     parser.add_argument("--margin", type=float, default=None,
                         help="margin gamma (default: SMS 0.6, MI-MM 0.2, adaptive MI-MM 0.4)")  # fmt: skip
     parser.add_argument("--sms-tau", type=float, default=0.1, help="SMS relaxation tau (default: 0.1)")
@@ -160,6 +175,9 @@ def check_arguments(parser: ArgumentParser, args) -> None:
                 parser.error(f"--{name.replace('_', '-')} is required with --train-csv")
     if args.eval_csv is not None and args.eval_sentence_csv is None:
         parser.error("--eval-sentence-csv is required with --eval-csv")
+    if args.positive_threshold is not None and not 0 <= args.positive_threshold < 1:
+        parser.error(f"--positive-threshold must be in [0, 1) (positives have relevancy above it; 1 is the "
+                     f"largest relevancy), got {args.positive_threshold}")  # fmt: skip
     setup.check_model_arguments(parser, args)
 
 
@@ -179,7 +197,7 @@ def trainer_settings() -> list[str]:
 def training_arguments(parser: ArgumentParser, args, training_argv: list[str], demo: bool):
     """`Eva02AtTrainingArguments` from the flags this script's parser left (transformers' own) and the settings it
     parsed (loss, schedule)."""
-    settings = {name: getattr(args, name) for name in trainer_settings()}
+    settings = {name: getattr(args, name) for name in trainer_settings()}  # None (not given): the demo's or default
     return setup.parse_training_arguments(parser, training_argv, settings, demo=DEMO_TRAINING if demo else None)
 
 
@@ -202,6 +220,7 @@ def load_model_and_processor(args):
 
 def build_datasets(args, demo: bool, seed: int):
     from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+    from modeling_eva02at.data.relevancy import POSITIVE_THRESHOLD
     from modeling_eva02at.demo.dataset import make_demo_dataset
     from modeling_eva02at.utils.files import require_paths
 
@@ -210,9 +229,12 @@ def build_datasets(args, demo: bool, seed: int):
         args.train_csv, args.sentence_csv = paths.train_csv, paths.train_sentence_csv
         args.eval_csv, args.eval_sentence_csv = paths.test_csv, paths.test_sentence_csv
         args.video_root = paths.video_root
+    positive_threshold = args.positive_threshold
+    if positive_threshold is None:
+        positive_threshold = DEMO_POSITIVE_THRESHOLD if demo else POSITIVE_THRESHOLD
     train = Ek100MirDataset(
         Ek100MirAnnotations.from_files(args.train_csv, args.sentence_csv, args.relevancy),
-        args.video_root, train=True, seed=seed,
+        args.video_root, train=True, seed=seed, positive_threshold=positive_threshold,
     )  # fmt: skip
     evaluation = None
     if args.eval_csv:

@@ -112,13 +112,64 @@ def test_the_parser_declares_the_trainer_settings_with_their_defaults():
     assert set(fields) - set(settings) - {f.name for f in dataclasses.fields(TrainingArguments)} == {
         "zero_shot_eval_steps"}  # the pretraining script's
     for name in settings:
-        assert defaults[name] == fields[name], name
+        if name == "loss":  # None: the dataclass's sms, or the demo's egonce (test_the_demo_trains_with_its_own_loss)
+            assert defaults[name] is None and fields[name] == "sms"
+        else:
+            assert defaults[name] == fields[name], name
     assert set(train_mir.LOSSES) == set(LOSS_NAMES) - {"sms_hard"}
     assert set(train_mir.SMS_EDGES) == {"code", "paper"}
     for action in parser._actions:
         for option in action.option_strings:
             if option.startswith("--") and "-" in option[2:]:
                 assert option[:2] + option[2:].replace("-", "_") in action.option_strings, option
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], dict(loss="egonce", warmup_start_lr=1e-5, min_lr=1e-4, learning_rate=3e-4)),
+    (["--loss", "sms", "--min-lr", "2e-6", "--learning-rate", "1e-4"],
+     dict(loss="sms", warmup_start_lr=1e-5, min_lr=2e-6, learning_rate=1e-4)),
+])  # fmt: skip
+def test_the_demo_defaults_reach_the_training_arguments_and_flags_beat_them(flags, expected):
+    """The demo's settings (DEMO_TRAINING) are used where no flag is given, including the fields the script parses
+    itself (loss, schedule), and a flag overrides each; without the demo the dataclass's defaults apply."""
+    parser = train_mir.build_parser()
+    args, rest = parser.parse_known_args(flags)
+    demo_args = train_mir.training_arguments(parser, args, rest, demo=True)
+    assert {name: getattr(demo_args, name) for name in expected} == expected
+    assert demo_args.num_train_epochs == train_mir.DEMO_TRAINING["num_train_epochs"]
+    plain = train_mir.training_arguments(parser, *parser.parse_known_args([]), demo=False)
+    assert (plain.loss, plain.min_lr, plain.warmup_start_lr) == ("sms", None, None)
+
+
+def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
+    """--positive-threshold reaches the training dataset: 0.9 (each clip's exact captions) for the demo unless given,
+    EK-100's 0.1 with --train-csv."""
+    from modeling_eva02at.data import ek100
+
+    seen = []
+    original = ek100.Ek100MirDataset.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs.get("train"), kwargs.get("positive_threshold")))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ek100.Ek100MirDataset, "__init__", spy)
+    parser = train_mir.build_parser()
+    files = ["--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root",
+             demo.video_root, "--model", TINY_CONFIG]  # fmt: skip
+    for flags, threshold in ((files, 0.1), ([*files, "--positive-threshold", "0.6"], 0.6)):
+        seen.clear()
+        train_mir.build_datasets(parser.parse_known_args(flags)[0], demo=False, seed=0)
+        assert seen == [(True, threshold)]
+    # the demo (no --train-csv), on the small demo dataset instead of the generated one
+    from modeling_eva02at.demo import dataset as demo_dataset
+
+    monkeypatch.setattr(demo_dataset, "make_demo_dataset", lambda *args, **kwargs: demo)
+    seen.clear()
+    train_mir.build_datasets(parser.parse_known_args([])[0], demo=True, seed=0)
+    assert seen == [(True, train_mir.DEMO_POSITIVE_THRESHOLD), (False, None)] and train_mir.DEMO_POSITIVE_THRESHOLD == 0.9
+    with pytest.raises(SystemExit):
+        train_mir.check_arguments(parser, parser.parse_known_args([*files, "--positive-threshold", "1"])[0])
 
 
 def test_both_flag_spellings_parse_alike(demo, tmp_path):
