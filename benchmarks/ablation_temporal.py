@@ -124,29 +124,54 @@ def plot(summary: dict, path: str) -> bool:
     axis.set_title("Temporal ablation on the demo task (dashed: chance)")
     axis.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    from modeling_eva02at.utils.files import atomic_path
+
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)
     return True
 
 
+def load_finished(path: str, epochs: float | None) -> tuple[dict, float]:
+    """The runs (and their training seconds) of an interrupted ablation in `path` with the same epochs, if any."""
+    if not os.path.exists(path):
+        return {}, 0.0
+    with open(path, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    if saved.get("epochs") != epochs:
+        return {}, 0.0
+    return saved["runs"], float(saved.get("seconds", 0.0))
+
+
 def main(argv=None) -> int:
+    from modeling_eva02at.utils.files import atomic_path, write_json
+
     args = parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
-    runs: dict[str, list[dict]] = {}
-    started = time.perf_counter()
-    for variant in args.variants:
-        for seed in args.seeds:
-            print(f"[{time.perf_counter() - started:7.0f} s] {variant}, seed {seed}", flush=True)
-            runs.setdefault(variant, []).append(train_once(VARIANTS[variant], seed, args.epochs, args.demo_dir))
-    elapsed = time.perf_counter() - started
+    json_path = os.path.join(args.output, "ablation_temporal.json")
+    # Every finished run is saved at once, so an interrupted ablation resumes where it stopped.
+    runs, seconds = load_finished(json_path, args.epochs)
+    # Seeds outer, variants inner: at any point every variant has as many seeds as the others (give or take one).
+    for seed in args.seeds:
+        for variant in args.variants:
+            done = {run["seed"] for run in runs.get(variant, [])}
+            if seed in done:
+                continue
+            print(f"[{seconds:7.0f} s] {variant}, seed {seed}", flush=True)
+            started = time.perf_counter()
+            metrics = train_once(VARIANTS[variant], seed, args.epochs, args.demo_dir)
+            seconds += time.perf_counter() - started
+            runs.setdefault(variant, []).append({"seed": seed, **metrics})
+            write_json(json_path, {"seeds": args.seeds, "epochs": args.epochs, "seconds": seconds, "runs": runs})
+
+    runs = {variant: [run for run in runs[variant] if run["seed"] in args.seeds] for variant in args.variants}
     summary = summarise(runs)
     table = markdown_table(summary, len(args.seeds))
-    table += f"\nTrained in {elapsed / 60:.1f} min on {os.cpu_count()} CPU cores ({len(args.variants)} variants x " \
-             f"{len(args.seeds)} seeds).\n"
-    with open(os.path.join(args.output, "ablation_temporal.md"), "w", encoding="utf-8") as handle:
-        handle.write(table)
-    with open(os.path.join(args.output, "ablation_temporal.json"), "w", encoding="utf-8") as handle:
-        json.dump({"seeds": args.seeds, "epochs": args.epochs, "seconds": elapsed, "runs": runs}, handle, indent=1)
+    table += f"\nTrained in {seconds / 60:.1f} min on {os.cpu_count()} CPU cores ({len(args.variants)} variants x " \
+             f"{len(args.seeds)} seeds, {seconds / sum(map(len, runs.values())) / 60:.1f} min per run).\n"
+    with atomic_path(os.path.join(args.output, "ablation_temporal.md")) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(table)
     plot(summary, os.path.join(args.output, "ablation_temporal.png"))
     print("\n" + table)
     print(f"Written to {args.output}/")

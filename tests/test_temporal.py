@@ -15,7 +15,7 @@ import torch
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 from modeling_eva02at.demo.dataset import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.demo.motion import DIRECTION_PAIRS, motion_verb_accuracy, verb_probe_captions
-from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed
+from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed, st_rope_angles
 
 
 def video_model(rope: bool, embedding: bool, frames: int = 4) -> Eva02AtModel:
@@ -63,6 +63,25 @@ def test_each_source_of_temporal_order_tells_a_clip_from_its_reversal(rope, embe
     clip, reversed_clip = clip_and_reversal()
     difference = (embeddings(model, clip) - embeddings(model, reversed_clip)).abs().max().item()
     assert difference > 1e-3, difference  # 100x the tolerance the set-over-frames model meets
+
+
+@pytest.mark.parametrize("head_dim, frames, row_range, column_max", [(24, 4, (0.065, 3.0), 0.03),
+                                                                      (64, 16, (0.2, 15.0), 0.15)])
+def test_time_shares_the_row_pairs_of_the_rope_not_the_column_pairs(head_dim, frames, row_range, column_max):
+    """docs/demo.md's table: over a clip, the temporal angle is large in the pairs that carry the row and at most
+    `column_max` in those that carry the column, read off the model's own angle table (last frame minus first, at
+    the same patch)."""
+    angles = st_rope_angles(frames, (4, 4), head_dim).view(frames, 16, head_dim // 2).double()
+    over_clip = (angles[-1] - angles[0])[0]  # the same at every patch: the spatial part cancels
+    torch.testing.assert_close((angles[-1] - angles[0]), over_clip.expand(16, -1), atol=1e-5, rtol=0)
+    quarter = head_dim // 4
+    rows, columns = over_clip[:quarter], over_clip[quarter:]
+    assert rows.min() == pytest.approx(row_range[0], abs=0.005) and rows.max() == pytest.approx(row_range[1])
+    assert columns.max() == pytest.approx(column_max, abs=0.005)  # 15 * 10000^(-1/2) = 0.15 at B/16
+    # and the spatial part: the row pairs change only with the row, the column pairs only with the column
+    spatial = angles[0].view(4, 4, head_dim // 2)
+    assert torch.equal(spatial[:, :1, :quarter].expand(4, 4, quarter), spatial[..., :quarter])
+    assert torch.equal(spatial[:1, :, quarter:].expand(4, 4, quarter), spatial[..., quarter:])
 
 
 def test_the_switches_are_saved_and_loaded(tmp_path):
@@ -136,3 +155,53 @@ def test_motion_verb_accuracy_against_a_direct_count():
     assert set(DIRECTION_PAIRS) == {"left/right", "up/down", "enlarge/shrink"}
     with pytest.raises(ValueError, match=r"caption_embeds has shape \(4, 8\)"):
         motion_verb_accuracy(videos, captions[:4], verbs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# benchmarks/ablation_temporal.py: the runs it makes, its table, and resuming an interrupted ablation
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_ablation_script():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                        "ablation_temporal.py")  # fmt: skip
+    spec = importlib.util.spec_from_file_location("ablation_temporal", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_trains_each_variant_and_seed_once_and_resumes(tmp_path, monkeypatch):
+    ablation = load_ablation_script()
+    calls = []
+
+    def fake_train_once(flags, seed, epochs, demo_dir):
+        calls.append((tuple(flags), seed, epochs))
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # interrupted during the 4th run
+        temporal = ("--no-temporal-rope" not in flags) + ("--no-temporal-embedding" not in flags)
+        return {name: 0.1 * temporal + 0.01 * seed for name in ablation.METRICS}
+
+    monkeypatch.setattr(ablation, "train_once", fake_train_once)
+    argv = ["--output", str(tmp_path), "--epochs", "2", "--seeds", "0", "1"]
+    with pytest.raises(KeyboardInterrupt):
+        ablation.main(argv)
+    with open(tmp_path / "ablation_temporal.json") as handle:
+        saved = json.load(handle)
+    assert {variant: [run["seed"] for run in runs] for variant, runs in saved["runs"].items()} == {
+        "both": [0], "rope only": [0], "embedding only": [0]}  # the three finished runs are kept
+    assert not (tmp_path / "ablation_temporal.md").exists()
+
+    ablation.main(argv)  # resumes: only the five missing runs (calls[3] is the interrupted one)
+    assert [(flags, seed) for flags, seed, _ in calls[4:]] == [
+        (("--no-temporal-rope", "--no-temporal-embedding"), 0), ((), 1), (("--no-temporal-embedding",), 1),
+        (("--no-temporal-rope",), 1), (("--no-temporal-rope", "--no-temporal-embedding"), 1)]
+    assert all(epochs == 2.0 for *_, epochs in calls)
+    table = (tmp_path / "ablation_temporal.md").read_text()
+    # both sources, seeds 0 and 1: values 0.20 and 0.21, mean 20.5 %, population std 0.5 %
+    assert "| both | " + " | ".join(["20.5 ± 0.5"] * len(ablation.METRICS)) + " |" in table
+    assert "| neither | " + " | ".join(["0.5 ± 0.5"] * len(ablation.METRICS)) + " |" in table
+    assert "2 variants" not in table and "4 variants x 2 seeds" in table
