@@ -12,8 +12,8 @@
 
 With no --train-csv it generates (once, into --demo-dir) a small dataset in the exact EK-100 file formats whose
 verbs are motions only temporal modelling can tell apart, trains a small model from random initialisation on it
-(or --model), evaluates before and after, and saves a folder that
-`AutoModel.from_pretrained(folder, trust_remote_code=True)` loads.
+(or --model) with EgoNCE on each clip's exact captions (docs/demo.md says why not SMS), evaluates before and after,
+and saves a folder that `AutoModel.from_pretrained(folder, trust_remote_code=True)` loads.
 
 The flags below are parsed before torch and transformers are imported (so --help answers at once); every other
 flag goes to transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`.

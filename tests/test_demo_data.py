@@ -368,3 +368,19 @@ def test_invalid_arguments(tmp_path):
     with pytest.raises(ValueError, match="positive"):
         make_demo_dataset(tmp_path / "x", num_train=0)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("pair", ["left/right", "up/down", "enlarge/shrink"])
+def test_opposite_verbs_are_time_reversals_with_the_same_middle_frame(pair):
+    """Drawn from the same random state, a clip of one verb is its opposite's clip played backwards: the middle
+    frame is the same whatever the direction, so only the order of the frames tells them apart."""
+    from modeling_eva02at.demo.motion import DIRECTION_PAIRS
+
+    first, second = (DEMO_VERBS[index] for index in DIRECTION_PAIRS[pair])
+    for seed in range(20):
+        one = demo_data._trajectory(np.random.default_rng(seed), first, 9, 48, 64, travel=28.0)
+        other = demo_data._trajectory(np.random.default_rng(seed), second, 9, 48, 64, travel=28.0)
+        for a, b in zip(one, other):  # centre x, centre y, half-size per frame
+            np.testing.assert_allclose(a, b[::-1], rtol=0, atol=1e-9)
+            assert a[4] == pytest.approx(b[4], abs=1e-9)  # the middle of 9 frames
+        assert any(not np.allclose(a, b) for a, b in zip(one, other))  # yet the clips differ
