@@ -72,9 +72,10 @@ DEMO_TRAINING = dict(
 """The demo's `TrainingArguments` defaults (flags still override them); `use_cpu` is added when no GPU is found."""
 
 DEMO_POSITIVE_THRESHOLD = 0.9
-"""The demo's training positives: captions with relevancy above 0.5, i.e. naming the clip's own verb and at least one
-of its objects. EK-100's 0.1 (EgoVLP hard mining) pairs a clip with a caption of another verb about half the time
-here, where only 6 verbs and 8 nouns make the captions; with it the motion verbs are not learned."""
+"""The demo's training positives: captions with relevancy above 0.9, i.e. its own verb and objects (the demo's
+relevancies are 0, 0.25, 0.5, 0.75 and 1). EK-100's 0.1 (EgoVLP hard mining) pairs a clip with a caption of another
+verb about half the time here, where only 6 verbs and 8 nouns make the captions, and 0.5 still admits captions naming
+objects the clip does not show; with either the motion verbs are not learned (docs/demo.md)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
