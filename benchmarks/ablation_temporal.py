@@ -74,7 +74,7 @@ def train_once(flags: list[str], seed: int, epochs: float | None, demo_dir: str 
             argv += ["--num-train-epochs", str(epochs)]
         if demo_dir is not None:
             argv += ["--demo-dir", demo_dir]
-        rows = train_mir.main(argv)
+        rows = train_mir.main(argv, save_model=False)  # only the scores are kept
     return {name: rows[section][key] for name, (section, key) in METRICS.items()}
 
 

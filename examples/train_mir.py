@@ -258,12 +258,12 @@ def random_baseline(dataset, seed: int = 0) -> dict:
     return ek100_mir_metrics(similarity, dataset.relevancy)
 
 
-def motion_accuracy(trainer, processor, dataset) -> dict:
-    """Per-verb top-1 and direction-pair accuracy of the demo's motion verbs (modeling_eva02at.demo.motion)."""
+def motion_accuracy(trainer, processor, dataset, videos) -> dict:
+    """Per-verb top-1 and direction-pair accuracy of the demo's motion verbs (modeling_eva02at.demo.motion), from
+    the clips' embeddings `videos` (in dataset order) and the probe captions encoded here."""
     from modeling_eva02at.demo.motion import motion_verb_accuracy, verb_probe_captions
     from modeling_eva02at.evaluation.encoding import encode_texts
 
-    videos, _ = trainer.encode(dataset, description="Encoding clips")
     clips = dataset.annotations.clips
     model = trainer.accelerator.unwrap_model(trainer.model)
     was_training = model.training
@@ -288,7 +288,9 @@ def print_table(rows: dict[str, dict]) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def main(argv=None):
+def main(argv=None, save_model: bool = True):
+    """Train, evaluate before and after (with an eval split), and save the final model unless `save_model` is False
+    (benchmarks/ablation_temporal.py keeps only the scores). Returns the tables' rows."""
     parser = build_parser()
     args, training_argv = parser.parse_known_args(argv)  # None: sys.argv
     if args.help_all:
@@ -314,21 +316,24 @@ def main(argv=None):
         relevancy=train_dataset.annotations.relevancy,
     )
     rows, motion = {}, {}
+
+    def evaluate(name: str, prefix: str) -> None:
+        metrics, (videos, _) = trainer.evaluate_and_encode(metric_key_prefix=prefix)
+        rows[name] = {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items()}
+        if demo:
+            motion[name] = motion_accuracy(trainer, processor, eval_dataset, videos)
+
     if eval_dataset is not None:
         rows["random scores"] = random_baseline(eval_dataset)
-        rows["before training"] = trainer.evaluate(metric_key_prefix="eval_before")
-        rows["before training"] = {k.removeprefix("eval_before_"): v for k, v in rows["before training"].items()}
-        if demo:
-            motion["before training"] = motion_accuracy(trainer, processor, eval_dataset)
+        evaluate("before training", "eval_before")
 
     # a string from the command line: a checkpoint folder, or True / last (Eva02AtTrainer.train resolves it)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # config, weights, remote-code files and processor in output_dir
+    if save_model:
+        trainer.save_model()  # config, weights, remote-code files and processor in output_dir
 
     if eval_dataset is not None:
-        rows["after training"] = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
-        if demo:
-            motion["after training"] = motion_accuracy(trainer, processor, eval_dataset)
+        evaluate("after training", "eval")
         if trainer.is_world_process_zero():
             print_table(rows)
             if motion:
@@ -337,7 +342,7 @@ def main(argv=None):
                 print("\nMotion verbs on the evaluation split (percent): top-1 among the six verbs with the clip's own "
                       "nouns (chance 16.7),\nand within each direction pair (chance 50)")
                 print(format_motion_table(motion))
-    if trainer.is_world_process_zero():
+    if save_model and trainer.is_world_process_zero():
         print(f"\nSaved to {training_args.output_dir}: load with "
               f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)")  # fmt: skip
     if training_args.push_to_hub:

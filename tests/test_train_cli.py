@@ -343,11 +343,18 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
     """`make demo` runs the script without arguments; here on a smaller demo dataset, for one step."""
     import modeling_eva02at.demo.dataset as demo_dataset
 
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
+
     monkeypatch.setattr(demo_dataset, "make_demo_dataset",
                         functools.partial(demo_dataset.make_demo_dataset, num_train=32, num_test=16))  # fmt: skip
-    rows = train_mir.main(["--demo-dir", str(tmp_path / "demo"), "--output-dir", str(tmp_path / "run"),
-                           "--max-steps", "1", "--disable-tqdm", "true", "--report-to", "none",
-                           "--dataloader-num-workers", "0"])  # fmt: skip
+    encoded = []
+    encode = Eva02AtTrainer.encode
+    monkeypatch.setattr(Eva02AtTrainer, "encode", lambda self, dataset, **kw: encoded.append(len(dataset))
+                        or encode(self, dataset, **kw))  # fmt: skip
+    flags = ["--demo-dir", str(tmp_path / "demo"), "--max-steps", "1", "--disable-tqdm", "true", "--report-to",
+             "none", "--dataloader-num-workers", "0"]  # fmt: skip
+    rows = train_mir.main([*flags, "--output-dir", str(tmp_path / "run")])
+    assert encoded == [16, 16]  # the MIR table and the motion table share each encoding of the eval clips
     assert set(rows) == {"random scores", "before training", "after training", "motion before training",
                          "motion after training"}  # fmt: skip
     for name in ("left/right", "up/down", "enlarge/shrink"):
@@ -356,7 +363,11 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
     assert config["vision_config"]["hidden_size"] == DEMO_MODEL_CONFIG["vision_config"]["hidden_size"]
     printed = capsys.readouterr().out
     assert "after training" in printed and "Motion verbs on the evaluation split" in printed
-    assert "left/right" in printed and "enlarge/shrink" in printed
+    assert "left/right" in printed and "enlarge/shrink" in printed and "Saved to" in printed
+    # the ablation's runs keep only their scores: nothing saved, and no message saying otherwise
+    train_mir.main([*flags, "--output-dir", str(tmp_path / "scores-only"), "--save-strategy", "no"], save_model=False)
+    assert not os.path.exists(tmp_path / "scores-only" / "config.json")
+    assert "Saved to" not in capsys.readouterr().out
     with pytest.raises(SystemExit):
         train_mir.main(["--init", "pretrained"])  # the demo's own model has no weights to load
 

@@ -466,6 +466,12 @@ class Eva02AtTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """EK-100 MIR mAP / nDCG (video->text, text->video, mean; fractions in [0, 1]) of the eval split."""
+        return self.evaluate_and_encode(eval_dataset, metric_key_prefix=metric_key_prefix)[0]
+
+    def evaluate_and_encode(self, eval_dataset=None, metric_key_prefix: str = "eval"):
+        """:meth:`evaluate`'s metrics (logged the same way) and the `(video, text)` embeddings of :meth:`encode` they
+        come from, for callers that score more on the same clips (the demo's motion-verb table) without encoding them
+        again."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None or not hasattr(dataset, "caption_columns"):
             raise ValueError("evaluate needs an Ek100MirDataset-like eval dataset (relevancy and caption_columns)")
@@ -476,7 +482,7 @@ class Eva02AtTrainer(Trainer):
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return metrics, (videos, texts)
 
     def zero_shot_evaluate(self, metric_key_prefix: str = "zero_shot") -> dict[str, float]:
         """Run the zero-shot tasks (on the main process; the others wait for its metrics) and log
