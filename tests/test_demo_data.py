@@ -262,8 +262,11 @@ def test_complete_dataset_is_not_regenerated(tmp_path):
     assert _snapshot(root) == before
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["version"] == demo_data.GENERATOR_VERSION and manifest["parameters"]["num_train"] == 6
-    # No staging folder is left next to the dataset.
+    # No staging folder is left next to the dataset, and the dataset is readable as a plain mkdir's folder would be.
     assert os.listdir(tmp_path) == ["demo"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(root).st_mode & 0o777 == 0o777 & ~umask  # not tempfile's private 0700
 
 
 def test_incomplete_or_stale_dataset_is_regenerated(tmp_path):

@@ -22,6 +22,7 @@ import torch
 from .. import register_auto_classes
 from ..configuration_eva02at import Eva02AtConfig
 from ..modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
+from ..utils.files import give_default_permissions
 from ..utils.processor import match_processor_to_model
 from . import SOURCES
 from .checkpoints import CheckpointError, load_checkpoint
@@ -334,10 +335,7 @@ def convert_checkpoint(
             result.notes += _save_processor(config_dir, staging, result.config)
         _verify_saved(staging, model)
         result.files = sorted(os.listdir(staging))
-        # mkdtemp makes a private (0700) folder: give the result the permissions a plain mkdir would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
+        give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
         _publish(staging, output_dir, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..utils.files import write_json
+from ..utils.files import give_default_permissions, write_json
 from .video import write_video
 
 
@@ -622,6 +622,7 @@ def make_demo_dataset(
     # The temporary folder sits next to root (same file system), so the final os.replace is an atomic rename: an
     # interrupted run leaves at most a hidden ".<name>.tmp-*" folder, never a root that looks complete.
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
+    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to root
     try:
         rng = np.random.default_rng(seed)
         next_video_number = [1] * num_participants

@@ -18,6 +18,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .. import REMOTE_CODE_FILES, register_auto_classes
+from ..utils.files import give_default_permissions
 from .card import read_eval_reports, render_model_card
 
 
@@ -146,9 +147,7 @@ def assemble_repo_folder(
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-assembling-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would carry over to output_dir
+    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)

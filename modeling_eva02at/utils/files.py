@@ -28,6 +28,14 @@ def require_paths(paths: Iterable[str], what: str, where: str) -> None:
         raise FileNotFoundError(f"{what} missing under {where} (first {len(missing)}):\n  " + "\n  ".join(missing))
 
 
+def give_default_permissions(path: str) -> None:
+    """Give `path` the permissions a plain `open(path, "w")` or `os.mkdir(path)` would have: `tempfile` makes its
+    files 0600 and its folders 0700, which would otherwise carry over to what is moved into place."""
+    umask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, prefix: str = ".tmp-") -> Iterator[str]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one `os.replace`, on error it is
@@ -38,6 +46,8 @@ def atomic_path(path: str, prefix: str = ".tmp-") -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
+        if os.path.exists(temporary):  # a writer may have replaced it with its own file (or a folder)
+            give_default_permissions(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -61,4 +71,4 @@ def write_json(path: str, data: dict) -> None:
         file.write("\n")
 
 
-__all__ = ["atomic_path", "missing_paths", "require_paths", "write_json"]
+__all__ = ["atomic_path", "give_default_permissions", "missing_paths", "require_paths", "write_json"]
