@@ -22,6 +22,7 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_eva02at import REMOTE_CODE_FILES, Eva02AtConfig, Eva02AtModel, Eva02AtProcessor, VideoDecodeError
+from modeling_eva02at.evaluation.cache import fingerprint_identity, model_fingerprint
 from modeling_eva02at.evaluation.results import EvaluationResult
 from modeling_eva02at.hub import (
     assemble_repo_folder,
@@ -210,6 +211,36 @@ def test_dry_run_folder_holds_exactly_the_repo_files(repo_dir):
     with open(os.path.join(REPO_ROOT, "modeling_eva02at", "hub", "handler.py")) as source:
         with open(os.path.join(repo_dir, "handler.py")) as copy:
             assert copy.read() == source.read()
+
+
+def test_the_pushed_repo_and_its_download_are_the_model_they_were_assembled_from(model_dir, repo_dir, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """A search index or feature cache made with the training folder serves the Hub repo pushed from it and the
+    repo's download (a Space loads the Hub id): assembly adds `custom_pipelines` and fills the sub-configs' dtype,
+    which say how to load the model, not what it computes."""
+    identity = fingerprint_identity(model_fingerprint(model_dir))
+    assert set(identity["model"]["files"]) == {"config.json", "model.safetensors", "processor_config.json",
+                                               "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
+    assert json.load(open(os.path.join(repo_dir, "config.json"))) != json.load(open(os.path.join(model_dir,
+                                                                                                 "config.json")))
+    assert fingerprint_identity(model_fingerprint(repo_dir)) == identity
+
+    cache = tmp_path / "hub"  # the Hub cache's layout after downloading REPO_ID
+    repo_cache = cache / ("models--" + REPO_ID.replace("/", "--"))
+    shutil.copytree(repo_dir, repo_cache / "snapshots" / ("0" * 40))
+    (repo_cache / "refs").mkdir()
+    (repo_cache / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    downloaded = model_fingerprint(REPO_ID)
+    assert downloaded["model"]["path"] == REPO_ID and fingerprint_identity(downloaded) == identity
+    assert model_fingerprint("someone/never-downloaded") == {"model": "someone/never-downloaded"}
+
+    changed = tmp_path / "changed"
+    shutil.copytree(model_dir, changed)
+    config = json.loads((changed / "config.json").read_text())
+    config["vision_config"]["use_temporal_rope"] = not config["vision_config"]["use_temporal_rope"]
+    (changed / "config.json").write_text(json.dumps(config))
+    assert fingerprint_identity(model_fingerprint(str(changed))) != identity  # a setting that changes the embeddings
 
 
 def test_assembly_refuses_bad_inputs(model_dir, repo_dir, tmp_path):

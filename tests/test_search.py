@@ -442,6 +442,32 @@ def test_app_backend_refuses_an_index_of_another_model(tmp_path, colour_folder, 
         app.AppBackend.load(str(other), index_path=str(tmp_path / "index"))
 
 
+def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(tmp_path, colour_folder,
+                                                                                colour_model, loaded):  # fmt: skip
+    """The model is recognised by its files' content: a copy elsewhere (another machine, a Space) with new modification
+    times is the same model; the same folder with one weight changed is not."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(colour_model, copy)  # copytree keeps mtimes: change them as a download or a checkout would
+    for name in os.listdir(copy):
+        os.utime(copy / name, ns=(1, 1))
+    app = load_example("app")
+    backend = app.AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
+    (hit, _), *_ = backend.search(caption("green"), 1)
+    assert os.path.basename(hit.path) == "green.mp4"
+
+    weights = load_file(copy / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1e-3  # same size, same names: only the content differs
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(IndexMismatchError, match="model.files.model.safetensors"):
+        app.AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
+
+
 def test_app_without_gradio_says_how_to_install_it(monkeypatch, colour_model):
     app = load_example("app")
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError

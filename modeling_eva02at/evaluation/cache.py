@@ -1,8 +1,9 @@
 """Feature cache: the embeddings of one evaluation, stored as a safetensors file keyed on everything they depend on.
 
-The key holds the model's files (by size and modification time), the annotation files, the video root, the frame
-count and processor settings, flip and autocast dtype; the file name is a hash of the key and the full key is stored
-in the file's metadata and compared on load. Files are written atomically.
+The key holds the content of the model's files (`model_fingerprint`), the annotation files (by path, size and
+modification time), the video root, the frame count and processor settings, flip and autocast dtype; the file name is
+a hash of the key and the full key is stored in the file's metadata and compared on load. Files are written
+atomically.
 """
 
 from __future__ import annotations
@@ -35,20 +36,80 @@ _MODEL_FILE_PATTERN = re.compile(r"(config\.json|.*\.safetensors|.*\.bin|tokeniz
 
 
 def model_fingerprint(model_path: str, processor_path: str | None = None) -> dict:
-    """What identifies a model for the feature cache: the path and the size / modification time of the config,
-    weight, tokenizer and processor files of its folder, and of the processor's folder when given apart (a Hub id is
-    used as is)."""
+    """What identifies a model for the feature cache and the search index: the content of each file of its folder
+    that the embeddings depend on (weights, configuration, tokenizer and processor files; SHA-256 by file name), and
+    of the processor's folder when given apart.
+
+    Content, not place: a copied, moved or downloaded folder (another machine's, a Space's, the Hub repo pushed from
+    it) is the same model, and a file rewritten in place is not. A Hub id stands for its cached snapshot when one is
+    there (it is after loading), else for itself. Each part also records its `path` (a folder's absolute path, or the
+    Hub id), which says where it was found; :func:`fingerprint_identity` leaves it out of comparisons.
+    """
     identity = {"model": _folder_fingerprint(model_path)}
     if processor_path is not None:
         identity["processor"] = _folder_fingerprint(processor_path)
     return identity
 
 
+def fingerprint_identity(fingerprint):
+    """A model fingerprint without the places it records: what two fingerprints must share to be the same model."""
+    if isinstance(fingerprint, dict):
+        return {key: fingerprint_identity(value) for key, value in fingerprint.items() if key != "path"}
+    return fingerprint
+
+
 def _folder_fingerprint(path: str):
-    if not os.path.isdir(path):
+    folder = path if os.path.isdir(path) else _cached_snapshot(path)
+    if folder is None:
         return path
-    files = sorted(name for name in os.listdir(path) if _MODEL_FILE_PATTERN.fullmatch(name))
-    return {"path": os.path.abspath(path), "files": [file_fingerprint(os.path.join(path, name)) for name in files]}
+    names = sorted(name for name in os.listdir(folder) if _MODEL_FILE_PATTERN.fullmatch(name))
+    place = os.path.abspath(path) if os.path.isdir(path) else path
+    return {"path": place, "files": {name: _content_digest(os.path.join(folder, name)) for name in names}}
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The local snapshot folder of a Hub model id, if the Hub cache holds one (no network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except (HFValidationError, LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+# JSON keys, at any depth, that record how a folder was saved (library version, auto classes, the Hub pipeline entry,
+# the dtype to load in; the stored dtype is in the weights' digest), not what the model computes: a Hub repo assembled
+# from a training folder adds or fills some of them.
+_BOOKKEEPING_KEYS = frozenset({"transformers_version", "auto_map", "custom_pipelines", "_name_or_path", "dtype",
+                               "torch_dtype"})  # fmt: skip
+_digests: dict[tuple, str] = {}  # (absolute path, size, mtime): SHA-256, so a process hashes each file version once
+
+
+def _without_bookkeeping(value):
+    if isinstance(value, dict):
+        return {k: _without_bookkeeping(v) for k, v in value.items() if k not in _BOOKKEEPING_KEYS}
+    if isinstance(value, list):
+        return [_without_bookkeeping(v) for v in value]
+    return value
+
+
+def _content_digest(path: str) -> str:
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            digest = hashlib.sha256(_canonical_json(_without_bookkeeping(data)).encode()).hexdigest()
+        else:
+            sha = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    sha.update(block)
+            digest = sha.hexdigest()
+        _digests[key] = digest
+    return _digests[key]
 
 
 def file_fingerprint(path: str | None) -> dict | None:
@@ -118,7 +179,8 @@ def cached_features(
 
 
 def _cache_key(task: str, processor, settings: EncodeSettings, model_id, **data) -> dict:
-    return {"version": FEATURE_CACHE_VERSION, "task": task, "model": model_id, "pixels": _pixel_settings(processor),
+    return {"version": FEATURE_CACHE_VERSION, "task": task, "model": fingerprint_identity(model_id),
+            "pixels": _pixel_settings(processor),
             **settings.cache_fields(), **data}  # fmt: skip
 
 

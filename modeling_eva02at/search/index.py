@@ -37,7 +37,7 @@ from safetensors.torch import safe_open, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..evaluation.cache import _pixel_settings
+from ..evaluation.cache import _pixel_settings, fingerprint_identity
 from ..evaluation.encoding import EncodeSettings, encode_texts, encode_videos
 from ..utils.files import atomic_path, write_json
 from ..video_processing_eva02at import _open_reader
@@ -45,7 +45,8 @@ from ..video_processing_eva02at import _open_reader
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "eva02at-video-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+"""2: the model is identified by its files' content (version 1: their place and modification time)."""
 MANIFEST_NAME = "index.json"
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 """File endings (any case) that :class:`VideoFolder` indexes."""
@@ -406,7 +407,8 @@ class VideoIndex:
         self._check({"model": self.header["model"]}, {"model": model_id}, what)
 
     def _check(self, stored: dict, current: dict, what: str) -> None:
-        differences = _describe_differences(stored, current, what)
+        # the model's content must match, not where its folder is (a copy, a download, the Hub repo pushed from it)
+        differences = _describe_differences(fingerprint_identity(stored), fingerprint_identity(current), what)
         if differences:
             raise IndexMismatchError(
                 f"the index {self.path} does not match {what} (the index was built with model "
