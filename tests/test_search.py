@@ -473,3 +473,110 @@ def test_app_without_gradio_says_how_to_install_it(monkeypatch, colour_model):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
     with pytest.raises(SystemExit, match=r"pip install -e '\.\[demo\]'"):
         app.main(["--model", colour_model])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The Space: its folder runs the app from its own copy of the package, index and videos, wherever it is
+# ---------------------------------------------------------------------------------------------------------------------
+
+SPACE_ID = "someone/eva02at-colours"
+
+RUN_SPACE = """
+import json, os, runpy, sys
+space = os.getcwd()
+sys.path.insert(0, space)  # as `python app.py` in the Space folder has it
+import modeling_eva02at.hub.app as app
+assert app.__file__.startswith(space + os.sep), app.__file__  # the Space's own copy, not the installed package
+
+def main():  # instead of launching gradio: what the launcher set up, and a search through the app's backend
+    backend = app.AppBackend.load(os.environ["EVA02AT_MODEL"], index_path=os.environ["EVA02AT_INDEX"])
+    (hit, preview), = backend.search("a green video", 1)
+    print(json.dumps({"hit": hit.path, "preview_bytes": os.path.getsize(preview), "clips": len(backend.index),
+                      "examples": app.example_videos(os.environ["EVA02AT_EXAMPLES"])}))
+
+app.main = main
+runpy.run_path(os.path.join(space, "app.py"), run_name="__main__")
+"""
+
+
+def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_moving(tmp_path, colour_folder,
+                                                                                       colour_model, loaded):
+    import shutil
+
+    from huggingface_hub import metadata_load
+
+    from modeling_eva02at.hub.space import assemble_space_folder, runtime_requirements
+
+    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    folder = tmp_path / "space"
+    files = assemble_space_folder(str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"),
+                                  examples=colour_folder, sdk_version="6.31.0")  # fmt: skip
+    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/hub/app.py", "index/index.json",
+            "videos/more/green.mp4", "examples/00-blue.mp4"} <= set(files)  # fmt: skip
+    assert not any("__pycache__" in name for name in files)
+    card = metadata_load(folder / "README.md")
+    assert (card["sdk"], card["sdk_version"], card["app_file"]) == ("gradio", "6.31.0", "app.py")
+    requirements = (folder / "requirements.txt").read_text().split("\n")
+    assert requirements[:-1] == runtime_requirements() and any(r.startswith("transformers") for r in requirements)
+    assert not any("pytest" in r or "gradio" in r for r in requirements)  # no extras; gradio comes with the sdk
+
+    moved = tmp_path / "elsewhere" / "space"  # the Space's checkout is somewhere else: nothing may point back
+    shutil.move(str(folder), moved)
+    shutil.rmtree(colour_folder)  # and the original videos are not there
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    env.pop("EVA02AT_INDEX", None)
+    run = subprocess.run([sys.executable, "-c", RUN_SPACE], cwd=moved, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["hit"] == str(moved / "videos" / "more" / "green.mp4") and result["preview_bytes"] > 0
+    assert result["clips"] == 4 and len(result["examples"]) == 4
+    assert all(path.startswith(str(moved / "examples")) for path in result["examples"])
+
+
+def test_space_refuses_an_index_of_another_model_and_writes_nothing(tmp_path, colour_folder, loaded, mir_processor):
+    from modeling_eva02at.hub.space import assemble_space_folder
+
+    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
+    other = tmp_path / "other_model"
+    tiny_mir_model(seed=1).save_pretrained(other)
+    mir_processor.save_pretrained(other)
+    with pytest.raises(IndexMismatchError, match="the Space's model"):
+        assemble_space_folder(str(tmp_path / "space"), SPACE_ID, str(other), index=str(tmp_path / "index"))
+    assert sorted(os.listdir(tmp_path)) == ["index", "other_model", "videos"]
+
+
+def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_network_call(tmp_path, colour_model,
+                                                                                         monkeypatch, capsys):
+    from unittest import mock
+
+    import huggingface_hub
+
+    from modeling_eva02at.hub.space import push_space, space_files
+
+    cli = load_example("push_space")
+    commit = mock.Mock(commit_url=f"https://huggingface.co/spaces/{SPACE_ID}/commit/0123")
+    with mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo, \
+            mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit:  # fmt: skip
+        folder = tmp_path / "space"
+        assert cli.main(["--model", colour_model, "--space-id", SPACE_ID, "--output", str(folder), "--token",
+                         "hf_test", "--private"]) == 0  # fmt: skip
+        create_repo.assert_called_once_with(SPACE_ID, repo_type="space", space_sdk="gradio", private=True,
+                                            exist_ok=True)  # fmt: skip
+        create_commit.assert_called_once()
+        operations = create_commit.call_args.kwargs["operations"]
+        assert sorted(op.path_in_repo for op in operations) == space_files(str(folder))
+        assert create_commit.call_args.kwargs["repo_type"] == "space"
+        assert f"Pushed to the Space {SPACE_ID}" in capsys.readouterr().out
+
+        create_repo.reset_mock(), create_commit.reset_mock()
+        os.remove(folder / "requirements.txt")
+        with pytest.raises(FileNotFoundError, match="lacks requirements.txt"):
+            push_space(str(folder), SPACE_ID, token="hf_test")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr("modeling_eva02at.hub.push.get_token", lambda: None)
+        assert cli.main(["--model", colour_model, "--space-id", SPACE_ID]) == 1
+        assert "no Hugging Face token" in capsys.readouterr().err
+        assert cli.main(["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output",
+                         str(tmp_path / "x")]) == 1  # fmt: skip
+        create_repo.assert_not_called(), create_commit.assert_not_called()

@@ -28,7 +28,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterator, Sequence
 
 import torch
@@ -73,7 +73,7 @@ class Clip:
     """One entry of an index: the clip [start, end) seconds of a video file (or of an AVION chunk folder), with the
     file's size and modification time when it was planned: a file that changes is encoded again."""
 
-    path: str  # absolute
+    path: str  # absolute in memory; on disk relative to the index folder in a copy made by `copy_index_with_videos`
     start: float
     end: float
     size: int
@@ -374,7 +374,14 @@ class VideoIndex:
                 "rebuild the index in a new folder"
             )
         names = {f.name for f in fields(Clip)}
-        return [Clip(**{k: v for k, v in record.items() if k in names}) for record in records], embeddings
+        folder = os.path.dirname(os.path.abspath(shard_path))
+        clips = []
+        for record in records:
+            record = {k: v for k, v in record.items() if k in names}
+            if not os.path.isabs(record["path"]):  # a copy that travels with its videos (copy_index_with_videos)
+                record["path"] = os.path.normpath(os.path.join(folder, record["path"]))
+            clips.append(Clip(**record))
+        return clips, embeddings
 
     @property
     def embeddings(self) -> torch.Tensor:
@@ -648,6 +655,49 @@ def update_index(
                            _merge_skipped(skipped), seconds)  # fmt: skip
 
 
+def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) -> list[str]:
+    """Copy `index` to the new folder `output`, and each video it holds into `video_folder`, the copy's clips naming
+    their videos relative to `output`: the two folders can then move together (to a Space, another machine) and the
+    copy stays searchable, its hits pointing at the copied videos. Videos keep their layout under their common folder.
+
+    Returns:
+        The copied videos' paths, sorted.
+
+    Raises:
+        FileExistsError: `output` or `video_folder` exists and is not empty.
+        FileNotFoundError: a video of the index is gone (it could not be shown in a search result).
+    """
+    import shutil
+
+    for folder in (output, video_folder):
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise FileExistsError(f"{folder} is not empty: give a new folder for the copy")
+    sources = sorted({clip.path for clip in index.clips})
+    missing = [path for path in sources if not os.path.exists(path)]
+    if missing:
+        raise FileNotFoundError(f"the index {index.path} holds clips of {len(missing)} videos that are gone (first: "
+                                f"{missing[0]}): update it with `search_videos.py index` first")  # fmt: skip
+    root = os.path.commonpath(sources) if len(sources) > 1 else os.path.dirname(sources[0]) if sources else ""
+    copies = {}
+    for path in tqdm(sources, desc="Copying videos", disable=len(sources) < 20):
+        target = os.path.join(video_folder, os.path.relpath(path, root))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(path):  # an AVION chunk folder
+            shutil.copytree(path, target)
+        else:
+            shutil.copy2(path, target)  # keeps the modification time, part of a clip's identity
+        copies[path] = target
+    output = os.path.abspath(output)
+    os.makedirs(output, exist_ok=True)
+    clips = [replace(clip, path=os.path.relpath(copies[clip.path], output)) for clip in index.clips]
+    embeddings = index.embeddings
+    copy = VideoIndex(output, index.header, [], [], [], 0)
+    copy._write_manifest([])
+    for start in range(0, len(clips), MAX_SHARD_CLIPS):
+        copy.add(clips[start : start + MAX_SHARD_CLIPS], embeddings[start : start + MAX_SHARD_CLIPS])
+    return sorted(copies.values())
+
+
 def search_index(index: VideoIndex, model, processor, texts: Sequence[str], *, model_id,
                  top_k: int = 5) -> list[list[Hit]]:  # fmt: skip
     """The `top_k` clips of `index` for each text, encoded on the model's device; refuses a model other than the
@@ -670,6 +720,7 @@ __all__ = [
     "Skipped",
     "VideoFolder",
     "VideoIndex",
+    "copy_index_with_videos",
     "index_header",
     "search_index",
     "update_index",
