@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.evaluation.cli import ArgumentParser  # noqa: E402  (no torch: --help answers at once)
+from modeling_eva02at.evaluation.cli import ArgumentParser, add_dtype_argument  # noqa: E402  (no torch: --help is quick)
 
 
 def parse_args(argv=None):
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     index.add_argument("--shard-size", type=int, default=None, help="clips saved together (default: batch size x "
                        "workers); a kill loses at most one shard")  # fmt: skip
     index.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
-    index.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    add_dtype_argument(index)  # --dtype auto|float32|bfloat16 (auto: an existing index's, else bf16 if native)
     index.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -96,8 +96,13 @@ def run_index(args) -> dict:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from modeling_eva02at.evaluation.cache import model_fingerprint
-    from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_and_processor, resolve_device
-    from modeling_eva02at.search.index import Ek100Clips, VideoFolder, update_index
+    from modeling_eva02at.evaluation.encoding import (
+        EncodeSettings,
+        load_model_and_processor,
+        resolve_device,
+        resolve_dtype,
+    )
+    from modeling_eva02at.search.index import MANIFEST_NAME, Ek100Clips, VideoFolder, update_index
     from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
     # Sources check their paths before the model is loaded.
@@ -110,8 +115,18 @@ def run_index(args) -> dict:
         tune_cpu_allocator()
     model, processor = load_model_and_processor(args.model, processor_path=args.processor,
                                                 num_frames=args.num_frames, device=device)  # fmt: skip
+    manifest = os.path.join(args.index, MANIFEST_NAME)
+    if args.dtype == "auto" and os.path.isfile(manifest):
+        # extending an index: its embeddings' dtype, whatever this machine's default would be
+        with open(manifest) as handle:
+            built = json.load(handle).get("header", {}).get("dtype")
+        dtype = torch.bfloat16 if built == str(torch.bfloat16) else None
+        reason = f"{'bfloat16 autocast' if dtype else 'float32'} (--dtype auto: the dtype {args.index} was built with)"
+    else:
+        dtype, reason = resolve_dtype(args.dtype, device)
+    print(f"Encoding in {reason}")
     settings = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, flip=args.flip, device=device,
-                              dtype=torch.bfloat16 if args.bf16 else None, progress=not args.no_progress)  # fmt: skip
+                              dtype=dtype, progress=not args.no_progress)  # fmt: skip
     with logging_redirect_tqdm():
         report = update_index(args.index, source, model, processor, settings, shard_size=args.shard_size,
                               model_id=model_fingerprint(args.model, args.processor))  # fmt: skip

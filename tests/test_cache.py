@@ -57,7 +57,7 @@ def test_csv(tmp_path, demo):
 def run_ek100(model_dir, demo, test_csv, cache, *extra):
     argv = ["--model", str(model_dir), "--video-root", demo.video_root, "--test-csv", str(test_csv),
             "--sentence-csv", str(test_csv.parent / "sentences.csv"), "--cache-dir", str(cache), "--batch-size", "6",
-            "--num-workers", "0", "--device", "cpu", "--no-progress", *extra]  # fmt: skip
+            "--num-workers", "0", "--device", "cpu", "--dtype", "float32", "--no-progress", *extra]  # fmt: skip
     report = EVAL_EK100.main(argv)
     return report["features_cache"]["hit"], report["features_cache"]["path"], report["metrics"]
 

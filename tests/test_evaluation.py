@@ -67,7 +67,8 @@ def model_and_processor(model_dir):
 
 def common_args(model_dir, video_root, tmp_path, **extra):
     args = ["--model", model_dir, "--video-root", str(video_root), "--batch-size", "4", "--num-workers", "0",
-            "--device", "cpu", "--no-progress", "--output-json", str(tmp_path / "out.json")]  # fmt: skip
+            "--device", "cpu", "--dtype", "float32", "--no-progress", "--output-json",
+            str(tmp_path / "out.json")]  # fmt: skip
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return args
@@ -193,6 +194,56 @@ def test_eval_ek100_mir_end_to_end_and_cache(model_dir, tmp_path):
     # Another frame count is another cache entry.
     script.main(argv + ["--num-frames", "3"])
     assert len(os.listdir(cache)) == 2
+
+
+def test_dtype_auto_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch):
+    from modeling_eva02at.evaluation import encoding
+
+    monkeypatch.setattr(encoding, "native_bf16", lambda device: "AVX512-BF16")
+    dtype, reason = encoding.resolve_dtype("auto", "cpu")
+    assert dtype is torch.bfloat16 and "AVX512-BF16" in reason and "--dtype auto" in reason
+    monkeypatch.setattr(encoding, "native_bf16", lambda device: None)
+    dtype, reason = encoding.resolve_dtype("auto", "cpu")
+    assert dtype is None and reason.startswith("float32 (--dtype auto: no native bfloat16")
+    assert encoding.resolve_dtype("bfloat16", "cpu")[0] is torch.bfloat16  # asked for: whatever the hardware
+    assert encoding.resolve_dtype("float32", "cpu")[0] is None
+    with pytest.raises(ValueError, match="--dtype must be one of auto, float32, bfloat16, got 'half'"):
+        encoding.resolve_dtype("half", "cpu")
+    # this machine's answer is its own, but never bfloat16 where torch reports no native support
+    if encoding.native_bf16(torch.device("cpu")) is None:
+        assert encoding.resolve_dtype("auto", "cpu")[0] is None
+
+
+@pytest.mark.parametrize("native, flags, expected", [(None, [], "float32"), ("AMX", [], "bfloat16"),
+                                                     ("AMX", ["--dtype", "float32"], "float32"),
+                                                     (None, ["--bf16"], "bfloat16")])  # fmt: skip
+def test_eval_scripts_say_and_record_the_dtype_they_chose(model_dir, tmp_path, monkeypatch, capsys, native, flags,
+                                                          expected):  # fmt: skip
+    from modeling_eva02at.evaluation import encoding
+
+    monkeypatch.setattr(encoding, "native_bf16", lambda device: native)
+    demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=8)
+    argv = [a for a in common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
+                                   sentence_csv=demo.test_sentence_csv) if a not in ("--dtype", "float32")]
+    report = load_script("eval_ek100_mir").main(argv + flags)
+    assert report["settings"]["dtype"] == expected
+    assert json.loads((tmp_path / "out.json").read_text())["settings"]["dtype"] == expected
+    printed = capsys.readouterr().out
+    assert f"Encoding in {expected}" in printed.replace("bfloat16 autocast", "bfloat16")
+
+
+def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
+    """bfloat16 autocast (what --dtype auto picks on bf16 hardware) against float32, on a tiny random model."""
+    model, processor = model_and_processor
+    kwargs = dict(starts=[0.0, 0.5], ends=[1.5, 2.0], batch_size=2, device="cpu", progress=False, num_workers=0)
+    full = encode_videos(model, processor, two_videos, **kwargs)
+    half = encode_videos(model, processor, two_videos, dtype=torch.bfloat16, **kwargs)
+    assert half.dtype == torch.float32 and not torch.equal(full, half)  # bf16 was used, and returned as float32
+    assert F.cosine_similarity(full, half).min() > 0.999
+    texts = ["cut an onion", "wash the pan"]
+    cosine = F.cosine_similarity(encode_texts(model, processor, texts, device="cpu"),
+                                 encode_texts(model, processor, texts, device="cpu", dtype=torch.bfloat16))
+    assert cosine.min() > 0.999
 
 
 def test_eval_ek100_missing_video(model_dir, tmp_path):

@@ -51,7 +51,7 @@ def model_dir(model, mir_processor, tmp_path_factory):
 
 def script_args(model_dir, video_root, output, **flags):
     argv = ["--model", model_dir, "--video-root", str(video_root), "--batch-size", "3", "--num-workers", "0",
-            "--device", "cpu", "--no-progress", "--output-json", str(output)]  # fmt: skip
+            "--device", "cpu", "--dtype", "float32", "--no-progress", "--output-json", str(output)]  # fmt: skip
     for key, value in flags.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return argv

@@ -312,6 +312,27 @@ def test_cli_lists_skipped_videos_at_the_end(tmp_path, colour_folder, colour_mod
     assert [os.path.basename(hits[0]["path"]), hits[0]["rank"], len(hits)] == ["green.mp4", 1, 2]
 
 
+def test_cli_dtype_auto_extends_an_index_in_the_dtype_it_was_built_with(tmp_path, colour_folder, colour_model,
+                                                                        monkeypatch, capsys):  # fmt: skip
+    from modeling_eva02at.evaluation import encoding
+
+    monkeypatch.setattr(encoding, "native_bf16", lambda device: None)  # a machine where auto means float32
+    cli = load_example("search_videos")
+    index = str(tmp_path / "index")
+    flags = ["--model", colour_model, "--index", index, "--num-workers", "0", "--no-progress"]
+    cli.main(["index", *flags, "--videos", colour_folder, "--dtype", "bfloat16"])
+    assert "Encoding in bfloat16 autocast (--dtype bfloat16)" in capsys.readouterr().out
+    assert VideoIndex.load(index).header["dtype"] == "torch.bfloat16"
+    write_colour_video(os.path.join(colour_folder, "more", "red_again.mp4"), ["red"])
+    cli.main(["index", *flags, "--videos", colour_folder])  # --dtype auto
+    out = capsys.readouterr().out
+    assert f"Encoding in bfloat16 autocast (--dtype auto: the dtype {index} was built with)" in out
+    assert "Encoded 1 new clips" in out
+    cli.main(["index", *flags[:2], "--index", str(tmp_path / "fresh"), *flags[4:], "--videos", colour_folder])
+    assert "Encoding in float32 (--dtype auto: no native bfloat16" in capsys.readouterr().out
+    assert VideoIndex.load(str(tmp_path / "fresh")).header["dtype"] == "torch.float32"
+
+
 def test_another_frame_count_or_model_is_refused(tmp_path, colour_folder, colour_model, loaded):
     index_dir = tmp_path / "index"
     build(index_dir, VideoFolder(colour_folder), loaded)

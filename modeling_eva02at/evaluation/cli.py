@@ -20,6 +20,15 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
 
 
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """--dtype auto|float32|bfloat16 (default auto: bfloat16 where the hardware computes it natively), and --bf16,
+    which is --dtype bfloat16."""
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="compute dtype of the forward passes: auto (default) is bfloat16 autocast on hardware "
+                             "with native bf16 (CUDA, CPUs with AMX or AVX512-BF16), else float32")  # fmt: skip
+    parser.add_argument("--bf16", dest="dtype", action="store_const", const="bfloat16", help="--dtype bfloat16")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every `examples/eval_*.py` script takes (model, video root, encoding, cache, output)."""
     parser.add_argument("--model", required=True, help="model folder (save_pretrained / convert_checkpoint output)")
@@ -30,7 +39,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-batch-size", type=int, default=256, help="texts per forward pass")
     parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers decoding videos")
     parser.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    add_dtype_argument(parser)
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: no cache)")
     parser.add_argument("--output-json", default=None, help="write the metrics and settings here")
@@ -42,9 +51,7 @@ def settings_from_args(args):
     :func:`add_common_arguments`, checked; errors name the flag."""
     import os
 
-    import torch
-
-    from .encoding import EncodeSettings, resolve_device
+    from .encoding import EncodeSettings, resolve_device, resolve_dtype
 
     for name in ("batch_size", "text_batch_size"):
         if getattr(args, name) < 1:
@@ -55,15 +62,19 @@ def settings_from_args(args):
         raise ValueError(f"--num-frames must be at least 1, got {args.num_frames}")
     if not os.path.isdir(args.video_root):
         raise FileNotFoundError(f"--video-root {args.video_root} is not a folder")
+    device = resolve_device(args.device)
+    dtype, reason = resolve_dtype(args.dtype, device)
+    print(f"Encoding in {reason}")
     return EncodeSettings(batch_size=args.batch_size, text_batch_size=args.text_batch_size,
-                          num_workers=args.num_workers, flip=args.flip, device=resolve_device(args.device),
-                          dtype=torch.bfloat16 if args.bf16 else None, progress=not args.no_progress)  # fmt: skip
+                          num_workers=args.num_workers, flip=args.flip, device=device, dtype=dtype,
+                          progress=not args.no_progress)  # fmt: skip
 
 
-def run_settings(args, processor) -> dict:
-    """The settings a JSON report records."""
+def run_settings(args, processor, settings) -> dict:
+    """The settings a JSON report records (the dtype as chosen, e.g. "bfloat16" for --dtype auto on a bf16 CPU)."""
+    dtype = "bfloat16" if settings.dtype is not None else "float32"
     return {"model": args.model, "video_root": args.video_root, "num_frames": processor.image_processor.num_frames,
-            "flip": args.flip, "bf16": args.bf16, "batch_size": args.batch_size}  # fmt: skip
+            "flip": args.flip, "dtype": dtype, "batch_size": args.batch_size}  # fmt: skip
 
 
 def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None], **report_fields) -> dict:
@@ -84,7 +95,7 @@ def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None]
                                                 num_frames=args.num_frames, device=settings.device)  # fmt: skip
     result = evaluate(model, processor, settings, model_fingerprint(args.model, args.processor))
     print_table(result.metrics)
-    report = result.to_json_dict(**run_settings(args, processor), **report_fields)
+    report = result.to_json_dict(**run_settings(args, processor, settings), **report_fields)
     if args.output_json:
         write_json(args.output_json, report)
         print(f"\nWrote {args.output_json}")
