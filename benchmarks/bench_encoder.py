@@ -1,12 +1,16 @@
 """Forward speed of the EVA02-AT video tower against the machine's matmul peak, measured in the same run.
 
-    python benchmarks/bench_encoder.py                 # B/16, T = 4 and 16, batch 1, fp32 on CPU
+    python benchmarks/bench_encoder.py                 # B/16, T = 4 and 16, batch 1: fp32 (and bf16) on CPU
     python benchmarks/bench_encoder.py --preset l14 --frames 16 --batch 2
 
 On the CPU each forward is timed against a straightforward timm-style implementation (same weights; q and k rotated
 twice with rotate-half arithmetic), alternating rep by rep in one process so machine noise hits both alike. The
 script tunes glibc's allocator (modeling_eva02at.utils.runtime.tune_cpu_allocator) and, unless --no-compare, first runs
 itself with the default allocator in a subprocess, so both settings come from the same run.
+
+Where the CPU computes bfloat16 natively (AMX, AVX512-BF16; or with --bf16) it also times a bf16-cast model and bf16
+autocast over the float32 model, side by side with float32 in the same alternation, and prints each one's speed
+against float32, its share of the bf16 matmul peak and the cosine of its embeddings to float32's.
 
 On a CUDA machine it runs bf16 (autocast) with sdpa (and flash_attention_2 if installed) and prints model FLOP
 utilisation against the best bf16 matmul rate of the model's own shapes.
@@ -134,8 +138,15 @@ def as_timm_style_baseline(model: Eva02AtVisionModel, frames: int) -> Eva02AtVis
 
 def run(args) -> list[dict]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = vision_config(args.preset)
+    # CPU: float32 (with the timm-style baseline), and bfloat16 where the CPU computes it natively (or --bf16), both
+    # as a bf16-cast model and as bf16 autocast over the float32 model. CUDA: bf16 autocast.
+    if device.type == "cuda":
+        bf16 = True
+    else:
+        from modeling_eva02at.evaluation.encoding import native_bf16
+
+        bf16 = args.bf16 or native_bf16(device) is not None
     results = []
     impls = list(args.attn or ["sdpa"])
     if device.type == "cuda" and not args.attn:
@@ -147,44 +158,61 @@ def run(args) -> list[dict]:
             pass
     # The peak is a property of the machine: the best rate of any of the model's shapes at any frame count, timed
     # with more repetitions than the model (a single noisy reading would otherwise move every ratio).
-    peaks = {frames: matmul_peak(config, frames, args.batch, device, dtype, reps=3 * args.reps) for frames in args.frames}
-    best_peak = max(max(rates.values()) for rates in peaks.values())
+    peak_dtypes = ([torch.float32] if device.type == "cpu" else []) + ([torch.bfloat16] if bf16 else [])
+    peaks = {(frames, dtype): matmul_peak(config, frames, args.batch, device, dtype, reps=3 * args.reps)
+             for frames in args.frames for dtype in peak_dtypes}  # fmt: skip
+    best_peak = {dtype: max(max(rates.values()) for (_, d), rates in peaks.items() if d == dtype) for dtype in peak_dtypes}
     for frames in args.frames:
-        peak = peaks[frames]
         for impl in impls:
             config._attn_implementation = impl
             pixels = torch.randn(args.batch, frames, 3, config.image_size, config.image_size, device=device)
-            models = {"eva02at": Eva02AtVisionModel(config).to(device).eval()}
+            model = Eva02AtVisionModel(config).to(device).eval()
+            # name: (model, autocast dtype or None, compute dtype)
+            variants = {}
             if device.type == "cpu":
+                variants["eva02at fp32"] = (model, None, torch.float32)
                 baseline = Eva02AtVisionModel(config).to(device).eval()
-                baseline.load_state_dict(models["eva02at"].state_dict())
-                models["timm-style baseline"] = as_timm_style_baseline(baseline, frames)
+                baseline.load_state_dict(model.state_dict())
+                variants["timm-style baseline fp32"] = (as_timm_style_baseline(baseline, frames), None, torch.float32)
+                if bf16:
+                    cast = Eva02AtVisionModel(config).to(device).eval()
+                    cast.load_state_dict(model.state_dict())
+                    variants["eva02at bf16 (cast)"] = (cast.to(torch.bfloat16), None, torch.bfloat16)
+                    variants["eva02at bf16 autocast"] = (model, torch.bfloat16, torch.bfloat16)
+            else:
+                variants["eva02at bf16 autocast"] = (model, torch.bfloat16, torch.bfloat16)
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
 
-            def forward(model):
-                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
-                    return model(pixels).pooler_output
+            def forward(variant):
+                network, autocast_dtype, _ = variant
+                with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                                            enabled=autocast_dtype is not None):  # fmt: skip
+                    return network(pixels).pooler_output.float()
 
-            outputs = {name: forward(model) for name, model in models.items()}  # warm-up, and the same maths
-            if len(outputs) == 2:
-                a, b = outputs.values()
+            outputs = {name: forward(variant) for name, variant in variants.items()}  # warm-up, and the same maths
+            if "timm-style baseline fp32" in outputs:
+                a, b = outputs["eva02at fp32"], outputs["timm-style baseline fp32"]
                 assert torch.allclose(a, b, atol=1e-4), "the baseline must compute the same function"
-            # Alternate the implementations rep by rep so that machine noise hits both alike.
-            times = {name: [] for name in models}
+            reference = outputs.get("eva02at fp32")
+            # Alternate the implementations rep by rep so that machine noise hits all alike.
+            times = {name: [] for name in variants}
             for _ in range(args.reps):
-                for name, model in models.items():
-                    times[name].extend(time_it(lambda: forward(model), device, reps=1, warmup=0))
+                for name, variant in variants.items():
+                    times[name].extend(time_it(lambda: forward(variant), device, reps=1, warmup=0))
             flops = forward_flops(config, frames, args.batch)
             for name, model_times in times.items():
                 seconds = statistics.median(model_times)
+                dtype = variants[name][2]
+                peak = peaks[(frames, dtype)]
                 row = {
                     "preset": args.preset,
                     "implementation": name,
                     "allocator": "default" if args.default_allocator or device.type == "cuda" else "tuned",
                     "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
                     "dtype": str(dtype).replace("torch.", ""),
+                    "autocast": variants[name][1] is not None,
                     "attn": impl,
                     "frames": frames,
                     "batch": args.batch,
@@ -193,27 +221,33 @@ def run(args) -> list[dict]:
                     "forward_s_all": [round(t, 4) for t in model_times],
                     "gflop": round(flops / 1e9, 1),
                     "achieved_gflops": round(flops / seconds / 1e9, 1),
-                    "matmul_peak_gflops": round(best_peak / 1e9, 1),
-                    "fraction_of_peak": round(flops / seconds / best_peak, 3),
+                    "matmul_peak_gflops": round(best_peak[dtype] / 1e9, 1),
+                    "fraction_of_peak": round(flops / seconds / best_peak[dtype], 3),
                     "matmul_rates_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()},
                 }
+                if reference is not None:
+                    row["speed_vs_fp32"] = round(statistics.median(times["eva02at fp32"]) / seconds, 3)
+                    row["cosine_to_fp32_min"] = round(
+                        torch.nn.functional.cosine_similarity(outputs[name], reference).min().item(), 6)
                 if device.type == "cuda":
                     row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 else:
                     # ru_maxrss is the process high-water mark (KiB on Linux): a bound that includes earlier runs.
                     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
                 results.append(row)
+                versus = (f"  {row['speed_vs_fp32']:5.2f}x fp32, cosine {row['cosine_to_fp32_min']:.5f}"
+                          if reference is not None else "")  # fmt: skip
                 print(
-                    f"{row['preset']} T={frames:>2} B={args.batch} {row['dtype']} {impl:<5} {row['allocator']:<7} alloc "
-                    f"{name:<20} forward {seconds:7.3f} s (median of {args.reps})  {row['gflop']:7.1f} GFLOP  "
-                    f"{row['achieved_gflops']:8.1f} GFLOP/s  peak {row['matmul_peak_gflops']:8.1f}  "
-                    f"=> {100 * row['fraction_of_peak']:5.1f} % of matmul peak",
+                    f"{row['preset']} T={frames:>2} B={args.batch} {impl:<5} {row['allocator']:<7} alloc "
+                    f"{name:<25} forward {seconds:7.3f} s (median of {args.reps})  {row['gflop']:7.1f} GFLOP  "
+                    f"{row['achieved_gflops']:8.1f} GFLOP/s  {row['dtype']} peak {row['matmul_peak_gflops']:8.1f}  "
+                    f"=> {100 * row['fraction_of_peak']:5.1f} % of matmul peak{versus}",
                     flush=True,
                 )
-            if len(times) == 2:
-                ratio = statistics.median(times["timm-style baseline"]) / statistics.median(times["eva02at"])
+            if "timm-style baseline fp32" in times:
+                ratio = statistics.median(times["timm-style baseline fp32"]) / statistics.median(times["eva02at fp32"])
                 print(f"    eva02at is {ratio:.2f}x the speed of the baseline (same process, alternating reps)")
-            del models
+            del variants, model, outputs
     return results
 
 
@@ -225,6 +259,7 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--attn", nargs="+", default=None, help="attention implementations to time")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even if CUDA is available")
+    parser.add_argument("--bf16", action="store_true", help="time bfloat16 on a CPU without native support too")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--default-allocator", action="store_true", help="leave glibc's malloc settings alone")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison runs on CPU")
