@@ -75,7 +75,7 @@ def main(argv=None):
                    for i in range(0, args.clips, args.batch_size)]  # fmt: skip
 
         def model_only():
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), _autocast(device, dtype, model):
                 for pixels in batches:
                     _video_embedding(model, pixels.to(device), False)
 

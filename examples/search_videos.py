@@ -113,18 +113,18 @@ def run_index(args) -> dict:
     device = resolve_device(args.device)
     if device.type == "cpu":
         tune_cpu_allocator()
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
-                                                num_frames=args.num_frames, device=device)  # fmt: skip
     manifest = os.path.join(args.index, MANIFEST_NAME)
     if args.dtype == "auto" and os.path.isfile(manifest):
         # extending an index: its embeddings' dtype, whatever this machine's default would be
         with open(manifest) as handle:
             built = json.load(handle).get("header", {}).get("dtype")
         dtype = torch.bfloat16 if built == str(torch.bfloat16) else None
-        reason = f"{'bfloat16 autocast' if dtype else 'float32'} (--dtype auto: the dtype {args.index} was built with)"
+        reason = f"{'bfloat16' if dtype else 'float32'} (--dtype auto: the dtype {args.index} was built with)"
     else:
         dtype, reason = resolve_dtype(args.dtype, device)
     print(f"Encoding in {reason}")
+    model, processor = load_model_and_processor(args.model, processor_path=args.processor, num_frames=args.num_frames,
+                                                device=device, dtype=dtype)  # fmt: skip
     settings = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, flip=args.flip, device=device,
                               dtype=dtype, progress=not args.no_progress)  # fmt: skip
     with logging_redirect_tqdm():
@@ -145,6 +145,8 @@ def run_index(args) -> dict:
 def run_query(args) -> list:
     from dataclasses import asdict
 
+    import torch
+
     from modeling_eva02at.evaluation.cache import model_fingerprint
     from modeling_eva02at.evaluation.encoding import load_model_and_processor
     from modeling_eva02at.search.index import VideoIndex, search_index
@@ -155,7 +157,10 @@ def run_query(args) -> list:
     if os.path.isabs(model_path) and not os.path.exists(model_path):
         raise FileNotFoundError(f"the index {args.index} was built with the model {model_path}, which no longer "
                                 "exists: pass --model (the same model, moved)")  # fmt: skip
-    model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=args.device)
+    # the queries in the dtype of the index's clips (docs/search_and_app.md)
+    dtype = torch.bfloat16 if index.header.get("dtype") == str(torch.bfloat16) else None
+    model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=args.device,
+                                                dtype=dtype)  # fmt: skip
     results = search_index(index, model, processor, args.texts, top_k=args.top_k,
                            model_id=model_fingerprint(model_path, processor_path))
     if args.json:

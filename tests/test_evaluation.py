@@ -229,7 +229,7 @@ def test_eval_scripts_say_and_record_the_dtype_they_chose(model_dir, tmp_path, m
     assert report["settings"]["dtype"] == expected
     assert json.loads((tmp_path / "out.json").read_text())["settings"]["dtype"] == expected
     printed = capsys.readouterr().out
-    assert f"Encoding in {expected}" in printed.replace("bfloat16 autocast", "bfloat16")
+    assert f"Encoding in {expected} (--dtype" in printed
 
 
 def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
@@ -243,6 +243,23 @@ def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
     texts = ["cut an onion", "wash the pan"]
     cosine = F.cosine_similarity(encode_texts(model, processor, texts, device="cpu"),
                                  encode_texts(model, processor, texts, device="cpu", dtype=torch.bfloat16))
+    assert cosine.min() > 0.999
+
+
+def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir, model_and_processor, two_videos):
+    """What the scripts run when they choose bfloat16: the weights loaded in bf16, no autocast."""
+    model, processor = model_and_processor
+    half_model, _ = load_model_and_processor(model_dir, device="cpu", dtype=torch.bfloat16)
+    assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
+    rope = half_model.vision_model.rotary_emb
+    assert rope(*rope.default_key, torch.device("cpu")).dtype == torch.complex64  # exact float32 angles
+    kwargs = dict(starts=[0.0, 0.5], ends=[1.5, 2.0], batch_size=2, device="cpu", progress=False, num_workers=0)
+    full = encode_videos(model, processor, two_videos, **kwargs)
+    half = encode_videos(half_model, processor, two_videos, dtype=torch.bfloat16, **kwargs)
+    assert half.dtype == torch.float32 and F.cosine_similarity(full, half).min() > 0.999
+    texts = ["cut an onion", "wash the pan"]
+    cosine = F.cosine_similarity(encode_texts(model, processor, texts, device="cpu"),
+                                 encode_texts(half_model, processor, texts, device="cpu", dtype=torch.bfloat16))
     assert cosine.min() > 0.999
 
 

@@ -321,12 +321,12 @@ def test_cli_dtype_auto_extends_an_index_in_the_dtype_it_was_built_with(tmp_path
     index = str(tmp_path / "index")
     flags = ["--model", colour_model, "--index", index, "--num-workers", "0", "--no-progress"]
     cli.main(["index", *flags, "--videos", colour_folder, "--dtype", "bfloat16"])
-    assert "Encoding in bfloat16 autocast (--dtype bfloat16)" in capsys.readouterr().out
+    assert "Encoding in bfloat16 (--dtype bfloat16)" in capsys.readouterr().out
     assert VideoIndex.load(index).header["dtype"] == "torch.bfloat16"
     write_colour_video(os.path.join(colour_folder, "more", "red_again.mp4"), ["red"])
     cli.main(["index", *flags, "--videos", colour_folder])  # --dtype auto
     out = capsys.readouterr().out
-    assert f"Encoding in bfloat16 autocast (--dtype auto: the dtype {index} was built with)" in out
+    assert f"Encoding in bfloat16 (--dtype auto: the dtype {index} was built with)" in out
     assert "Encoded 1 new clips" in out
     cli.main(["index", *flags[:2], "--index", str(tmp_path / "fresh"), *flags[4:], "--videos", colour_folder])
     assert "Encoding in float32 (--dtype auto: no native bfloat16" in capsys.readouterr().out
@@ -451,6 +451,19 @@ def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_pat
     assert os.path.basename(hit.path) == "green.mp4" and os.path.getsize(preview) > 0
     with pytest.raises(ValueError, match="type what you are looking for"):
         backend.search("  ", 2)
+
+
+def test_app_backend_computes_in_the_dtype_it_chose(colour_folder, colour_model, monkeypatch, capsys):
+    from modeling_eva02at.evaluation import encoding
+    from modeling_eva02at.hub.app import AppBackend
+
+    monkeypatch.setattr(encoding, "native_bf16", lambda device: "AMX")
+    backend = AppBackend.load(colour_model)  # dtype auto
+    assert "The app computes in bfloat16 (--dtype auto: AMX" in capsys.readouterr().out
+    assert backend.model.dtype == torch.bfloat16
+    scores = backend.classify(colour_path(colour_folder, "blue"), "red, yellow, green, blue", "a {} video")
+    assert scores[0]["label"] == "blue" and sum(s["score"] for s in scores) == pytest.approx(1.0, abs=1e-3)
+    assert AppBackend.load(colour_model, dtype="float32").model.dtype == torch.float32
 
 
 def test_app_backend_refuses_an_index_of_another_model(tmp_path, colour_folder, loaded, mir_processor):

@@ -91,8 +91,8 @@ def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None]
     settings = settings_from_args(args)
     if settings.device.type == "cpu":
         tune_cpu_allocator()
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor,
-                                                num_frames=args.num_frames, device=settings.device)  # fmt: skip
+    model, processor = load_model_and_processor(args.model, processor_path=args.processor, num_frames=args.num_frames,
+                                                device=settings.device, dtype=settings.dtype)  # fmt: skip
     result = evaluate(model, processor, settings, model_fingerprint(args.model, args.processor))
     print_table(result.metrics)
     report = result.to_json_dict(**run_settings(args, processor, settings), **report_fields)

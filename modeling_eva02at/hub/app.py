@@ -37,6 +37,10 @@ def parse_args(argv=None):
     parser.add_argument("--host", default=None, help="default: gradio's (127.0.0.1, or 0.0.0.0 on a Space)")
     parser.add_argument("--port", type=int, default=None, help="default: gradio's (7860, or the next free one)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"),
+                        default=os.environ.get("EVA02AT_DTYPE", "auto"),
+                        help="auto (default, or $EVA02AT_DTYPE): bfloat16 where the hardware computes it natively "
+                             "(CUDA, CPUs with AMX or AVX512-BF16), else float32")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("--model is required (or set EVA02AT_MODEL)")
@@ -52,7 +56,7 @@ class AppBackend:
     def __init__(self, model, processor, model_id, index=None, preview_dir: str | None = None):
         from transformers import pipeline
 
-        from modeling_eva02at.pipeline_eva02at import TASK
+        from ..pipeline_eva02at import TASK
 
         self.model, self.processor, self.model_id, self.index = model, processor, model_id, index
         # load_model_and_processor registered the task with transformers' pipeline registry.
@@ -60,13 +64,20 @@ class AppBackend:
         self.preview_dir = preview_dir or tempfile.mkdtemp(prefix="eva02at-previews-")
 
     @classmethod
-    def load(cls, model_path: str, processor_path: str | None = None, index_path: str | None = None, device=None):
-        from modeling_eva02at.evaluation.cache import model_fingerprint
-        from modeling_eva02at.evaluation.encoding import load_model_and_processor
-        from modeling_eva02at.search.index import VideoIndex
+    def load(cls, model_path: str, processor_path: str | None = None, index_path: str | None = None, device=None,
+             dtype: str = "auto"):  # fmt: skip
+        """The model in the dtype `dtype` resolves to (`resolve_dtype`: auto is bfloat16 on hardware that computes it
+        natively), its processor, and the index checked against it."""
+        from ..evaluation.cache import model_fingerprint
+        from ..evaluation.encoding import load_model_and_processor, resolve_device, resolve_dtype
+        from ..search.index import VideoIndex
 
         index = VideoIndex.load(index_path) if index_path else None
-        model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=device)
+        device = resolve_device(device)
+        torch_dtype, reason = resolve_dtype(dtype, device)
+        print(f"The app computes in {reason}")
+        model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=device,
+                                                    dtype=torch_dtype)  # fmt: skip
         model_id = model_fingerprint(model_path, processor_path)
         if index is not None:
             # Fail at start-up, not at the first query, when the index is another model's.
@@ -84,8 +95,8 @@ class AppBackend:
 
     def search(self, query: str, top_k: int) -> list[tuple]:
         """`(hit, preview mp4 path)` of the `top_k` best clips of the index for `query`."""
-        from modeling_eva02at.search.index import search_index
-        from modeling_eva02at.search.preview import write_preview
+        from ..search.index import search_index
+        from ..search.preview import write_preview
 
         if self.index is None:
             raise ValueError("no index loaded: start the app with --index (made by examples/search_videos.py)")
@@ -106,7 +117,7 @@ class AppBackend:
 def example_videos(folder: str | None) -> list[str]:
     if not folder:
         return []
-    from modeling_eva02at.search.index import VideoFolder
+    from ..search.index import VideoFolder
 
     return VideoFolder(folder).video_paths()[:12]
 
@@ -115,7 +126,7 @@ def build_ui(backend: AppBackend, examples=()):
     import gradio as gr
     import pandas as pd
 
-    from modeling_eva02at.pipeline_eva02at import DEFAULT_TEMPLATE
+    from ..pipeline_eva02at import DEFAULT_TEMPLATE
 
     def classify(video, labels, template):
         try:
@@ -179,7 +190,7 @@ def main(argv=None):
         import gradio  # noqa: F401
     except ImportError:
         raise SystemExit(GRADIO_MISSING) from None
-    backend = AppBackend.load(args.model, args.processor, args.index, device=args.device)
+    backend = AppBackend.load(args.model, args.processor, args.index, device=args.device, dtype=args.dtype)
     examples = example_videos(args.examples)
     demo = build_ui(backend, examples)
     allowed = [os.path.abspath(args.examples)] if args.examples else []
