@@ -83,6 +83,11 @@ def _cached_snapshot(repo_id: str) -> str | None:
 # from a training folder adds or fills some of them.
 _BOOKKEEPING_KEYS = frozenset({"transformers_version", "auto_map", "custom_pipelines", "_name_or_path", "dtype",
                                "torch_dtype"})  # fmt: skip
+# tokenizer_config.json keys of the last call's settings, which transformers writes when a tokenizer that has been
+# called is saved again (so a reloaded and re-saved tokenizer differs from the original only in these); the processor
+# passes its own padding and truncation at every call, and the length cap is the text config's.
+_TOKENIZER_CALL_KEYS = frozenset({"max_length", "stride", "padding_side", "truncation_side", "truncation_strategy",
+                                  "pad_token_type_id", "pad_to_multiple_of"})  # fmt: skip
 _digests: dict[tuple, str] = {}  # (absolute path, size, mtime): SHA-256, so a process hashes each file version once
 
 
@@ -101,7 +106,10 @@ def _content_digest(path: str) -> str:
         if path.endswith(".json"):
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            digest = hashlib.sha256(_canonical_json(_without_bookkeeping(data)).encode()).hexdigest()
+            data = _without_bookkeeping(data)
+            if os.path.basename(path) == "tokenizer_config.json" and isinstance(data, dict):
+                data = {k: v for k, v in data.items() if k not in _TOKENIZER_CALL_KEYS}
+            digest = hashlib.sha256(_canonical_json(data).encode()).hexdigest()
         else:
             sha = hashlib.sha256()
             with open(path, "rb") as handle:
