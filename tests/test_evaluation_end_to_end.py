@@ -121,8 +121,12 @@ def mir_metrics_by_hand(similarity: np.ndarray, relevancy: np.ndarray) -> dict:
     return metrics
 
 
-def assert_no_near_ties(scores: np.ndarray, axis: int, gap: float = 1e-5):
-    """Rankings that a float32 rounding cannot reorder: within each query, distinct scores at least `gap` apart."""
+def assert_no_near_ties(scores: np.ndarray, axis: int, gap: float = 1e-6):
+    """Rankings that a float32 rounding cannot reorder: within each query, distinct scores at least `gap` apart.
+
+    The scores of one clip computed alone here and in a batch by the package differ by about 1e-7 (unit float32
+    vectors), so 1e-6 leaves a 10x margin. The demo videos' H.264 bytes are not the same from run to run (libx264 is
+    not bit-exact here), so neither are the scores: one of the encodings seen puts two of them 2.8e-6 apart."""
     ordered = np.sort(scores, axis=axis)
     assert np.diff(ordered, axis=axis).min() > gap, "near-tied scores: pick another model seed"
 
