@@ -20,11 +20,11 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
 
 
-def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
-    """--dtype auto|float32|bfloat16 (default auto: bfloat16 where the hardware computes it natively), and --bf16,
-    which is --dtype bfloat16."""
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="compute dtype of the forward passes: auto (default) is bfloat16 autocast on hardware "
+def add_dtype_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--dtype auto|float32|bfloat16 (auto: bfloat16 where the hardware computes it natively), and --bf16, which is
+    --dtype bfloat16. The choices are `encoding.DTYPE_CHOICES`, written out so that --help needs no torch."""
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=default,
+                        help=f"compute dtype of the forward passes (default: {default}): auto is bfloat16 on hardware "
                              "with native bf16 (CUDA, CPUs with AMX or AVX512-BF16), else float32")  # fmt: skip
     parser.add_argument("--bf16", dest="dtype", action="store_const", const="bfloat16", help="--dtype bfloat16")
 

@@ -20,6 +20,8 @@ import hashlib
 import os
 import tempfile
 
+from ..evaluation.cli import add_dtype_argument
+
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
 GRADIO_MISSING = ("examples/app.py needs gradio, an optional extra of this package: pip install -e '.[demo]' "
                   "(or pip install gradio)")  # fmt: skip
@@ -37,10 +39,7 @@ def parse_args(argv=None):
     parser.add_argument("--host", default=None, help="default: gradio's (127.0.0.1, or 0.0.0.0 on a Space)")
     parser.add_argument("--port", type=int, default=None, help="default: gradio's (7860, or the next free one)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"),
-                        default=os.environ.get("EVA02AT_DTYPE", "auto"),
-                        help="auto (default, or $EVA02AT_DTYPE): bfloat16 where the hardware computes it natively "
-                             "(CUDA, CPUs with AMX or AVX512-BF16), else float32")  # fmt: skip
+    add_dtype_argument(parser, default=os.environ.get("EVA02AT_DTYPE", "auto"))
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("--model is required (or set EVA02AT_MODEL)")

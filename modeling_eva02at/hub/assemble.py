@@ -9,10 +9,12 @@ an intermediate checkpoint on the Hub loads and runs too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -144,11 +146,7 @@ def assemble_repo_folder(
     processor = Eva02AtProcessor.from_pretrained(model_dir)
     model.config.custom_pipelines = CUSTOM_PIPELINES
 
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-assembling-", dir=parent)
-    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
-    try:
+    with staged_folder(output_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         # save_pretrained copies the model's and processor's files; the pipeline is copied here, as is the handler.
@@ -160,11 +158,23 @@ def assemble_repo_folder(
         problems = check_repo_folder(staging)
         if problems:
             raise RuntimeError(f"the assembled repo folder is incomplete: {'; '.join(problems)}")
+    return repo_files(output_dir)
+
+
+@contextlib.contextmanager
+def staged_folder(output_dir: str) -> Iterator[str]:
+    """A new folder beside `output_dir` to build in; swapped in for `output_dir` when the block ends without an
+    error, deleted otherwise: `output_dir` is never seen half-written."""
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-assembling-", dir=parent)
+    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
+    try:
+        yield staging
         _swap_in(staging, output_dir)
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging)
-    return repo_files(output_dir)
 
 
 def _swap_in(staging: str, output_dir: str) -> None:

@@ -21,12 +21,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from ..utils.files import give_default_permissions
-from .assemble import _swap_in, check_repo_id
+from .assemble import check_repo_id, staged_folder
 from .push import resolve_token
 
 logger = logging.getLogger(__name__)
@@ -153,11 +151,7 @@ def assemble_space_folder(
     if examples and not example_paths:
         raise FileNotFoundError(f"no videos in the examples folder {examples}")
 
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-assembling-", dir=parent)
-    give_default_permissions(staging)
-    try:
+    with staged_folder(output_dir) as staging:
         shutil.copytree(PACKAGE_DIR, os.path.join(staging, "modeling_eva02at"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
         settings = [("EVA02AT_MODEL", model, False)]
@@ -176,10 +170,6 @@ def assemble_space_folder(
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(space_card(space_id, model, title=title, with_index=loaded_index is not None,
                                     sdk_version=sdk_version or gradio_version()))  # fmt: skip
-        _swap_in(staging, output_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
     return space_files(output_dir)
 
 
