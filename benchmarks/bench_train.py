@@ -32,17 +32,19 @@ def build(name: str, batch: int, frames: int, workers: int):
     import numpy as np
 
     from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-    from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+    from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+from modeling_eva02at.training.trainer import Eva02AtTrainer
 
     args = Eva02AtTrainingArguments(output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
                                     report_to="none", per_device_train_batch_size=batch)  # fmt: skip
     if name == "demo":
         import train_mir
-        from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator
-        from modeling_eva02at.demo.dataset import make_demo_dataset
+        from modeling_eva02at.data.collate import VideoTextCollator
+from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+        from modeling_eva02at.demo.ek100 import make_demo_dataset
 
         demo_args = train_mir.build_parser().parse_args([])  # the demo's defaults: its own model, random init
-        model, processor = train_mir.load_model_and_processor(demo_args)
+        model, processor = train_mir.load_model_for_training(demo_args)
         paths = make_demo_dataset(demo_args.demo_dir)
         dataset = Ek100MirDataset(Ek100MirAnnotations.from_files(paths.train_csv, paths.train_sentence_csv),
                                   paths.video_root, train=True)  # fmt: skip

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """A Gradio app for an EVA02-AT model: zero-shot video classification and text-to-video search
-(`modeling_eva02at.hub.app`; examples/push_space.py makes a Hugging Face Space of it).
+(`modeling_eva02at.app`; examples/push_space.py makes a Hugging Face Space of it).
 
     pip install -e '.[demo]'
     python examples/app.py --model eva02at-b16 --index my_index/ --examples my_videos/ --port 7860
@@ -21,7 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.hub.app import GRADIO_MISSING, AppBackend, main  # noqa: E402, F401
+from modeling_eva02at.app.backend import AppBackend  # noqa: E402, F401
+from modeling_eva02at.app.ui import GRADIO_MISSING, main  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

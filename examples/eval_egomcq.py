@@ -2,7 +2,7 @@
 """Evaluate an EVA02-AT model on EgoMCQ (inter-video / intra-video accuracy).
 
     python examples/eval_egomcq.py --model eva02at-b16-egoclip --egomcq-json egomcq.json \\
-        --video-root /data/ego4d_256/data_chunked --video-layout chunked --num-frames 4 --bf16 \\
+        --video-root /data/ego4d_256/data_chunked --video-layout egovlp --num-frames 4 --bf16 \\
         --cache-dir features/ --output-json results/egomcq.json
 
 Each question's query text is scored against its 5 candidate clips (prediction: the most similar clip). Videos are
@@ -21,12 +21,12 @@ from modeling_eva02at.evaluation.cli import ArgumentParser, add_common_arguments
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--egomcq-json", required=True, help="EgoVLP's egomcq.json")
-    parser.add_argument("--video-layout", choices=("auto", "full", "chunked"), default="auto",
-                        help="full: <root>/<video_uid>.mp4; chunked: <root>/<video_uid>/<k>.mp4 (EgoVLP); "
+    parser.add_argument("--video-layout", choices=("auto", "full", "egovlp"), default="auto",
+                        help="full: <root>/<video_uid>.mp4; egovlp: <root>/<video_uid>/<k>.mp4 (EgoVLP); "
                              "auto: per video, the full file if it exists (default)")
     parser.add_argument("--video-ext", default="mp4", help="video file extension (default mp4)")
     parser.add_argument("--chunk-seconds", type=int, default=600,
-                        help="seconds per chunk of the chunked layout (EgoVLP: 600, the default)")
+                        help="seconds per chunk of the egovlp layout (EgoVLP: 600, the default)")
     add_common_arguments(parser)
     return parser.parse_args(argv)
 
@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.chunk_seconds < 1:
         raise ValueError(f"--chunk-seconds must be at least 1, got {args.chunk_seconds}")
-    from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions, evaluate_egomcq
+    from modeling_eva02at.data.egomcq import EgoMcqQuestions
+    from modeling_eva02at.evaluation.egomcq import evaluate_egomcq
 
     questions = EgoMcqQuestions.from_json(args.egomcq_json)
 

@@ -121,7 +121,8 @@ def main(argv=None):
 
     from modeling_eva02at.data.charades_ego import CharadesEgoCollator, CharadesEgoDataset
     from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
-    from modeling_eva02at.training.trainer import Eva02AtTrainer, charades_ego_task
+    from modeling_eva02at.training.callbacks import charades_ego_task
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
 
     training_args = training_arguments(parser, args, training_argv, demo)
     setup.prepare_run(training_args)
@@ -133,7 +134,7 @@ def main(argv=None):
         args.train_csv, args.test_csv, args.classes = paths.train_csv, paths.test_csv, paths.classes
         args.video_root = paths.video_root
 
-    model, processor = setup.load_model_and_processor(
+    model, processor = setup.load_model_for_training(
         args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
         processor_folder=PROCESSOR_FOLDER,
     )  # fmt: skip
@@ -144,7 +145,7 @@ def main(argv=None):
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=CharadesEgoCollator(processor, on_error=args.on_bad_row),
+        data_collator=CharadesEgoCollator(processor, on_bad_row=args.on_bad_row),
         processing_class=processor,
         zero_shot_tasks=[charades_ego_task(test, args.video_root, video_ext=args.video_ext)],
     )

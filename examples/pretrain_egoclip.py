@@ -98,8 +98,8 @@ def training_arguments(parser, args, training_argv, demo: bool):
 
 def zero_shot_tasks(args) -> list:
     from modeling_eva02at.data.ek100 import Ek100MirAnnotations
-    from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions
-    from modeling_eva02at.training.trainer import egomcq_task, ek100_mir_task
+    from modeling_eva02at.data.egomcq import EgoMcqQuestions
+    from modeling_eva02at.training.callbacks import egomcq_task, ek100_mir_task
 
     tasks = []
     if args.ek100_csv:
@@ -149,7 +149,7 @@ def main(argv=None):
         args.ek100_video_root = paths.ek100.video_root
         args.egomcq_json, args.egomcq_video_root = paths.egomcq_json, paths.egomcq_video_root
 
-    model, processor = setup.load_model_and_processor(
+    model, processor = setup.load_model_for_training(
         args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
         processor_folder=PROCESSOR_FOLDER,
     )  # fmt: skip
@@ -160,7 +160,7 @@ def main(argv=None):
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=EgoClipCollator(processor, dataset, on_error=args.on_bad_row),
+        data_collator=EgoClipCollator(processor, dataset, on_bad_row=args.on_bad_row),
         processing_class=processor,
         zero_shot_tasks=zero_shot_tasks(args),
     )

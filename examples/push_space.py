@@ -9,7 +9,7 @@
 The Space folder holds the launcher app.py, a copy of this package, requirements.txt, the Space card README.md and,
 when given, a copy of the search index with its videos and the example videos. --model is what the Space loads: a
 Hub model id (push it with examples/push_to_hub.py). The index must be made with that model; it is checked here when
-the model is a folder or in the local Hub cache. The logic is in `modeling_eva02at.hub.space` (docs/hub.md).
+the model is a folder or in the local Hub cache. The logic is in `modeling_eva02at.app.space` (docs/hub.md).
 """
 
 import os
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from modeling_eva02at.hub.assemble import check_repo_id
     from modeling_eva02at.hub.push import resolve_token
-    from modeling_eva02at.hub.space import assemble_space_folder, push_space
+    from modeling_eva02at.app.space import assemble_space_folder, push_space
 
     try:
         check_repo_id(args.space_id)

@@ -95,14 +95,16 @@ def run_index(args) -> dict:
     import torch
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from modeling_eva02at.evaluation.cache import model_fingerprint
+    from modeling_eva02at.evaluation.fingerprint import model_fingerprint
     from modeling_eva02at.evaluation.encoding import (
         EncodeSettings,
-        load_model_and_processor,
+        load_model_for_inference,
         resolve_device,
         resolve_dtype,
     )
-    from modeling_eva02at.search.index import MANIFEST_NAME, Ek100Clips, VideoFolder, update_index
+    from modeling_eva02at.search.build import update_index
+    from modeling_eva02at.search.sources import Ek100Clips, VideoFolder
+    from modeling_eva02at.search.store import MANIFEST_NAME
     from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
     # Sources check their paths before the model is loaded.
@@ -123,7 +125,7 @@ def run_index(args) -> dict:
     else:
         dtype, reason = resolve_dtype(args.dtype, device)
     print(f"Encoding in {reason}")
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor, num_frames=args.num_frames,
+    model, processor = load_model_for_inference(args.model, processor_path=args.processor, num_frames=args.num_frames,
                                                 device=device, dtype=dtype)  # fmt: skip
     settings = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, flip=args.flip, device=device,
                               dtype=dtype, progress=not args.no_progress)  # fmt: skip
@@ -147,9 +149,10 @@ def run_query(args) -> list:
 
     import torch
 
-    from modeling_eva02at.evaluation.cache import model_fingerprint
-    from modeling_eva02at.evaluation.encoding import load_model_and_processor
-    from modeling_eva02at.search.index import VideoIndex, search_index
+    from modeling_eva02at.evaluation.fingerprint import model_fingerprint
+    from modeling_eva02at.evaluation.encoding import load_model_for_inference
+    from modeling_eva02at.search.build import search_index
+    from modeling_eva02at.search.store import VideoIndex
 
     index = VideoIndex.load(args.index)
     model_path = args.model or index.model_path
@@ -159,7 +162,7 @@ def run_query(args) -> list:
                                 "exists: pass --model (the same model, moved)")  # fmt: skip
     # the queries in the dtype of the index's clips (docs/search_and_app.md)
     dtype = torch.bfloat16 if index.header.get("dtype") == str(torch.bfloat16) else None
-    model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=args.device,
+    model, processor = load_model_for_inference(model_path, processor_path=processor_path, device=args.device,
                                                 dtype=dtype)  # fmt: skip
     results = search_index(index, model, processor, args.texts, top_k=args.top_k,
                            model_id=model_fingerprint(model_path, processor_path))

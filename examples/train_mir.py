@@ -120,7 +120,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--eval-sentence-csv", default=None, help="EPIC_100_retrieval_test_sentence.csv")
     parser.add_argument("--eval-relevancy", default=None, help="test relevancy pickle (default: built)")
     parser.add_argument("--eval-video-root", default=None, help="default: --video-root")
-    parser.add_argument("--on-bad-video", choices=("raise", "skip"), default="raise",
+    parser.add_argument("--on-bad-row", choices=("raise", "skip"), default="raise",
                         help="an undecodable video raises, or is skipped and counted (default: raise)")  # fmt: skip
     parser.add_argument("--demo-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "eva02at", "demo-ek100"),
                         help="where the demo dataset is generated once (default: %(default)s)")  # fmt: skip
@@ -188,7 +188,7 @@ def trainer_settings() -> list[str]:
 
     from transformers import TrainingArguments
 
-    from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
+    from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 
     inherited = {field.name for field in fields(TrainingArguments)}
     return [field.name for field in fields(Eva02AtTrainingArguments)
@@ -207,12 +207,12 @@ def training_arguments(parser: ArgumentParser, args, training_argv: list[str], d
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def load_model_and_processor(args):
+def load_model_for_training(args):
     """The model and processor that --model, --init, --num-frames and the --no-temporal-* ablations ask for
-    (`modeling_eva02at.training.setup.load_model_and_processor`; benchmarks/bench_train.py calls this too)."""
+    (`modeling_eva02at.training.setup.load_model_for_training`; benchmarks/bench_train.py calls this too)."""
     # --no-temporal-*: None keeps the model configuration's switch
     temporal = {"use_temporal_rope": args.no_temporal_rope, "use_temporal_embedding": args.no_temporal_embedding}
-    return setup.load_model_and_processor(
+    return setup.load_model_for_training(
         args.model, init=args.init, num_frames=args.num_frames, default_config=DEMO_MODEL_CONFIG,
         processor_folder=PROCESSOR_FOLDER,
         vision_overrides={field: None if off is None else not off for field, off in temporal.items()},
@@ -222,7 +222,7 @@ def load_model_and_processor(args):
 def build_datasets(args, demo: bool, seed: int):
     from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
     from modeling_eva02at.data.relevancy import POSITIVE_THRESHOLD
-    from modeling_eva02at.demo.dataset import make_demo_dataset
+    from modeling_eva02at.demo.ek100 import make_demo_dataset
     from modeling_eva02at.utils.files import require_paths
 
     if demo:
@@ -299,19 +299,19 @@ def main(argv=None, save_model: bool = True):
     check_arguments(parser, args)
     demo = args.train_csv is None
 
-    from modeling_eva02at.data.ek100 import VideoTextCollator
+    from modeling_eva02at.data.collate import VideoTextCollator
     from modeling_eva02at.training.trainer import Eva02AtTrainer
 
     training_args = training_arguments(parser, args, training_argv, demo)
     setup.prepare_run(training_args)
-    model, processor = load_model_and_processor(args)
+    model, processor = load_model_for_training(args)
     train_dataset, eval_dataset = build_datasets(args, demo, training_args.seed)
     trainer = Eva02AtTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=VideoTextCollator(processor, on_error=args.on_bad_video),
+        data_collator=VideoTextCollator(processor, on_bad_row=args.on_bad_row),
         processing_class=processor,
         relevancy=train_dataset.annotations.relevancy,
     )

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Pipeline
 
-from .video_processing_eva02at import _per_video, make_batched_videos, time_to_seconds
+from .video_processing_eva02at import make_batched_videos, per_video, time_to_seconds
 
 
 TASK = "zero-shot-video-classification"
@@ -99,8 +99,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         # A single video comes back as the only element of `batch`, itself; a batch is a new list of its elements.
         is_batch = not (len(batch) == 1 and batch[0] is videos)
         # Bad times fail here, before any video is decoded.
-        starts = _per_video(start, len(batch), "start", parse=time_to_seconds)
-        ends = _per_video(end, len(batch), "end", parse=time_to_seconds)
+        starts = per_video(start, len(batch), "start", parse=time_to_seconds)
+        ends = per_video(end, len(batch), "end", parse=time_to_seconds)
         items = [{"video": video, "start": s, "end": e} for video, s, e in zip(batch, starts, ends)]
         results = super().__call__(items, candidate_labels=labels, text_embeds=text_embeds, **kwargs)
         return results if is_batch else results[0]

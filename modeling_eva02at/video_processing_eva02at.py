@@ -3,9 +3,9 @@ Video processor for EVA02-AT: decode a clip, sample its frames, resize, center c
 
 The frame sampling follows docs/data_formats.md and AVION's loader: the clip [start, end) seconds becomes the frame range
 s = round(start * fps), e = round(end * fps), which is cut into T equal segments; evaluation takes each segment's
-midpoint (floor), training shifts it uniformly within the segment. Long videos can be read whole, as a clip given by
-`start` / `end` seconds (EPIC-Kitchens-100), or from AVION's 15-second chunk layout
-(`<root>/<participant>/<video_id>.MP4/<start_sec>.MP4`).
+midpoint (floor), training shifts it uniformly within the segment. A clip of a long video is given by `start` / `end`
+seconds (EPIC-Kitchens-100). Datasets stored as chunk folders (AVION, LaViLa, EgoVLP) are read by
+`modeling_eva02at.data.layouts`, which does not ship to the Hub.
 
 transformers' `BaseVideoProcessor` needs torchvision, which cannot be installed next to the CPU torch wheels this
 project targets, so this is a `BaseImageProcessor` that X-CLIP-style processors put in their `image_processor` slot.
@@ -21,8 +21,7 @@ import re
 import sys
 import tempfile
 import threading
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -54,13 +53,12 @@ NORMALIZATION_PRESETS = {
     "clip": {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD), "do_rescale": True},
     "avion": {"image_mean": list(AVION_MEAN), "image_std": list(AVION_STD), "do_rescale": False},
 }
-AVION_CHUNK_SECONDS = 15
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 
 # Settings of the constructor (saved by save_pretrained) that a call may override, and the per-call arguments.
 PROCESSOR_SETTINGS = (
     "num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor", "do_normalize",
-    "image_mean", "image_std", "video_backend", "num_threads", "chunk_ext",
+    "image_mean", "image_std", "video_backend", "num_threads",
 )  # fmt: skip
 CALL_ARGUMENTS = ("start", "end", "video_fps", "jitter", "seed", "generator", "return_tensors")
 
@@ -94,7 +92,6 @@ class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
     normalization: str
     video_backend: str
     num_threads: int
-    chunk_ext: str
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -221,69 +218,7 @@ def frame_range_from_seconds(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# AVION's chunked layout: <root>/<participant>/<video_id>.MP4/<start_sec>.MP4, 15 s per chunk
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChunkSpan:
-    """The part [local_start, local_end) seconds of chunk file `path`, which starts `chunk_start` s into the video."""
-
-    path: str
-    chunk_start: int
-    local_start: float
-    local_end: float
-
-
-def list_avion_chunks(video_dir: str | os.PathLike, ext: str = "MP4") -> list[tuple[int, str]]:
-    """The chunk files of an AVION-style video folder as (start second, path), sorted by start."""
-    video_dir = os.fspath(video_dir)
-    pattern = re.compile(rf"^(\d+)\.{re.escape(ext)}$")
-    chunks = []
-    for entry in os.listdir(video_dir):
-        match = pattern.match(entry)
-        if match:
-            chunks.append((int(match.group(1)), os.path.join(video_dir, entry)))
-    if not chunks:
-        raise FileNotFoundError(f"no chunk files '<start_sec>.{ext}' in video folder {video_dir}")
-    return sorted(chunks)
-
-
-def avion_chunk_spans(
-    video_dir: str | os.PathLike,
-    start: float,
-    end: float,
-    chunk_seconds: int = AVION_CHUNK_SECONDS,
-    ext: str = "MP4",
-) -> list[ChunkSpan]:
-    """
-    Map the clip [start, end) seconds of a chunked video to its chunk files and the times local to each chunk.
-
-    Chunk files are named by their start second, a multiple of `chunk_seconds` (AVION: 15). Chunks past the last file
-    on disk are dropped (the clip is clamped to the video's end, as AVION does); a missing chunk inside the clip raises
-    FileNotFoundError.
-    """
-    if start < 0 or start >= end:
-        raise ValueError(f"invalid clip [{start}, {end}) s for {video_dir}")
-    last_chunk = list_avion_chunks(video_dir, ext)[-1][0]
-    first = int(start) // chunk_seconds * chunk_seconds
-    if first > last_chunk:
-        raise ValueError(f"start={start} s is beyond the last chunk ({last_chunk}.{ext}) of {video_dir}")
-    spans = []
-    for chunk_start in range(first, min(int(np.ceil(end)), last_chunk + chunk_seconds), chunk_seconds):
-        if chunk_start >= end:
-            break
-        path = os.path.join(os.fspath(video_dir), f"{chunk_start}.{ext}")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"chunk file missing: {path}")
-        local_start = max(start, chunk_start) - chunk_start
-        local_end = min(end, chunk_start + chunk_seconds) - chunk_start
-        spans.append(ChunkSpan(path, chunk_start, float(local_start), float(local_end)))
-    return spans
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Decoders. Each reader lives for one call only (see `_open_reader`).
+# Decoders. Each reader lives for one call only (see `open_video`).
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -454,8 +389,10 @@ def _resolve_backend(backend: str) -> str:
 
 
 @contextmanager
-def _open_reader(source, name: str, backend: str, num_threads: int):
-    """Open `source` (a path or a BytesIO) with the chosen decoder and close it on exit."""
+def open_video(source, name: str, backend: str = "auto", num_threads: int = 1):
+    """Open `source` (a path or a BytesIO) with the chosen decoder (`"auto"`, `"decord"` or `"pyav"`) and close it on
+    exit. The reader has `fps`, `num_frames` (frames numbered in presentation order from 0) and
+    `get_frames(indices)` -> (len(indices), H, W, 3) uint8; errors are `VideoDecodeError`s naming `name`."""
     if isinstance(source, io.BytesIO):
         source.seek(0)
     reader_class = _DecordReader if _resolve_backend(backend) == "decord" else _PyAVReader
@@ -551,7 +488,7 @@ def _video_name(video, index: int) -> str:
     return f"videos[{index}]"
 
 
-def _per_video(value, batch_size: int, argument: str, parse=None) -> list:
+def per_video(value, batch_size: int, argument: str, parse=None) -> list:
     """
     Broadcast a scalar (or None) to every video, or check that a list has one entry per video; `parse(value, name)`
     converts each entry.
@@ -626,7 +563,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         video_backend (`str`, defaults to `"auto"`): `"decord"`, `"pyav"`, or `"auto"` (decord when importable).
         num_threads (`int`, defaults to 1): decoder threads per video. 1 suits DataLoader workers (one video per
             core); 0 lets the decoder pick (faster for a single process).
-        chunk_ext (`str`, defaults to `"MP4"`): file extension of AVION chunk files.
 
     Call arguments (besides overrides of the above): `start` / `end` (per video or shared; a clip inside a long video:
     seconds as a number or a string, `"MM:SS.ff"` or EPIC-Kitchens' `"HH:MM:SS.ff"`), `video_fps` (frame rate for
@@ -634,7 +570,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
     `generator` (a `numpy.random.Generator`) for reproducible jitter, and `return_tensors` (`"pt"` default, `"np"` or
     None for numpy). Any other keyword raises TypeError.
 
-    A video is a path (a file, or an AVION chunk folder `<video_id>.MP4/`), bytes, a binary file-like object, a
+    A video is a path to a file, bytes, a binary file-like object, a
     (T, H, W, 3) or (T, 3, H, W) array / tensor of 0-255 values (uint8 or float), a list of PIL images or
     (H, W, 3) frames, or a single PIL image / (H, W, 3) frame (a one-frame video, its frame repeated `num_frames`
     times). A list of videos is a batch (videos may differ in length and size); a flat list of frames is one video,
@@ -664,7 +600,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         normalization: str | None = None,
         video_backend: str = "auto",
         num_threads: int = 1,
-        chunk_ext: str = "MP4",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -686,7 +621,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         self.image_std = [float(s) for s in (OPENAI_CLIP_STD if image_std is None else image_std)]
         self.video_backend = video_backend
         self.num_threads = int(num_threads)
-        self.chunk_ext = chunk_ext
 
     @classmethod
     def from_dict(cls, image_processor_dict: dict, **kwargs):
@@ -694,6 +628,8 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         # the base class would otherwise pair the new size with the saved crop.
         if kwargs.get("size") is not None and kwargs.get("crop_size") is None:
             image_processor_dict = {key: v for key, v in image_processor_dict.items() if key != "crop_size"}
+        # Folders saved before chunk layouts moved to modeling_eva02at.data carry an unused "chunk_ext".
+        image_processor_dict = {key: v for key, v in image_processor_dict.items() if key != "chunk_ext"}
         return super().from_dict(image_processor_dict, **kwargs)
 
     def __call__(self, videos=None, **kwargs) -> BatchFeature:
@@ -722,9 +658,9 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         settings = self._call_settings(num_frames=num_frames, **kwargs)
         videos = make_batched_videos(videos)
         # Times are parsed up front, so that a bad one fails before any video is decoded.
-        starts = _per_video(start, len(videos), "start", parse=time_to_seconds)
-        ends = _per_video(end, len(videos), "end", parse=time_to_seconds)
-        fps_values = _per_video(video_fps, len(videos), "video_fps")
+        starts = per_video(start, len(videos), "start", parse=time_to_seconds)
+        ends = per_video(end, len(videos), "end", parse=time_to_seconds)
+        fps_values = per_video(video_fps, len(videos), "video_fps")
         if jitter and generator is None:
             generator = np.random.default_rng(seed)
 
@@ -741,7 +677,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                 name=_video_name(video, index),
                 video_backend=settings["video_backend"],
                 num_threads=settings["num_threads"],
-                chunk_ext=settings["chunk_ext"],
             )
             pixel_values.append(self.transform_frames(frames, **settings))
         pixel_values = torch.stack(pixel_values)
@@ -782,7 +717,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         name: str | None = None,
         video_backend: str | None = None,
         num_threads: int | None = None,
-        chunk_ext: str | None = None,
     ) -> np.ndarray | torch.Tensor:
         """
         Decode and sample one video: returns its `num_frames` sampled frames as (T, H, W, 3), uint8 for encoded
@@ -792,7 +726,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         start, end = time_to_seconds(start, "start"), time_to_seconds(end, "end")
         backend = self.video_backend if video_backend is None else video_backend
         num_threads = self.num_threads if num_threads is None else num_threads
-        chunk_ext = self.chunk_ext if chunk_ext is None else chunk_ext
         name = name or _video_name(video, 0)
         sample = dict(num_frames=num_frames, start=start, end=end, video_fps=video_fps, jitter=jitter,
                       generator=generator, name=name)  # fmt: skip
@@ -805,7 +738,10 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         if isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
             if os.path.isdir(path):
-                return self._load_chunked(path, backend, num_threads, chunk_ext, **sample)
+                raise IsADirectoryError(
+                    f"{name} is a folder, not a video file: chunk folders (AVION, LaViLa, EgoVLP) are read with "
+                    "modeling_eva02at.data.layouts.load_clip"
+                )
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"video file not found: {path}")
             with open(path, "rb") as file:
@@ -824,7 +760,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                 f"(videos=PIL.Image.open(path), a one-frame video) or as a list of frames (one video)"
             )
 
-        with _open_reader(source, name, backend, num_threads) as reader:
+        with open_video(source, name, backend, num_threads) as reader:
             fps = video_fps or reader.fps
             first, stop = frame_range_from_seconds(start, end, fps, reader.num_frames, name)
             return reader.get_frames(self._indices(first, stop, **sample))
@@ -834,37 +770,6 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         if stop - first < num_frames:
             logger.debug(f"{name}: {stop - first} frames for {num_frames} samples; frames repeat")
         return sample_frame_indices(first, stop, num_frames, jitter=jitter, generator=generator)
-
-    def _load_chunked(self, video_dir, backend, num_threads, chunk_ext, *, start, end, video_fps, **sample):
-        """
-        Read a clip from AVION's chunk folder. Frames are numbered over the whole video; chunk `c` (seconds) holds
-        global frames from int(c * fps) on, as in AVION's loader, so a clip may take frames from several chunks.
-        """
-        chunks = list_avion_chunks(video_dir, chunk_ext)
-        with ExitStack() as stack:
-            readers = {}
-
-            def reader_for(path):
-                # Each chunk is opened at most once per call and closed when the call ends.
-                if path not in readers:
-                    readers[path] = stack.enter_context(_open_reader(path, repr(path), backend, num_threads))
-                return readers[path]
-
-            fps = video_fps or reader_for(chunks[0][1]).fps
-            offsets = np.array([int(chunk_start * fps) for chunk_start, _ in chunks])
-            total_frames = int(offsets[-1]) + reader_for(chunks[-1][1]).num_frames
-            first, stop = frame_range_from_seconds(start, end, fps, total_frames, repr(video_dir))
-            indices = self._indices(first, stop, **sample)
-            owners = np.searchsorted(offsets, indices, side="right") - 1
-            frames = [None] * len(indices)
-            for chunk in np.unique(owners):
-                positions = np.flatnonzero(owners == chunk)
-                reader = reader_for(chunks[chunk][1])
-                # Chunk cuts are not frame exact: a frame past a chunk's end is its last frame, as in AVION.
-                local = np.minimum(indices[positions] - offsets[chunk], reader.num_frames - 1)
-                for position, frame in zip(positions, reader.get_frames(local)):
-                    frames[position] = frame
-        return np.stack(frames)
 
     # -- pixels -------------------------------------------------------------------------------------------------------
 
@@ -931,14 +836,13 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
 __all__ = [
     "AVION_MEAN",
     "AVION_STD",
-    "ChunkSpan",
     "Eva02AtVideoProcessor",
     "VideoDecodeError",
-    "avion_chunk_spans",
-    "frame_range_from_seconds",
-    "list_avion_chunks",
     "check_keywords",
+    "frame_range_from_seconds",
     "make_batched_videos",
+    "open_video",
+    "per_video",
     "sample_frame_indices",
     "time_to_seconds",
 ]

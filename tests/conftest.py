@@ -47,7 +47,7 @@ def tiny_mir_model(seed: int = 0, **vision_overrides):
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """A small synthetic EK-100-format dataset (48 train, 24 test clips), generated once per session."""
-    from modeling_eva02at.demo.dataset import make_demo_dataset
+    from modeling_eva02at.demo.ek100 import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, num_train=48, num_test=24)
 

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+from modeling_eva02at.training.trainer import Eva02AtTrainer
 
 GLOBAL_BATCH = 8
 
@@ -38,10 +39,10 @@ def main(output_path: str, loss_name: str):
     sentence_index = torch.tensor([3, 0, 7, 7, 19, 11, 5, 2])
     positive = torch.as_tensor(relevancy[video_index.numpy(), sentence_index.numpy()])
     # EgoNCE's labels, as Ek100MirDataset gives them: samples 0, 3 and 6 share verb 1 and noun 2 across the ranks
-    verb_ids = torch.tensor([1, 0, 2, 1, 3, 0, 1, 4])
-    noun_ids = torch.zeros(GLOBAL_BATCH, 5, dtype=torch.uint8)
-    noun_ids[[0, 3, 6, 1, 2, 4], [2, 2, 2, 0, 1, 3]] = 1
-    noun_ids[6, 4] = 1
+    verb_multi_hot = torch.nn.functional.one_hot(torch.tensor([1, 0, 2, 1, 3, 0, 1, 4])).to(torch.uint8)
+    noun_multi_hot = torch.zeros(GLOBAL_BATCH, 5, dtype=torch.uint8)
+    noun_multi_hot[[0, 3, 6, 1, 2, 4], [2, 2, 2, 0, 1, 3]] = 1
+    noun_multi_hot[6, 4] = 1
 
     args = Eva02AtTrainingArguments(
         output_dir=os.path.join(os.path.dirname(output_path), "trainer"),
@@ -58,9 +59,9 @@ def main(output_path: str, loss_name: str):
         "pixel_values_videos": pixels[share],
         "video_index": video_index[share],
         "sentence_index": sentence_index[share],
-        "relevancy": positive[share],
-        "verb_ids": verb_ids[share],
-        "noun_ids": noun_ids[share],
+        "positive_relevancy": positive[share],
+        "verb_multi_hot": verb_multi_hot[share],
+        "noun_multi_hot": noun_multi_hot[share],
     }
     wrapped = trainer.accelerator.prepare_model(trainer.model)
     loss = trainer.compute_loss(wrapped, inputs)

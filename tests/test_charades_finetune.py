@@ -21,9 +21,11 @@ from modeling_eva02at.data.charades_ego import (
     read_charades_ego_csv,
     split_actions,
 )
-from modeling_eva02at.data.egoclip import BadClipError
-from modeling_eva02at.training.losses import hard_batch_relevancy, sms_hard_loss
-from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+from modeling_eva02at.data.rows import BadClipError
+from modeling_eva02at.training.batch_relevancy import BatchRelevancy
+from modeling_eva02at.training.losses import sms_hard_loss
+from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+from modeling_eva02at.training.trainer import Eva02AtTrainer
 from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG, tiny_mir_model
 
 CLASSES = ["c000 Holding some clothes", "c001 Putting clothes somewhere", "c002 Taking a cup from somewhere",
@@ -117,7 +119,7 @@ def test_collator_batches_class_ids_and_names_the_line_of_an_undecodable_segment
     line = r"^Charades-Ego CSV .*, line 2 \(id 'T0000EGO'\) action 'c\d{3} [\d.]+ [\d.]+': .*T0000EGO.mp4"
     with pytest.raises(BadClipError, match=line):
         CharadesEgoCollator(mir_processor)([broken[0]])
-    collator = CharadesEgoCollator(mir_processor, on_error="skip")
+    collator = CharadesEgoCollator(mir_processor, on_bad_row="skip")
     later = next(i for i in range(len(broken)) if broken[i]["video"] != broken[0]["video"])
     assert collator([broken[0], broken[later]])["class_ids"].tolist() == [broken[later]["class_ids"]]
     assert collator.skipped == 1
@@ -162,7 +164,7 @@ def test_sms_hard_takes_the_class_labels_of_the_batch(tmp_path):
     inputs = batch([3, 1, 3, 0])  # items 0 and 2 share a class: equally relevant, not negatives
     loss, outputs = trainer.compute_loss(trainer.model, inputs, return_outputs=True)
     sim = outputs.text_embeds @ outputs.video_embeds.T
-    expected = sms_hard_loss(sim, hard_batch_relevancy(inputs["class_ids"]).pairwise, margin=0.3)
+    expected = sms_hard_loss(sim, BatchRelevancy.from_class_ids(inputs["class_ids"]).pairwise, margin=0.3)
     torch.testing.assert_close(loss, expected)
     assert trainer.loss_fn.hyperparameters.get("margin", 0.3) == 0.3
 

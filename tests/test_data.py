@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator, timestamp_to_seconds
+from modeling_eva02at.data.collate import VideoTextCollator
+from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, timestamp_to_seconds
 from modeling_eva02at.utils.files import require_paths
 
 
@@ -29,9 +30,10 @@ def test_items_carry_the_clips_verb_and_noun_classes(splits):
     for dataset in (train, test):
         for index in (0, 5, len(dataset) - 1):
             item, row = dataset[index], dataset.annotations.clips.iloc[index]
-            assert item["verb_ids"] == row["verb_class"]
-            assert item["noun_ids"].shape == (dataset.num_noun_classes,)
-            assert sorted(np.flatnonzero(item["noun_ids"]).tolist()) == sorted(set(row["all_noun_classes"]))
+            assert item["verb_multi_hot"].shape == (dataset.num_verb_classes,)
+            assert np.flatnonzero(item["verb_multi_hot"]).tolist() == [row["verb_class"]]
+            assert item["noun_multi_hot"].shape == (dataset.num_noun_classes,)
+            assert sorted(np.flatnonzero(item["noun_multi_hot"]).tolist()) == sorted(set(row["all_noun_classes"]))
     assert any(len(nouns) > 1 for nouns in clips["all_noun_classes"])  # the multi-hot matters on this data
 
 
@@ -40,11 +42,12 @@ def test_training_items_draw_positives_reproducibly(splits):
     items = [train[i] for i in range(len(train))]
     for item in items:
         assert train.relevancy[item["video_index"], item["sentence_index"]] > 0.1
-        assert item["relevancy"] == pytest.approx(train.relevancy[item["video_index"], item["sentence_index"]])
+        assert item["positive_relevancy"] == pytest.approx(train.relevancy[item["video_index"], item["sentence_index"]])
         assert item["caption"] == train.annotations.sentences["narration"].iloc[item["sentence_index"]]
         assert item["jitter"] and item["end"] > item["start"]
     def comparable(item):
-        return {**item, "noun_ids": item["noun_ids"].tolist()}
+        return {**item, "verb_multi_hot": item["verb_multi_hot"].tolist(),
+                "noun_multi_hot": item["noun_multi_hot"].tolist()}
 
     again = [comparable(train[i]) for i in range(len(train))]
     assert again == [comparable(item) for item in items]  # same epoch, same draws
@@ -89,9 +92,9 @@ def test_collator_builds_model_inputs(splits, mir_processor):
     # padded to the longest caption of the batch (the pooled text features do not depend on the padding)
     longest = max(len(mir_processor.tokenizer(train[i]["caption"])["input_ids"]) for i in range(3))
     assert longest < 77 and batch["input_ids"].shape == batch["attention_mask"].shape == (3, longest)
-    assert batch["video_index"].tolist() == [0, 1, 2] and batch["relevancy"].dtype == torch.float32
-    assert batch["verb_ids"].tolist() == [train[i]["verb_ids"] for i in range(3)]
-    assert batch["noun_ids"].shape == (3, train.num_noun_classes) and batch["noun_ids"].dtype == torch.uint8
+    assert batch["video_index"].tolist() == [0, 1, 2] and batch["positive_relevancy"].dtype == torch.float32
+    assert batch["verb_multi_hot"].tolist() == [train[i]["verb_multi_hot"].tolist() for i in range(3)]
+    assert batch["noun_multi_hot"].shape == (3, train.num_noun_classes) and batch["noun_multi_hot"].dtype == torch.uint8
 
 
 def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, mir_processor, tmp_path):
@@ -101,7 +104,7 @@ def test_collator_bad_video_raises_or_is_skipped_and_counted(splits, mir_process
     bad = dict(train[0], video=str(broken))
     with pytest.raises(ValueError, match="broken.MP4"):
         VideoTextCollator(mir_processor)([train[1], bad])
-    skipping = VideoTextCollator(mir_processor, on_error="skip")
+    skipping = VideoTextCollator(mir_processor, on_bad_row="skip")
     batch = skipping([train[1], bad, dict(train[2], video=str(tmp_path / "missing.MP4"))])
     assert batch["video_index"].tolist() == [1] and skipping.skipped == 2
 

@@ -10,8 +10,10 @@ import av  # a dependency: a broken install fails here rather than skipping the 
 import numpy as np
 import pytest
 
-from modeling_eva02at.demo import dataset as demo_data
-from modeling_eva02at.demo.dataset import DEMO_NOUNS, DEMO_VERBS, format_timestamp, make_demo_dataset
+from modeling_eva02at.demo import ek100 as demo_data
+from modeling_eva02at.demo.ek100 import format_timestamp, make_demo_dataset
+from modeling_eva02at.demo import scene
+from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.data.relevancy import build_relevancy, positive_sentences, read_retrieval_csv, read_sentence_csv
 
 
@@ -381,8 +383,8 @@ def test_opposite_verbs_are_time_reversals_with_the_same_middle_frame(pair):
 
     first, second = (DEMO_VERBS[index] for index in DIRECTION_PAIRS[pair])
     for seed in range(20):
-        one = demo_data._trajectory(np.random.default_rng(seed), first, 9, 48, 64, travel=28.0)
-        other = demo_data._trajectory(np.random.default_rng(seed), second, 9, 48, 64, travel=28.0)
+        one = scene.trajectory(np.random.default_rng(seed), first, 9, 48, 64, travel=28.0)
+        other = scene.trajectory(np.random.default_rng(seed), second, 9, 48, 64, travel=28.0)
         for a, b in zip(one, other):  # centre x, centre y, half-size per frame
             np.testing.assert_allclose(a, b[::-1], rtol=0, atol=1e-9)
             assert a[4] == pytest.approx(b[4], abs=1e-9)  # the middle of 9 frames

@@ -17,17 +17,17 @@ import torch
 import torch.nn.functional as F
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.demo.dataset import make_demo_dataset
+from modeling_eva02at.demo.ek100 import make_demo_dataset
 from modeling_eva02at.evaluation.cache import cached_features, feature_cache_path
 from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
-from modeling_eva02at.evaluation.egomcq import EgoMcqQuestions, egovlp_chunk_spans
+from modeling_eva02at.data.egomcq import EgoMcqQuestions
+from modeling_eva02at.data.layouts import egovlp_chunk_spans, split_frames
 from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 from modeling_eva02at.evaluation.encoding import (
     ClipCollator,
     encode_texts,
     encode_videos,
-    load_model_and_processor,
-    split_frames,
+    load_model_for_inference,
 )
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
 from modeling_eva02at.utils.processor import match_processor_to_model
@@ -62,7 +62,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_and_processor(model_dir):
-    return load_model_and_processor(model_dir, device="cpu")
+    return load_model_for_inference(model_dir, device="cpu")
 
 
 def common_args(model_dir, video_root, tmp_path, **extra):
@@ -249,7 +249,7 @@ def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
 def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir, model_and_processor, two_videos):
     """What the scripts run when they choose bfloat16: the weights loaded in bf16, no autocast."""
     model, processor = model_and_processor
-    half_model, _ = load_model_and_processor(model_dir, device="cpu", dtype=torch.bfloat16)
+    half_model, _ = load_model_for_inference(model_dir, device="cpu", dtype=torch.bfloat16)
     assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
     rope = half_model.vision_model.rotary_emb
     assert rope(*rope.default_key, torch.device("cpu")).dtype == torch.complex64  # exact float32 angles
@@ -381,7 +381,7 @@ def test_egomcq_reader(egomcq_data):
     assert isinstance(crossing, tuple) and [s.local_end - s.local_start for s in crossing] == [0.5, 0.5]
     assert videos[questions.choices[0, 4]].endswith(os.path.join("e", "0.mp4"))  # e, 0.5-1.5 s: one chunk
     with pytest.raises(FileNotFoundError, match=re.escape(os.path.join("videos", "a", "0.mp4"))) as error:
-        questions.clip_videos(str(root / "videos"), "chunked", chunk_seconds=2)
+        questions.clip_videos(str(root / "videos"), "egovlp", chunk_seconds=2)
     assert str(error.value).startswith(f"EgoMCQ video chunks <video_uid>/<k>.mp4 missing under {root / 'videos'} ")
     with pytest.raises(ValueError, match=r"EgoMCQ video layout must be one of .* got 'chunks'"):
         questions.clip_videos(str(root / "videos"), "chunks")
@@ -444,7 +444,7 @@ def test_egomcq_missing_video(model_dir, egomcq_data, tmp_path):
 
 def test_model_folder_without_config_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"^model folder {re.escape(str(tmp_path))} has no config.json"):
-        load_model_and_processor(str(tmp_path), device="cpu")
+        load_model_for_inference(str(tmp_path), device="cpu")
 
 
 def test_egomcq_unreadable_file_is_named(tmp_path):

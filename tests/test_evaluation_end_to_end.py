@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-from modeling_eva02at.data.ek100 import VideoTextCollator
-from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+from modeling_eva02at.data.collate import VideoTextCollator
+from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+from modeling_eva02at.training.trainer import Eva02AtTrainer
 
 from .conftest import REPO_ROOT, tiny_mir_model
 from .video_helpers import make_frames, write_video

@@ -22,7 +22,7 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_eva02at import REMOTE_CODE_FILES, Eva02AtConfig, Eva02AtModel, Eva02AtProcessor, VideoDecodeError
-from modeling_eva02at.evaluation.cache import fingerprint_identity, model_fingerprint
+from modeling_eva02at.evaluation.fingerprint import fingerprint_identity, model_fingerprint
 from modeling_eva02at.evaluation.results import EvaluationResult
 from modeling_eva02at.hub import (
     assemble_repo_folder,

@@ -15,20 +15,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from modeling_eva02at.training.arguments import LOSS_NAMES
+from modeling_eva02at.training.batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy, quantize_relevancy
 from modeling_eva02at.training.losses import (
-    LOSS_NAMES,
-    RELEVANCY_LEVELS,
     SMS_EDGE_CODE,
     SMS_EDGE_PAPER,
-    BatchRelevancy,
+    LOSSES,
     adaptive_max_margin_loss,
-    batch_relevancy,
     egonce_loss,
     get_loss,
-    hard_batch_relevancy,
     infonce_loss,
     max_margin_loss,
-    quantize_relevancy,
     sms_hard_loss,
     sms_loss,
 )
@@ -164,7 +161,7 @@ def test_quantize_relevancy_rejects_values_outside_unit_interval(bad):
 def test_batch_relevancy_layout_against_loop():
     R = np.random.default_rng(0).random((6, 7))
     vid, sent = [4, 0, 5, 2, 0], [1, 6, 3, 3, 0]
-    rel = batch_relevancy(R, vid, sent)
+    rel = BatchRelevancy.from_matrix(R, vid, sent)
     n = len(vid)
     assert rel.pairwise.shape == (n, n) and rel.positive.shape == (n,)
     for t in range(n):
@@ -177,7 +174,7 @@ def test_batch_relevancy_layout_against_loop():
     for a in range(n):
         assert rel.positive[a].item() == R[vid[a], sent[a]]  # r_a: NOT quantised
 
-    raw = batch_relevancy(R, vid, sent, quantized=False)
+    raw = BatchRelevancy.from_matrix(R, vid, sent, quantized=False)
     for t in range(n):
         for v in range(n):
             assert raw.pairwise[t, v].item() == R[vid[v], sent[t]]
@@ -187,35 +184,35 @@ def test_batch_relevancy_layout_against_loop():
 def test_batch_relevancy_accepts_torch_and_uint8_codes():
     R = np.random.default_rng(1).random((5, 5))
     vid, sent = np.array([3, 1, 4]), torch.tensor([0, 2, 4])
-    ref = batch_relevancy(R, vid, sent)
-    from_torch = batch_relevancy(torch.from_numpy(R), torch.from_numpy(vid), sent)
+    ref = BatchRelevancy.from_matrix(R, vid, sent)
+    from_torch = BatchRelevancy.from_matrix(torch.from_numpy(R), torch.from_numpy(vid), sent)
     torch.testing.assert_close(from_torch.pairwise, ref.pairwise, rtol=0, atol=0)
     torch.testing.assert_close(from_torch.positive, ref.positive, rtol=0, atol=0)
 
     codes = quantize_relevancy(R, as_codes=True)
-    from_codes = batch_relevancy(codes, vid, sent, positive=ref.positive)
+    from_codes = BatchRelevancy.from_matrix(codes, vid, sent, positive_relevancy=ref.positive)
     torch.testing.assert_close(from_codes.pairwise, ref.pairwise, rtol=0, atol=0)
     with pytest.raises(ValueError, match="unquantised"):
-        batch_relevancy(codes, vid, sent)
+        BatchRelevancy.from_matrix(codes, vid, sent)
     with pytest.raises(ValueError, match="quantized=False"):
-        batch_relevancy(codes, vid, sent, quantized=False, positive=ref.positive)
+        BatchRelevancy.from_matrix(codes, vid, sent, quantized=False, positive_relevancy=ref.positive)
 
-    as_float32 = batch_relevancy(R, vid, sent, dtype=torch.float32)
+    as_float32 = BatchRelevancy.from_matrix(R, vid, sent, dtype=torch.float32)
     assert as_float32.pairwise.dtype == torch.float32 and as_float32.positive.dtype == torch.float32
 
 
 def test_batch_relevancy_bad_input():
     R = np.random.default_rng(2).random((4, 3))
     with pytest.raises(ValueError, match="same length"):
-        batch_relevancy(R, [0, 1, 2], [0, 1])
+        BatchRelevancy.from_matrix(R, [0, 1, 2], [0, 1])
     with pytest.raises(ValueError, match=r"out of range.*\(4, 3\)"):
-        batch_relevancy(R, [0, 1], [0, 3])
+        BatchRelevancy.from_matrix(R, [0, 1], [0, 3])
     with pytest.raises(ValueError, match="out of range"):
-        batch_relevancy(R, [-1, 1], [0, 1])
+        BatchRelevancy.from_matrix(R, [-1, 1], [0, 1])
     with pytest.raises(ValueError, match="shape"):
-        batch_relevancy(R[0], [0], [0])
+        BatchRelevancy.from_matrix(R[0], [0], [0])
     with pytest.raises(ValueError, match="integer"):
-        batch_relevancy(R, [0.0, 1.0], [0, 1])
+        BatchRelevancy.from_matrix(R, [0.0, 1.0], [0, 1])
     with pytest.raises(ValueError, match=r"\(2,\)"):
         BatchRelevancy(pairwise=torch.zeros(3, 3), positive=torch.zeros(2))
 
@@ -241,19 +238,19 @@ def test_sms_handbuilt_batch_hits_every_branch():
     for direction in ("t2v", "v2t"):
         for branch in ("more", "equal", "otherwise"):
             assert branches.get((direction, branch), 0) > 0, (direction, branch, branches)
-    rel = batch_relevancy(np.array(R_HAND), VID_HAND, SENT_HAND)
+    rel = BatchRelevancy.from_matrix(np.array(R_HAND), VID_HAND, SENT_HAND)
     assert rel.positive.tolist() == R_POS_HAND
     loss = sms_loss(sim, rel.pairwise, rel.positive)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
-    assert get_loss("sms")(sim, relevancy=rel).item() == pytest.approx(expected, abs=1e-12)
+    assert get_loss("sms")(sim, batch_relevancy=rel).item() == pytest.approx(expected, abs=1e-12)
 
 
 def test_sms_paper_option_differs_where_it_should():
     # d = 0.5 for every pair: for Delta ~ 0.09 the first branch gives relu(0.054 - 0.5) = 0 and the middle branch
     # relu(|0.054 - 0.5| - 0.1) = 0.346, so the branch change is visible in the loss
     sim = 0.5 * torch.eye(4, dtype=torch.float64) + 0.01 * random_sim(4)
-    code_rel = batch_relevancy(np.array(R_HAND), VID_HAND, SENT_HAND)
-    paper_rel = batch_relevancy(np.array(R_HAND), VID_HAND, SENT_HAND, quantized=False)
+    code_rel = BatchRelevancy.from_matrix(np.array(R_HAND), VID_HAND, SENT_HAND)
+    paper_rel = BatchRelevancy.from_matrix(np.array(R_HAND), VID_HAND, SENT_HAND, quantized=False)
     code = sms_loss(sim, code_rel.pairwise, code_rel.positive)
     paper = sms_loss(sim, paper_rel.pairwise, paper_rel.positive, edge=SMS_EDGE_PAPER)
     code_ref, code_branches = ref_sms(sim, R_HAND, VID_HAND, SENT_HAND, R_POS_HAND)
@@ -280,8 +277,8 @@ def test_sms_quantisation_changes_delta():
     """r_a = 0.66 with a candidate of R = 0.66: Delta = 0.66 - 158/240 when quantised, 0 otherwise."""
     R = [[0.66, 0.66], [0.66, 0.66]]
     sim = random_sim(2)
-    q = batch_relevancy(np.array(R), [0, 1], [0, 1])
-    raw = batch_relevancy(np.array(R), [0, 1], [0, 1], quantized=False)
+    q = BatchRelevancy.from_matrix(np.array(R), [0, 1], [0, 1])
+    raw = BatchRelevancy.from_matrix(np.array(R), [0, 1], [0, 1], quantized=False)
     assert q.pairwise[0, 1].item() == 158 / 240 and raw.pairwise[0, 1].item() == 0.66
     lq = sms_loss(sim, q.pairwise, q.positive).item()
     lraw = sms_loss(sim, raw.pairwise, raw.positive).item()
@@ -360,7 +357,7 @@ def test_sms_random_batches_against_loop(n):
     r_pos = [R[i, p] for i, p in zip(vid, sent)]
     sim = random_sim(n)
     for quantized, edge in [(True, SMS_EDGE_CODE), (False, SMS_EDGE_PAPER), (True, SMS_EDGE_PAPER)]:
-        rel = batch_relevancy(R, vid, sent, quantized=quantized)
+        rel = BatchRelevancy.from_matrix(R, vid, sent, quantized=quantized)
         for gamma, tau in [(0.6, 0.1), (0.3, 0.05)]:
             got = sms_loss(sim, rel.pairwise, rel.positive, margin=gamma, tau=tau, edge=edge).item()
             want, _ = ref_sms(sim, R.tolist(), vid, sent, r_pos, quantize=quantized, gamma=gamma, tau=tau, lam=edge)
@@ -369,7 +366,7 @@ def test_sms_random_batches_against_loop(n):
 
 def test_sms_hard_by_hand_and_against_general_sms():
     # labels: samples 0 and 1 share a class, 2 is alone
-    rel = hard_batch_relevancy([5, 5, 2])
+    rel = BatchRelevancy.from_class_ids([5, 5, 2])
     assert rel.pairwise.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]] and rel.positive.tolist() == [1, 1, 1]
     sim = random_sim(3)
     s = sim.tolist()
@@ -383,7 +380,7 @@ def test_sms_hard_by_hand_and_against_general_sms():
                 terms.append(max(0, abs(d) - 0.1) if same else max(0, 0.3 - d))  # Delta = 0 or Delta = 1
     want = sum(terms) / len(terms)
     assert sms_hard_loss(sim, rel.pairwise, rel.positive).item() == pytest.approx(want, abs=1e-12)
-    assert get_loss("sms_hard")(sim, relevancy=rel).item() == pytest.approx(want, abs=1e-12)
+    assert get_loss("sms_hard")(sim, batch_relevancy=rel).item() == pytest.approx(want, abs=1e-12)
     # the general SMS on binary input, gamma = 0.3, gives the same for any edge in (0, 1)
     for edge in (SMS_EDGE_CODE, SMS_EDGE_PAPER, 0.5):
         assert sms_loss(sim, rel.pairwise, rel.positive, margin=0.3, edge=edge).item() == pytest.approx(want)
@@ -433,7 +430,7 @@ def test_adaptive_max_margin_against_loop(n):
     want = ref_max_margin(sim, [0.4 * x for x in r.tolist()])
     assert adaptive_max_margin_loss(sim, r).item() == pytest.approx(want, abs=1e-12)
     rel = BatchRelevancy(pairwise=torch.zeros(n, n, dtype=torch.float64), positive=r)
-    assert get_loss("adaptive_mimm")(sim, relevancy=rel).item() == pytest.approx(want, abs=1e-12)
+    assert get_loss("adaptive_mimm")(sim, batch_relevancy=rel).item() == pytest.approx(want, abs=1e-12)
     # r_a = 1 everywhere is MI-MM with the same margin
     ones = torch.ones(n, dtype=torch.float64)
     torch.testing.assert_close(adaptive_max_margin_loss(sim, ones, 0.3), max_margin_loss(sim, 0.3))
@@ -458,12 +455,22 @@ def test_infonce_against_hand_written_cross_entropy(scale):
     torch.testing.assert_close(infonce_loss(sim, torch.tensor(scale)), got)
 
 
+def one_hot(class_ids) -> torch.Tensor:
+    """Multi-hot rows of one class each, as the datasets give EK-100's verb."""
+    return F.one_hot(torch.tensor(class_ids)).to(torch.uint8)
+
+
 def test_egonce_reduces_to_infonce_when_no_pairs_share_verb_and_noun():
     sim = random_sim(6)
-    verbs = torch.tensor([0, 1, 2, 3, 4, 5])
-    nouns = torch.tensor([0, 0, 1, 1, 2, 2])  # nouns shared, but never together with the verb
+    verbs = one_hot([0, 1, 2, 3, 4, 5])
+    nouns = one_hot([0, 0, 1, 1, 2, 2])  # nouns shared, but never together with the verb
     torch.testing.assert_close(egonce_loss(sim, 20.0, verbs, nouns), infonce_loss(sim, 20.0))
-    torch.testing.assert_close(egonce_loss(sim, 20.0, torch.arange(6), torch.arange(6)), infonce_loss(sim, 20.0))
+    torch.testing.assert_close(egonce_loss(sim, 20.0, one_hot(range(6)), one_hot(range(6))), infonce_loss(sim, 20.0))
+
+
+def test_egonce_takes_multi_hot_rows_and_says_how_to_make_them_from_class_ids():
+    with pytest.raises(ValueError, match=r"verb_multi_hot must be \(3, num_classes\) multi-hot rows.*one_hot"):
+        egonce_loss(random_sim(3), 20.0, torch.tensor([0, 1, 2]), one_hot([0, 1, 2]))
 
 
 def test_egonce_with_shared_verb_and_noun_against_loop():
@@ -471,11 +478,11 @@ def test_egonce_with_shared_verb_and_noun_against_loop():
     verbs = [0, 0, 1, 1, 0, 2]
     nouns = [3, 3, 4, 5, 3, 4]  # positives: {0, 1, 4} share verb 0 and noun 3
     want = ref_nce(sim, 20.0, lambda a, b: a == b or (verbs[a] == verbs[b] and nouns[a] == nouns[b]))
-    got = egonce_loss(sim, 20.0, torch.tensor(verbs), torch.tensor(nouns))
+    got = egonce_loss(sim, 20.0, one_hot(verbs), one_hot(nouns))
     assert got.item() == pytest.approx(want, abs=1e-10)
     assert got.item() != pytest.approx(infonce_loss(sim, 20.0).item())
     fn = get_loss("egonce")
-    assert fn(sim, scale=20.0, verb_ids=torch.tensor(verbs), noun_ids=torch.tensor(nouns)).item() == (
+    assert fn(sim, scale=20.0, verb_multi_hot=one_hot(verbs), noun_multi_hot=one_hot(nouns)).item() == (
         pytest.approx(want, abs=1e-10)
     )
 
@@ -501,8 +508,8 @@ def test_egonce_multi_hot_tags():
 def _uniform_inputs(n):
     rng = np.random.default_rng(3)
     R = 0.5 * (rng.random((10, 10)) < 0.5) + 0.5 * rng.integers(0, 3, (10, 10)) / 2
-    rel = batch_relevancy(R, rng.integers(0, 10, n), rng.integers(0, 10, n))
-    return dict(relevancy=rel, verb_ids=torch.tensor([0, 0, 1, 2, 3, 4]), noun_ids=torch.tensor([1, 1, 2, 2, 3, 3]))
+    rel = BatchRelevancy.from_matrix(R, rng.integers(0, 10, n), rng.integers(0, 10, n))
+    return dict(batch_relevancy=rel, verb_multi_hot=one_hot([0, 0, 1, 2, 3, 4]), noun_multi_hot=one_hot([1, 1, 2, 2, 3, 3]))
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -514,7 +521,7 @@ def test_gradients_reach_text_and_video_embeddings(name):
     sim = F.normalize(text, dim=-1) @ F.normalize(video, dim=-1).T
     inputs = _uniform_inputs(n)
     if name == "sms_hard":
-        inputs["relevancy"] = hard_batch_relevancy([0, 0, 1, 1, 2, 3])
+        inputs["batch_relevancy"] = BatchRelevancy.from_class_ids([0, 0, 1, 1, 2, 3])
     fn = get_loss(name)
     loss = fn(sim, scale=logit_scale.exp(), **inputs)
     assert loss.dim() == 0 and loss.dtype == torch.float32 and loss.item() > 0
@@ -530,7 +537,7 @@ def test_half_precision_sim_is_upcast(name):
     sim = random_sim(6, dtype=torch.float32)
     inputs = _uniform_inputs(6)
     if name == "sms_hard":
-        inputs["relevancy"] = hard_batch_relevancy([0, 0, 1, 1, 2, 3])
+        inputs["batch_relevancy"] = BatchRelevancy.from_class_ids([0, 0, 1, 1, 2, 3])
     fn = get_loss(name)
     full = fn(sim, scale=20.0, **inputs)
     half = fn(sim.bfloat16(), scale=20.0, **inputs)
@@ -540,9 +547,10 @@ def test_half_precision_sim_is_upcast(name):
 
 def test_registry():
     assert set(LOSS_NAMES) == {"sms", "sms_hard", "mimm", "adaptive_mimm", "infonce", "egonce"}
+    assert tuple(LOSSES) == LOSS_NAMES  # the arguments' choices are written out (no torch for --help): the same
     sim = random_sim(6)
     inputs = _uniform_inputs(6)
-    rel = inputs["relevancy"]
+    rel = inputs["batch_relevancy"]
     fn = get_loss("sms", margin=0.5, tau=0.05, edge=SMS_EDGE_PAPER)
     torch.testing.assert_close(
         fn(sim, scale=3.0, **inputs), sms_loss(sim, rel.pairwise, rel.positive, 0.5, 0.05, SMS_EDGE_PAPER)
@@ -558,9 +566,9 @@ def test_registry():
         get_loss("sms", gamma=0.6)
     with pytest.raises(TypeError, match="unknown hyper-parameters"):
         get_loss("sms", positive_relevancy=None)  # an input, not a hyper-parameter
-    with pytest.raises(ValueError, match="relevancy"):
+    with pytest.raises(ValueError, match="batch_relevancy"):
         get_loss("sms")(sim)
-    with pytest.raises(ValueError, match="verb_ids"):
+    with pytest.raises(ValueError, match="verb_multi_hot"):
         get_loss("egonce")(sim, scale=20.0)
     with pytest.raises(ValueError, match=r"needs scale.*exp\(logit_scale\)"):
         get_loss("infonce")(sim)

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from modeling_eva02at.data.egoclip import (
-    BadClipError,
     EgoClipCollator,
     EgoClipDataset,
     read_clip_pickle,
     read_egoclip_tsv,
 )
+from modeling_eva02at.data.rows import BadClipError
 from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG
 
 # Short chunks so that demo clips straddle chunk boundaries in every chunked layout.
@@ -145,7 +145,7 @@ def test_missing_chunk_raises_naming_the_row_or_is_skipped(ego, processor4, tmp_
     dataset = EgoClipDataset(metadata, str(root), "avion", train=True)
     with pytest.raises(BadClipError, match=rf"EgoClip row {index} \(video_uid {uid}.*avion chunk\(s\) missing"):
         EgoClipCollator(processor4, dataset)([dataset[index]])
-    collator = EgoClipCollator(processor4, dataset, on_error="skip")
+    collator = EgoClipCollator(processor4, dataset, on_bad_row="skip")
     batch = collator([dataset[index], dataset[0]])
     assert collator.skipped == 1 and batch["pixel_values_videos"].shape[0] == 1
 
@@ -206,7 +206,8 @@ def test_processes_that_would_each_train_alone_are_refused(tmp_path, monkeypatch
     from types import SimpleNamespace
 
     import modeling_eva02at.training.trainer as trainer_module
-    from modeling_eva02at.training.trainer import Eva02AtTrainer, Eva02AtTrainingArguments
+    from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
     from tests.conftest import tiny_mir_model
 
     args = Eva02AtTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", loss="infonce")

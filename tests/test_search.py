@@ -16,20 +16,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_eva02at.demo.video import write_video
+from modeling_eva02at.utils.video_writer import write_video
 from modeling_eva02at.evaluation import encoding
-from modeling_eva02at.evaluation.cache import model_fingerprint
-from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_and_processor
-from modeling_eva02at.search import index as index_module
-from modeling_eva02at.search.index import (
-    Ek100Clips,
-    IndexMismatchError,
-    VideoFolder,
-    VideoIndex,
-    search_index,
-    update_index,
-    window_bounds,
-)
+from modeling_eva02at.evaluation.fingerprint import model_fingerprint
+from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_for_inference
+from modeling_eva02at.search import build as index_module
+from modeling_eva02at.search.build import search_index, update_index
+from modeling_eva02at.search.sources import Ek100Clips, VideoFolder, window_bounds
+from modeling_eva02at.search.store import IndexMismatchError, VideoIndex
 from modeling_eva02at.search.preview import write_preview
 from tests.conftest import REPO_ROOT, tiny_mir_model
 
@@ -104,7 +98,7 @@ def colour_model(tmp_path_factory, mir_processor):
 
 @pytest.fixture(scope="module")
 def loaded(colour_model):
-    model, processor = load_model_and_processor(colour_model)
+    model, processor = load_model_for_inference(colour_model)
     return model, processor, model_fingerprint(colour_model)
 
 
@@ -339,7 +333,7 @@ def test_another_frame_count_or_model_is_refused(tmp_path, colour_folder, colour
     manifest = (index_dir / "index.json").read_text()
 
     model, processor, model_id = loaded
-    four_frames = load_model_and_processor(colour_model, num_frames=4)[1]
+    four_frames = load_model_for_inference(colour_model, num_frames=4)[1]
     with pytest.raises(IndexMismatchError, match=r"pixels\.num_frames: index 2, this run 4"):
         update_index(str(index_dir), VideoFolder(colour_folder), model, four_frames, SETTINGS, model_id=model_id)
     flipped = EncodeSettings(batch_size=2, flip=True, progress=False)
@@ -350,7 +344,7 @@ def test_another_frame_count_or_model_is_refused(tmp_path, colour_folder, colour
     other = tiny_mir_model(seed=1)
     other.save_pretrained(other_folder)
     processor.save_pretrained(other_folder)
-    other_model, other_processor = load_model_and_processor(str(other_folder))
+    other_model, other_processor = load_model_for_inference(str(other_folder))
     other_id = model_fingerprint(str(other_folder))
     with pytest.raises(IndexMismatchError) as refused:
         update_index(str(index_dir), VideoFolder(colour_folder), other_model, other_processor, SETTINGS,
@@ -455,7 +449,7 @@ def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_pat
 
 def test_app_backend_computes_in_the_dtype_it_chose(colour_folder, colour_model, monkeypatch, capsys):
     from modeling_eva02at.evaluation import encoding
-    from modeling_eva02at.hub.app import AppBackend
+    from modeling_eva02at.app.backend import AppBackend
 
     monkeypatch.setattr(encoding, "native_bf16", lambda device: "AMX")
     backend = AppBackend.load(colour_model)  # dtype auto
@@ -519,7 +513,7 @@ RUN_SPACE = """
 import json, os, runpy, sys
 space = os.getcwd()
 sys.path.insert(0, space)  # as `python app.py` in the Space folder has it
-import modeling_eva02at.hub.app as app
+import modeling_eva02at.app.ui as app
 assert app.__file__.startswith(space + os.sep), app.__file__  # the Space's own copy, not the installed package
 
 def main():  # instead of launching gradio: what the launcher set up, and a search through the app's backend
@@ -539,13 +533,13 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
 
     from huggingface_hub import metadata_load
 
-    from modeling_eva02at.hub.space import assemble_space_folder, runtime_requirements
+    from modeling_eva02at.app.space import assemble_space_folder, runtime_requirements
 
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     folder = tmp_path / "space"
     files = assemble_space_folder(str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"),
                                   examples=colour_folder, sdk_version="6.31.0")  # fmt: skip
-    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/hub/app.py", "index/index.json",
+    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/app/ui.py", "index/index.json",
             "videos/more/green.mp4", "examples/00-blue.mp4"} <= set(files)  # fmt: skip
     assert not any("__pycache__" in name for name in files)
     card = metadata_load(folder / "README.md")
@@ -569,7 +563,7 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
 
 
 def test_space_refuses_an_index_of_another_model_and_writes_nothing(tmp_path, colour_folder, loaded, mir_processor):
-    from modeling_eva02at.hub.space import assemble_space_folder
+    from modeling_eva02at.app.space import assemble_space_folder
 
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     other = tmp_path / "other_model"
@@ -586,7 +580,7 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
 
     import huggingface_hub
 
-    from modeling_eva02at.hub.space import push_space, space_files
+    from modeling_eva02at.app.space import push_space, space_files
 
     cli = load_example("push_space")
     commit = mock.Mock(commit_url=f"https://huggingface.co/spaces/{SPACE_ID}/commit/0123")

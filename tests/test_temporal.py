@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.demo.dataset import DEMO_NOUNS, DEMO_VERBS
+from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.demo.motion import DIRECTION_PAIRS, motion_verb_accuracy, verb_probe_captions
 from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed, st_rope_angles
 

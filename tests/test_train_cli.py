@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 from transformers import TrainingArguments
 
 from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG
-from modeling_eva02at.training.losses import LOSS_NAMES
-from modeling_eva02at.training.trainer import Eva02AtTrainingArguments
+from modeling_eva02at.training.arguments import LOSS_NAMES
+from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 
 from .conftest import REPO_ROOT, TINY_MIR_CONFIG as TINY_CONFIG, tiny_mir_model as tiny_model
 
@@ -80,8 +80,8 @@ def test_help_answers_without_importing_torch_or_transformers():
     "flag, value, listed",
     [
         ("--loss", "sms_hard", "'sms', 'mimm', 'adaptive_mimm', 'infonce', 'egonce'"),
-        ("--on-bad-video", "ignore", "'raise', 'skip'"),
-        ("--on_bad_video", "ignore", "'raise', 'skip'"),
+        ("--on-bad-row", "ignore", "'raise', 'skip'"),
+        ("--on_bad_row", "ignore", "'raise', 'skip'"),
         ("--init", "zeros", "'pretrained', 'random'"),
         ("--sms-edge", "wide", "code, paper or a number"),
     ],
@@ -162,7 +162,7 @@ def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
         train_mir.build_datasets(parser.parse_known_args(flags)[0], demo=False, seed=0)
         assert seen == [(True, threshold)]
     # the demo (no --train-csv), on the small demo dataset instead of the generated one
-    from modeling_eva02at.demo import dataset as demo_dataset
+    from modeling_eva02at.demo import ek100 as demo_dataset
 
     monkeypatch.setattr(demo_dataset, "make_demo_dataset", lambda *args, **kwargs: demo)
     seen.clear()
@@ -274,15 +274,15 @@ def test_num_frames_resizes_a_pretrained_model_and_its_processor(demo, tmp_path)
 def test_model_loader_names_what_it_cannot_do():
     """The shared loader of the three training scripts: a misspelt vision override would otherwise be set on the
     config and ignored by the model; "pretrained" without a model has no weights to load."""
-    from modeling_eva02at.training.setup import load_model_and_processor
+    from modeling_eva02at.training.setup import load_model_for_training
 
     common = dict(num_frames=None, default_config=DEMO_MODEL_CONFIG, processor_folder=train_mir.PROCESSOR_FOLDER)
     with pytest.raises(ValueError, match="vision_overrides: 'use_temporal_ropes' is not a field of the vision config"):
-        load_model_and_processor(None, init="random", vision_overrides={"use_temporal_ropes": False}, **common)
+        load_model_for_training(None, init="random", vision_overrides={"use_temporal_ropes": False}, **common)
     with pytest.raises(ValueError, match=r"init='pretrained' needs a model folder or Hub id \(--model\)"):
-        load_model_and_processor(None, init="pretrained", **common)
+        load_model_for_training(None, init="pretrained", **common)
     with pytest.raises(ValueError, match="init must be one of pretrained, random, got 'zeros'"):
-        load_model_and_processor(TINY_CONFIG, init="zeros", **common)
+        load_model_for_training(TINY_CONFIG, init="zeros", **common)
 
 
 def test_init_random_ignores_the_weights(demo, tmp_path):
@@ -341,7 +341,7 @@ def test_nothing_to_resume_is_a_clear_error(demo, tmp_path, value, message):
 
 def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypatch, capsys):
     """`make demo` runs the script without arguments; here on a smaller demo dataset, for one step."""
-    import modeling_eva02at.demo.dataset as demo_dataset
+    import modeling_eva02at.demo.ek100 as demo_dataset
 
     from modeling_eva02at.training.trainer import Eva02AtTrainer
 

@@ -10,21 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset, VideoTextCollator
-from modeling_eva02at.training.losses import (
-    LOSS_NAMES,
-    SMS_EDGE_PAPER,
-    batch_relevancy,
-    egonce_loss,
-    get_loss,
-    sms_loss,
-)
-from modeling_eva02at.training.trainer import (
-    Eva02AtTrainer,
-    Eva02AtTrainingArguments,
-    last_complete_checkpoint,
-    warmup_cosine_schedule,
-)
+from modeling_eva02at.data.collate import VideoTextCollator
+from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+from modeling_eva02at.training.arguments import LOSS_NAMES, Eva02AtTrainingArguments
+from modeling_eva02at.training.batch_relevancy import BatchRelevancy
+from modeling_eva02at.training.losses import SMS_EDGE_PAPER, egonce_loss, get_loss, sms_loss
+from modeling_eva02at.training.optimization import warmup_cosine_schedule
+from modeling_eva02at.training.trainer import Eva02AtTrainer, last_complete_checkpoint
 
 from .conftest import REPO_ROOT, tiny_mir_model as tiny_model
 
@@ -64,11 +56,11 @@ def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, mir_processor):
     with torch.no_grad():
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
-    # sms_loss and batch_relevancy are checked against plain loops in tests/test_losses.py, and the same step
+    # sms_loss and BatchRelevancy are checked against plain loops in tests/test_losses.py, and the same step
     # from the command line against SMS written out by hand in tests/test_train_cli.py.
-    relevancy = batch_relevancy(train.relevancy, batch["video_index"], batch["sentence_index"],
-                                positive=batch["relevancy"])  # fmt: skip
-    expected = sms_loss(out.text_embeds @ out.video_embeds.T, relevancy.pairwise, relevancy.positive)
+    batch_relevancy = BatchRelevancy.from_matrix(train.relevancy, batch["video_index"], batch["sentence_index"],
+                                                 positive_relevancy=batch["positive_relevancy"])  # fmt: skip
+    expected = sms_loss(out.text_embeds @ out.video_embeds.T, batch_relevancy.pairwise, batch_relevancy.positive)
     torch.testing.assert_close(loss.detach(), expected.to(loss.dtype))
     assert not trainer.model.logit_scale.requires_grad  # SMS does not use it: frozen, so DDP sees no unused param
 
@@ -86,8 +78,8 @@ def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, sp
     with torch.no_grad():
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
-        verbs = torch.tensor([item["verb_ids"] for item in items])
-        nouns = torch.tensor(np.stack([item["noun_ids"] for item in items]))
+        verbs = torch.tensor(np.stack([item["verb_multi_hot"] for item in items]))
+        nouns = torch.tensor(np.stack([item["noun_multi_hot"] for item in items]))
         # egonce_loss is checked against a hand-written cross-entropy in tests/test_losses.py
         expected = egonce_loss(out.text_embeds @ out.video_embeds.T, model.scale(), verbs, nouns)
         infonce = get_loss("infonce")(out.text_embeds @ out.video_embeds.T, scale=model.scale())

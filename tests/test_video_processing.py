@@ -29,7 +29,6 @@ from modeling_eva02at.video_processing_eva02at import (
     AVION_STD,
     Eva02AtVideoProcessor,
     VideoDecodeError,
-    avion_chunk_spans,
     frame_range_from_seconds,
     sample_frame_indices,
     time_to_seconds,
@@ -69,10 +68,6 @@ def videos(tmp_path_factory):
     steps = [0.2 if i % 3 == 0 else 0.05 for i in range(1, 40)]
     write("vfr", 40, timestamps=np.concatenate([[0.0], np.cumsum(steps)]))
     write("long", 600, fps=10.0)  # a minute at 10 fps, EK-100-like clips inside
-    # AVION chunk layout: <root>/P01/P01_01.MP4/{0,15,30}.MP4, 40 s at 10 fps, frames numbered over the whole video.
-    chunk_dir = root / "P01" / "P01_01.MP4"
-    sv.write_avion_chunks(str(chunk_dir), sv.make_frames(400), fps=10.0)
-    paths["chunks"] = str(chunk_dir)
 
     # Bad files.
     data = open(paths["short"], "rb").read()
@@ -304,38 +299,9 @@ def test_pyav_fallback_when_decord_is_missing(videos, monkeypatch):
         processor(videos["short"], video_backend="decord")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# AVION's 15-second chunk layout
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def test_avion_chunk_spans(videos):
-    chunk_dir = videos["chunks"]
-    spans = avion_chunk_spans(chunk_dir, 13.0, 17.5)
-    assert [(os.path.basename(s.path), s.chunk_start, s.local_start, s.local_end) for s in spans] == [
-        ("0.MP4", 0, 13.0, 15.0),
-        ("15.MP4", 15, 0.0, 2.5),
-    ]
-    assert len(avion_chunk_spans(chunk_dir, 5.0, 6.0)) == 1
-    assert [s.chunk_start for s in avion_chunk_spans(chunk_dir, 29.0, 99.0)] == [15, 30]  # clamped to the last chunk
-    with pytest.raises(ValueError):
-        avion_chunk_spans(chunk_dir, 50.0, 55.0)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_avion_chunks_read_across_a_chunk_boundary(videos, backend):
-    processor = Eva02AtVideoProcessor(video_backend=backend)
-    chunk_dir = videos["chunks"]
-    # 13.0 s .. 17.5 s at 10 fps: frames 130..174, chunk 0.MP4 holds 0..149 and 15.MP4 holds 150..299.
-    clip = processor(chunk_dir, start=13.0, end=17.5)["pixel_values_videos"][0]
-    assert numbers(clip, processor) == sample_frame_indices(130, 175, 16).tolist()
-    # A clip over all three chunks, and one whose end is past the video's end (clamped to frame 399).
-    clip = processor(chunk_dir, start=10.0, end=38.0, num_frames=8)["pixel_values_videos"][0]
-    assert numbers(clip, processor) == sample_frame_indices(100, 380, 8).tolist()
-    clip = processor(chunk_dir, start=35.0, end=60.0, num_frames=4)["pixel_values_videos"][0]
-    assert numbers(clip, processor) == sample_frame_indices(350, 400, 4).tolist()
-    with pytest.raises(ValueError, match="beyond the end"):
-        processor(chunk_dir, start=45.0, end=50.0)
+def test_a_folder_is_refused_with_where_chunk_layouts_are_read(videos, processor):
+    with pytest.raises(IsADirectoryError, match="is a folder, not a video file.*modeling_eva02at.data.layouts"):
+        processor(os.path.dirname(videos["short"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

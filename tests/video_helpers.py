@@ -1,6 +1,6 @@
 """Synthetic test videos: write H.264 MP4 files with PyAV and stamp frame numbers into the pixels.
 
-Used by the test-suite and the I/O benchmark; the encoder itself is `modeling_eva02at.demo.video.write_video`.
+Used by the test-suite and the I/O benchmark; the encoder itself is `modeling_eva02at.utils.video_writer.write_video`.
 
 Frame numbers are written as a grid of flat gray blocks (one base-4 digit per block) inside the central square of
 the frame, i.e. the region that survives the processor's short-side resize + center crop. Flat blocks with gray
@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from modeling_eva02at.demo.video import write_video
+from modeling_eva02at.utils.video_writer import write_video
 
 
 # Frame-number code: CODE_ROWS x CODE_COLS blocks, one base-CODE_BASE digit each (4**6 = 4096 distinct numbers).

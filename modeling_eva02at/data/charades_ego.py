@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .ek100 import VideoTextCollator
-from .egoclip import BadClipError, _check_setting, _report_bad_rows
+from .collate import VideoTextCollator
+from .rows import BadClipError, check_bad_row_setting, report_bad_rows
 
 CHARADES_EGO_COLUMNS = (
     "id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions",
@@ -119,7 +119,7 @@ class CharadesEgoDataset(Dataset):
             ValueError: a required column is missing; no usable segment; with ``on_bad_row="raise"``, any bad action
                 or missing video (the message names the CSV lines and says how to skip them instead).
         """
-        _check_setting(on_bad_row)
+        check_bad_row_setting(on_bad_row)
         self.csv_path, self.video_root, self.video_ext = csv_path, video_root, video_ext
         self.train, self.seed, self.epoch = train, seed, 0
         self.class_ids, self.class_names = read_charades_classes(classes_path)
@@ -152,7 +152,7 @@ class CharadesEgoDataset(Dataset):
                 else:
                     segments.append((f"{where} action {action!r}", video_id, column_of[parts[0]], *times))
         self.skipped: Counter = Counter()
-        _report_bad_rows(csv_path, bad, on_bad_row, self.skipped)
+        report_bad_rows(csv_path, bad, on_bad_row, self.skipped)
         if not segments:
             raise ValueError(f"Charades-Ego CSV {csv_path}: no usable action segment (every row was bad, unlabelled "
                              "or the file is empty)")  # fmt: skip
@@ -194,13 +194,13 @@ def _seconds(text: str) -> float:
 class CharadesEgoCollator(VideoTextCollator):
     """Decodes a batch of Charades-Ego segments and tokenizes their class names; batches `class_ids` for
     ``sms_hard``. A segment that cannot be decoded raises :class:`BadClipError` naming its CSV line
-    (``on_error="raise"``), or is dropped from the batch and counted in `skipped` (``on_error="skip"``)."""
+    (``on_bad_row="raise"``), or is dropped from the batch and counted in `skipped` (``on_bad_row="skip"``)."""
 
     LABELS = {**VideoTextCollator.LABELS, "class_ids": torch.long}
 
-    def _frames(self, item: dict) -> torch.Tensor:
+    def load(self, item: dict) -> torch.Tensor:
         try:
-            return super()._frames(item)
+            return super().load(item)
         except (OSError, ValueError) as error:
             raise BadClipError(f"{item['where']}: {error}") from error
 

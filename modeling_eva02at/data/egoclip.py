@@ -10,10 +10,8 @@ Metadata comes in two forms, both turned into one columnar `pyarrow.Table` (neve
   may be a list of sentences (LaViLa's rephrased EgoClip+) of which one is drawn per step. They are read through the
   restricted unpickler of :mod:`.relevancy`, so a tampered file cannot run code.
 
-Videos (``layout``): ``"full"`` ``<root>/<video_uid>.mp4``; ``"egovlp"`` 600-second chunks
-``<root>/<video_uid>/<int(sec // 600)>.mp4``; ``"lavila"`` 300-second chunks
-``<root>/<video_uid>.mp4/<int(sec) // 300 * 300>.mp4``; ``"avion"`` the same with 15 seconds. A clip that straddles
-two chunks is read from both. Decoding and frame sampling are the processor's (`video_processing_eva02at.py`).
+Videos are whole files or EgoVLP / LaViLa / AVION chunks (``layout``, see :mod:`.layouts`); a clip that straddles two
+chunks is read from both. Decoding and frame sampling are the processor's (`video_processing_eva02at.py`).
 
 Bad input is never turned into a zero or black clip. Rows with missing columns, a missing or non-numeric time,
 ``clip_end <= clip_start``, a clip ending after ``video_dur`` or an empty caption are found when the metadata is
@@ -35,13 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-import torch
 from torch.utils.data import Dataset
 
-from ..evaluation.egomcq import egovlp_chunk_spans
-from ..evaluation.encoding import split_frames
-from .ek100 import VideoTextCollator
+from .collate import VideoTextCollator
+from .layouts import VIDEO_LAYOUTS, check_layout, chunk_paths, egovlp_chunk_spans
 from .relevancy import RestrictedRelevancyUnpickler
+from .rows import BadClipError, check_bad_row_setting, report_bad_rows
 
 logger = logging.getLogger(__name__)
 
@@ -54,29 +51,14 @@ EGOCLIP_COLUMNS = (
 EGOCLIP_REQUIRED_COLUMNS = ("video_uid", "clip_start", "clip_end", "clip_text")
 """What a clip needs; the others (``clip_idx`` names rows in reports, ``tag_*`` feed EgoNCE) are optional."""
 
-EGO4D_VIDEO_LAYOUTS = {"full": None, "egovlp": 600, "lavila": 300, "avion": 15}
-"""Layout name -> chunk length in seconds (None: one file per video)."""
-
 EGOCLIP_NUM_VERBS = 118
 EGOCLIP_NUM_NOUNS = 582
 """EgoVLP's verb / noun classes that ``tag_verb`` / ``tag_noun`` index."""
-
-BAD_ROW_SETTINGS = ("skip", "raise")
-
-
-class BadClipError(ValueError):
-    """A clip that cannot be loaded (missing video or chunk, undecodable, shorter than the clip), naming its row."""
-
 
 class RestrictedClipListUnpickler(RestrictedRelevancyUnpickler):
     """LaViLa / AVION clip lists are builtins (lists, tuples, strings, floats) plus, at most, numpy scalars."""
 
     what = "EgoClip metadata pickle"
-
-
-def _check_setting(on_bad_row: str) -> None:
-    if on_bad_row not in BAD_ROW_SETTINGS:
-        raise ValueError(f"on_bad_row must be one of {BAD_ROW_SETTINGS}, got {on_bad_row!r}")
 
 
 @dataclass
@@ -100,20 +82,6 @@ class EgoClipMetadata:
             raise ValueError(f"shard index must be in [0, {count}), got {index}")
         start, stop = len(self) * index // count, len(self) * (index + 1) // count
         return EgoClipMetadata(self.table.slice(start, stop - start), self.path, self.skipped)
-
-
-def _report_bad_rows(path: str, bad: dict[str, list], on_bad_row: str, skipped: Counter) -> None:
-    """Raise naming the first bad rows per reason, or log their counts (they are then dropped by the caller)."""
-    bad = {reason: rows for reason, rows in bad.items() if rows}
-    if not bad:
-        return
-    details = "; ".join(f"{len(rows)} with {reason} (first: {', '.join(map(str, rows[:3]))})" for reason, rows in bad.items())
-    if on_bad_row == "raise":
-        raise ValueError(f"{path}: bad rows: {details}. Fix the file, or pass on_bad_row='skip' (--on-bad-row skip) "
-                         "to skip them")  # fmt: skip
-    for reason, rows in bad.items():
-        skipped[reason] += len(rows)
-    logger.warning(f"{path}: skipped {sum(len(r) for r in bad.values())} bad rows: {details}")
 
 
 def _validate(table: pa.Table, path: str, on_bad_row: str, skipped: Counter) -> pa.Table:
@@ -140,7 +108,7 @@ def _validate(table: pa.Table, path: str, on_bad_row: str, skipped: Counter) -> 
         # a clip may end a little after the annotated duration (rounding), not a second past it
         masks["clip_end past video_dur (the video is shorter than the clip)"] = end > duration + 1.0
     rows = table["row"].to_numpy(zero_copy_only=False)
-    _report_bad_rows(path, {f"row {reason}": rows[mask].tolist() for reason, mask in masks.items()}, on_bad_row,
+    report_bad_rows(path, {f"row {reason}": rows[mask].tolist() for reason, mask in masks.items()}, on_bad_row,
                      skipped)  # fmt: skip
     bad = np.logical_or.reduce(list(masks.values()))
     return table.filter(pa.array(~bad)) if bad.any() else table
@@ -153,7 +121,7 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
         ValueError: a required column is missing from the header; with ``on_bad_row="raise"``, a row with too few
             or too many columns, or any bad row of the module docstring (the message names the rows).
     """
-    _check_setting(on_bad_row)
+    check_bad_row_setting(on_bad_row)
     path = os.fspath(path)
     skipped: Counter = Counter()
     ragged = []
@@ -179,7 +147,7 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
             strings_can_be_null=False,
         ),
     )
-    _report_bad_rows(path, {"missing or extra columns": ragged}, on_bad_row, skipped)
+    report_bad_rows(path, {"missing or extra columns": ragged}, on_bad_row, skipped)
     rows = table["clip_idx"] if "clip_idx" in header else pa.array(np.arange(len(table)))
     captions = pa.ListArray.from_arrays(pa.array(np.arange(len(table) + 1, dtype=np.int32)),
                                         table["clip_text"].combine_chunks())  # fmt: skip
@@ -199,7 +167,7 @@ def read_clip_pickle(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
         pickle.UnpicklingError: the file references a global other than numpy's reconstruction functions.
         ValueError: the file is not a list of such tuples; with ``on_bad_row="raise"``, a bad row.
     """
-    _check_setting(on_bad_row)
+    check_bad_row_setting(on_bad_row)
     path = os.fspath(path)
     with open(path, "rb") as handle:
         clips = RestrictedClipListUnpickler(io.BytesIO(handle.read())).load()
@@ -208,7 +176,7 @@ def read_clip_pickle(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
                          f"got {type(clips).__name__}")  # fmt: skip
     skipped: Counter = Counter()
     short = [row for row, clip in enumerate(clips) if not isinstance(clip, (list, tuple)) or len(clip) < 4]
-    _report_bad_rows(path, {"fewer than 4 fields (video_uid, start_sec, end_sec, narration)": short}, on_bad_row,
+    report_bad_rows(path, {"fewer than 4 fields (video_uid, start_sec, end_sec, narration)": short}, on_bad_row,
                      skipped)  # fmt: skip
     keep = np.setdiff1d(np.arange(len(clips)), short)
     kept = [clips[row] for row in keep]
@@ -244,28 +212,12 @@ def read_egoclip_metadata(path: str | os.PathLike, *, on_bad_row: str = "raise")
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def chunk_paths(video_root: str, video_uid: str, start: float, end: float, layout: str, *,
-                chunk_seconds: int | None = None, video_ext: str = "mp4") -> list[str]:  # fmt: skip
-    """The files the clip [start, end) s of `video_uid` is read from, in time order (see the module docstring)."""
-    if layout not in EGO4D_VIDEO_LAYOUTS:
-        raise ValueError(f"video layout must be one of {tuple(EGO4D_VIDEO_LAYOUTS)}, got {layout!r}")
-    if layout == "full":
-        return [os.path.join(video_root, f"{video_uid}.{video_ext}")]
-    length = chunk_seconds or EGO4D_VIDEO_LAYOUTS[layout]
-    if layout == "egovlp":
-        return [span.path for span in egovlp_chunk_spans(os.path.join(video_root, video_uid), start, end, length,
-                                                          video_ext)]  # fmt: skip
-    folder = os.path.join(video_root, f"{video_uid}.{video_ext}")
-    first, last = int(start) // length * length, int(math.ceil(end)) - 1  # the last second the clip touches
-    return [os.path.join(folder, f"{second}.{video_ext}") for second in range(first, max(first, last) + 1, length)]
-
-
 class EgoClipDataset(Dataset):
     """EgoClip clips for contrastive pretraining.
 
     Items: `video` (the clip's file or chunk folder, for messages), `video_uid`, `start` / `end`, `caption` (drawn
     from the row's sentences, reproducibly from (seed, epoch, index)), `jitter`, `sample_seed`, `row` and, where the
-    metadata has tags, EgoNCE's `verb_ids` / `noun_ids` (multi-hot over EgoVLP's 118 verbs / 582 nouns). Decoding is
+    metadata has tags, EgoNCE's `verb_multi_hot` / `noun_multi_hot` (over EgoVLP's 118 verbs / 582 nouns). Decoding is
     :class:`EgoClipCollator`'s, in the DataLoader workers.
     """
 
@@ -282,14 +234,13 @@ class EgoClipDataset(Dataset):
         num_verb_classes: int = EGOCLIP_NUM_VERBS,
         num_noun_classes: int = EGOCLIP_NUM_NOUNS,
     ):
-        if layout not in EGO4D_VIDEO_LAYOUTS:
-            raise ValueError(f"layout must be one of {tuple(EGO4D_VIDEO_LAYOUTS)}, got {layout!r}")
+        check_layout(layout)
         if len(metadata) == 0:
             raise ValueError(f"{metadata.path}: no usable clip (every row was bad or the file is empty)")
         self.metadata = metadata
         self.video_root = video_root
         self.layout = layout
-        self.chunk_seconds = chunk_seconds or EGO4D_VIDEO_LAYOUTS[layout]
+        self.chunk_seconds = chunk_seconds or VIDEO_LAYOUTS[layout]
         self.video_ext = video_ext
         self.train = train
         self.seed = seed
@@ -336,29 +287,23 @@ class EgoClipDataset(Dataset):
             "sample_seed": int(rng.integers(2**31)),
         }
         if self.has_tags:
-            item["verb_ids"] = self._multi_hot(row["tag_verb"], "tag_verb", row["row"])
-            item["noun_ids"] = self._multi_hot(row["tag_noun"], "tag_noun", row["row"])
+            item["verb_multi_hot"] = self._multi_hot(row["tag_verb"], "tag_verb", row["row"])
+            item["noun_multi_hot"] = self._multi_hot(row["tag_noun"], "tag_noun", row["row"])
         return item
 
 
 class EgoClipCollator(VideoTextCollator):
-    """Decodes EgoClip clips in any Ego4D layout with the processor and tokenizes their captions.
-
-    A clip is read from its full video, or from the chunks it covers: LaViLa / AVION chunk folders go to the
-    processor whole (it numbers frames over the whole video, so a straddling clip is sampled as one); EgoVLP's
-    index-named chunks are read piece by piece, the frames shared in proportion to the time in each chunk (as the
-    EgoMCQ evaluation does). Every chunk a clip needs must exist. A clip that fails raises :class:`BadClipError`
-    naming its row (``on_error="raise"``), or is dropped from the batch and counted (``on_error="skip"``).
+    """Decodes EgoClip clips in any Ego4D layout (:mod:`.layouts`) and tokenizes their captions; batches the tags'
+    multi-hot rows for EgoNCE. Every file a clip needs must exist. A clip that fails raises :class:`BadClipError`
+    naming its row (``on_bad_row="raise"``), or is dropped from the batch and counted (``on_bad_row="skip"``).
     """
 
-    LABELS = {**VideoTextCollator.LABELS, "verb_ids": torch.uint8}
-    """Verb tags are multi-hot like the nouns (EgoNCE compares multi-hot rows by overlap)."""
-
-    def __init__(self, processor, dataset: EgoClipDataset, *, num_frames: int | None = None, on_error: str = "raise"):
-        super().__init__(processor, num_frames=num_frames, on_error=on_error)
+    def __init__(self, processor, dataset: EgoClipDataset, *, num_frames: int | None = None,
+                 on_bad_row: str = "raise"):  # fmt: skip
+        super().__init__(processor, num_frames=num_frames, on_bad_row=on_bad_row, chunk_ext=dataset.video_ext)
         self.dataset = dataset
 
-    def _frames(self, item: dict):
+    def load(self, item: dict):
         data = self.dataset
         try:
             paths = chunk_paths(data.video_root, item["video_uid"], item["start"], item["end"], data.layout,
@@ -367,37 +312,22 @@ class EgoClipCollator(VideoTextCollator):
             if missing:
                 what = "video file" if data.layout == "full" else f"{data.layout} chunk(s)"
                 raise FileNotFoundError(f"{what} missing (or the video ends before the clip): {', '.join(missing)}")
-            video_processor = self.processor.image_processor
-            sample = dict(jitter=bool(item["jitter"]), seed=item["sample_seed"], chunk_ext=data.video_ext)
-            if data.layout != "egovlp":
-                return video_processor(item["video"], num_frames=self.num_frames, start=item["start"],
-                                       end=item["end"], **sample)["pixel_values_videos"][0]  # fmt: skip
-            num_frames = self.num_frames or video_processor.num_frames
-            spans = egovlp_chunk_spans(item["video"], item["start"], item["end"], data.chunk_seconds, data.video_ext)
-            counts = split_frames([span.local_end - span.local_start for span in spans], num_frames)
-            generator = np.random.default_rng(item["sample_seed"]) if item["jitter"] else None
-            pieces = [
-                video_processor.load_frames(span.path, count, start=span.local_start, end=span.local_end,
-                                            jitter=bool(item["jitter"]), generator=generator)
-                for span, count in zip(spans, counts) if count > 0
-            ]  # fmt: skip
-            # already sampled: the processor only resizes, crops and normalises the concatenated frames
-            return video_processor(np.concatenate(pieces), num_frames=num_frames)["pixel_values_videos"][0]
+            if data.layout == "egovlp":
+                spans = egovlp_chunk_spans(item["video"], item["start"], item["end"], data.chunk_seconds,
+                                           data.video_ext)  # fmt: skip
+                item = {**item, "video": tuple(spans)}
+            return super().load(item)
         except (OSError, ValueError) as error:
             raise BadClipError(f"EgoClip row {item['row']} (video_uid {item['video_uid']}, "
                                f"[{item['start']:.2f}, {item['end']:.2f}) s): {error}") from error  # fmt: skip
 
 
 __all__ = [
-    "BAD_ROW_SETTINGS",
-    "EGO4D_VIDEO_LAYOUTS",
     "EGOCLIP_COLUMNS",
-    "BadClipError",
     "EgoClipCollator",
     "EgoClipDataset",
     "EgoClipMetadata",
     "RestrictedClipListUnpickler",
-    "chunk_paths",
     "read_clip_pickle",
     "read_egoclip_metadata",
     "read_egoclip_tsv",

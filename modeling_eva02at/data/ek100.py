@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import Dataset
 
 from ..video_processing_eva02at import time_to_seconds
@@ -114,10 +113,10 @@ class Ek100MirDataset(Dataset):
     Evaluation: each clip with its own narration (the metrics keep the caption columns, see `caption_columns`).
 
     Items: `video` (path), `start` / `end` (seconds), `caption`, `video_index`, `sentence_index` (-1 in evaluation),
-    `relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints),
-    `sample_seed` (the jitter's seed), and EgoNCE's class labels of the item's *clip* (retrieval CSV): `verb_ids`
-    (its `verb_class`) and `noun_ids` (the multi-hot of its `all_noun_classes`, `num_noun_classes` wide, so that two
-    clips share a noun as they do in the relevancy, docs/relevancy.md). They are the clip's classes, not its drawn
+    `positive_relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints),
+    `sample_seed` (the jitter's seed), and EgoNCE's class labels of the item's *clip* (retrieval CSV), multi-hot:
+    `verb_multi_hot` (its `verb_class`, `num_verb_classes` wide) and `noun_multi_hot` (its `all_noun_classes`,
+    `num_noun_classes` wide, so that two clips share a noun as they do in the relevancy, docs/relevancy.md). They are the clip's classes, not its drawn
     caption's (one of the clip's R > 0.1 sentences, whose verb or nouns may differ): every split's retrieval CSV
     has them, the test sentence CSV has no classes.
     """
@@ -140,6 +139,7 @@ class Ek100MirDataset(Dataset):
         self.epoch = 0
         self.positives = positive_sentences(annotations.relevancy, positive_threshold) if train else None
         clips = annotations.clips
+        self.num_verb_classes = 1 + int(clips["verb_class"].max())
         self.num_noun_classes = 1 + max((noun for nouns in clips["all_noun_classes"] for noun in nouns), default=-1)
         self._starts = np.array([timestamp_to_seconds(s) for s in clips["start_timestamp"]])
         self._ends = np.array([timestamp_to_seconds(s) for s in clips["stop_timestamp"]])
@@ -173,11 +173,13 @@ class Ek100MirDataset(Dataset):
         if self.train:
             sentence = int(rng.choice(self.positives.sentences_of(index)))
             caption = self.annotations.sentences["narration"].iloc[sentence]
-            relevancy = float(self.annotations.relevancy[index, sentence])
+            positive_relevancy = float(self.annotations.relevancy[index, sentence])
         else:
-            sentence, caption, relevancy = -1, clips["narration"].iloc[index], 1.0
-        noun_ids = np.zeros(self.num_noun_classes, dtype=np.uint8)
-        noun_ids[clips["all_noun_classes"].iloc[index]] = 1
+            sentence, caption, positive_relevancy = -1, clips["narration"].iloc[index], 1.0
+        verb_multi_hot = np.zeros(self.num_verb_classes, dtype=np.uint8)
+        verb_multi_hot[clips["verb_class"].iloc[index]] = 1
+        noun_multi_hot = np.zeros(self.num_noun_classes, dtype=np.uint8)
+        noun_multi_hot[clips["all_noun_classes"].iloc[index]] = 1
         return {
             "video": self.annotations.video_path(self.video_root, index, self.video_ext),
             "start": float(self._starts[index]),
@@ -185,72 +187,13 @@ class Ek100MirDataset(Dataset):
             "caption": str(caption),
             "video_index": index,
             "sentence_index": sentence,
-            "relevancy": relevancy,
+            "positive_relevancy": positive_relevancy,
             "jitter": self.train,
             "sample_seed": int(rng.integers(2**31)),
-            "verb_ids": int(clips["verb_class"].iloc[index]),
-            "noun_ids": noun_ids,
+            "verb_multi_hot": verb_multi_hot,
+            "noun_multi_hot": noun_multi_hot,
         }
 
     def video_paths(self) -> list[str]:
         """The video path of every clip, in row order (check them with `utils.files.require_paths` before a run)."""
         return [self.annotations.video_path(self.video_root, i, self.video_ext) for i in range(len(self))]
-
-
-class VideoTextCollator:
-    """Decodes a batch's clips and tokenizes its captions with an `Eva02AtProcessor`.
-
-    Items say how to sample (`jitter`, seeded by `sample_seed`), so one collator serves the Trainer's training and
-    evaluation loaders. A video that cannot be decoded raises (naming it) with `on_error="raise"`, or is dropped
-    from the batch with a warning and counted in `skipped` (per process / DataLoader worker) with `on_error="skip"`.
-    """
-
-    LABELS = {
-        "video_index": torch.long,
-        "sentence_index": torch.long,
-        "relevancy": torch.float32,
-        "verb_ids": torch.long,
-        "noun_ids": torch.uint8,
-    }
-    """Per-item labels batched as tensors when the items carry them (the trainer's losses take them)."""
-
-    def __init__(self, processor, *, num_frames: int | None = None, on_error: str = "raise"):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.processor = processor
-        self.num_frames = num_frames
-        self.on_error = on_error
-        self.skipped = 0
-
-    def _frames(self, item: dict) -> torch.Tensor:
-        return self.processor.image_processor(
-            item["video"],
-            num_frames=self.num_frames,
-            start=item.get("start"),
-            end=item.get("end"),
-            jitter=bool(item.get("jitter", False)),
-            seed=item.get("sample_seed"),
-        )["pixel_values_videos"][0]
-
-    def __call__(self, items: list[dict]) -> dict:
-        kept, videos = [], []
-        for item in items:
-            try:
-                videos.append(self._frames(item))
-            except (OSError, ValueError) as error:  # FileNotFoundError and VideoDecodeError included
-                if self.on_error == "raise":
-                    raise
-                self.skipped += 1
-                logger.warning(f"skipping video {item['video']} ({error}); skipped so far here: {self.skipped}")
-                continue
-            kept.append(item)
-        if not kept:
-            raise ValueError(f"every video of the batch failed to decode: {[item['video'] for item in items]}")
-        # Padded to the batch's longest caption, not to the 77-token context: the causal text tower pools at the
-        # end-of-text token, so the features are the same and the text tower does a fraction of the work.
-        batch = dict(self.processor(text=[item["caption"] for item in kept], padding="longest", return_tensors="pt"))
-        batch["pixel_values_videos"] = torch.stack(videos)
-        for key, dtype in self.LABELS.items():
-            if key in kept[0]:
-                batch[key] = torch.as_tensor(np.array([item[key] for item in kept]), dtype=dtype)
-        return batch

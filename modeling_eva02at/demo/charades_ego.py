@@ -1,7 +1,7 @@
 """A small synthetic Charades-Ego set in the real file formats, for the fine-tuning demo and its tests
 (docs/pretraining.md).
 
-It reuses the EK-100 demo's renderer (:mod:`.dataset`: moving coloured shapes whose verb is a motion) and writes:
+It reuses the EK-100 demo's renderer (:mod:`.scene`: moving coloured shapes whose verb is a motion) and writes:
 
 * ``Charades_v1_classes.txt`` with 157 classes ``c000 Move a cup left``, as the real file has 157: first every demo
   verb x noun combination, then the same verbs on objects that never appear, so that the metric's text side has the
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.charades_ego import CHARADES_EGO_COLUMNS, CHARADES_NUM_CLASSES
-from .dataset import (DEMO_NOUNS, DEMO_VERBS, _balanced_choices, _Clip, _render_video, parameters_manifest_matches,
-                      write_parameters_manifest)
-from .video import write_video
+from ..utils.video_writer import write_video
+from .ek100 import parameters_manifest_matches, write_parameters_manifest
+from .scene import DEMO_NOUNS, DEMO_VERBS, DemoClip, balanced_choices, render_video
 
 CHARADES_DEMO_VERSION = 2
 TRAIN_CSV_NAME = "CharadesEgo_v1_train_only1st.csv"
@@ -84,7 +84,7 @@ def _plan_videos(rng, num_videos: int, shown: list[int], *, fps: float, clip_sec
     """Each video's id and clips: one to three shown actions (classes balanced over the split), idle gaps between
     them; the last video's single action is an unshown class and left out of ``actions`` (an unlabelled video)."""
     counts = rng.integers(1, 4, size=num_videos)
-    draws = iter(_balanced_choices(rng, len(shown), int(counts[:-1].sum())))  # the last video is unlabelled
+    draws = iter(balanced_choices(rng, len(shown), int(counts[:-1].sum())))  # the last video is unlabelled
     unshown = min(set(range(len(DEMO_VERBS) * len(DEMO_NOUNS))) - set(shown))
     low, high = round(0.75 * clip_seconds * fps), round(1.25 * clip_seconds * fps)
     videos = []
@@ -96,7 +96,7 @@ def _plan_videos(rng, num_videos: int, shown: list[int], *, fps: float, clip_sec
         for class_index in classes:
             verb, noun = divmod(class_index, len(DEMO_NOUNS))
             length = int(rng.integers(low, high + 1))
-            clips.append(_Clip(f"{stem}_{len(clips)}", f"DM{index % 4:02d}", stem, cursor, cursor + length, verb,
+            clips.append(DemoClip(f"{stem}_{len(clips)}", f"DM{index % 4:02d}", stem, cursor, cursor + length, verb,
                                (noun,)))  # fmt: skip
             cursor += length + int(rng.integers(1, fps // 2 + 1))
         videos.append({"stem": stem, "clips": clips, "classes": classes, "labelled": labelled, "num_frames": cursor})
@@ -132,7 +132,7 @@ def make_charades_ego_demo(
 
     Args:
         num_train_videos / num_test_videos: videos per split (each 1-3 actions; the last one unlabelled).
-        width / height / fps / clip_seconds: as :func:`modeling_eva02at.demo.dataset.make_demo_dataset`.
+        width / height / fps / clip_seconds: as :func:`modeling_eva02at.demo.ek100.make_demo_dataset`.
     """
     root = os.path.abspath(os.fspath(root))
     parameters = {"version": CHARADES_DEMO_VERSION, "seed": seed, "num_train_videos": num_train_videos,
@@ -158,7 +158,7 @@ def make_charades_ego_demo(
         for number, video in enumerate(videos):
             # a video's pixels depend only on (seed, split, its number)
             video_rng = np.random.default_rng([seed, 0 if split == "train" else 1, number])
-            frames = _render_video(video_rng, video["clips"], video["num_frames"], height, width)
+            frames = render_video(video_rng, video["clips"], video["num_frames"], height, width)
             write_video(os.path.join(paths.video_root, f"{video['stem']}EGO.mp4"), frames, fps,
                         gop_size=max(1, round(fps)))  # fmt: skip
         with open(csv_path, "w", newline="", encoding="utf-8") as handle:

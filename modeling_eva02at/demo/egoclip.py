@@ -1,6 +1,6 @@
 """A small synthetic pretraining set in EgoClip's real file formats, with held-out zero-shot sets (docs/pretraining.md).
 
-Built on the EK-100-format demo of :mod:`.dataset` (its moving-shape clips, captions and videos):
+Built on the EK-100-format demo of :mod:`.ek100` (its moving-shape clips, captions and videos):
 
 * its **train** split becomes Ego4D-style pretraining data: ``egoclip.csv`` (EgoVLP's tab-separated columns, captions
   written as narrations ``#C C move cup left``, ``tag_verb`` / ``tag_noun`` from the clip's classes), the same clips
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.egoclip import EGO4D_VIDEO_LAYOUTS, EGOCLIP_COLUMNS
+from ..data.egoclip import EGOCLIP_COLUMNS
+from ..data.layouts import VIDEO_LAYOUTS
 from ..data.relevancy import read_retrieval_csv
-from ..video_processing_eva02at import _open_reader, time_to_seconds
-from .dataset import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
-from .video import write_video
+from ..video_processing_eva02at import open_video, time_to_seconds
+from .ek100 import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
+from ..utils.video_writer import write_video
 
 EGOCLIP_DEMO_VERSION = 1
 
@@ -58,7 +59,7 @@ def narration(caption: str) -> str:
 
 def _decode_all(path: str) -> tuple[np.ndarray, float]:
     """Every frame of a demo video and its frame rate, through the processor's decoder."""
-    with _open_reader(path, path, "pyav", 0) as reader:
+    with open_video(path, path, "pyav", 0) as reader:
         return reader.get_frames(np.arange(reader.num_frames)), reader.fps
 
 
@@ -141,14 +142,14 @@ def make_egoclip_demo(
         num_egomcq: EgoMCQ questions (about half of each type).
     """
     root = os.path.abspath(os.fspath(root))
-    lengths = {layout: (chunk_seconds or {}).get(layout, seconds) for layout, seconds in EGO4D_VIDEO_LAYOUTS.items()}
+    lengths = {layout: (chunk_seconds or {}).get(layout, seconds) for layout, seconds in VIDEO_LAYOUTS.items()}
     parameters = {"version": EGOCLIP_DEMO_VERSION, "seed": seed, "num_train": num_train, "num_test": num_test,
                   "chunk_seconds": lengths, "num_egomcq": num_egomcq}  # fmt: skip
     ek100 = make_demo_dataset(os.path.join(root, "ek100"), seed=seed, num_train=num_train, num_test=num_test)
     paths = EgoClipDemoPaths(
         egoclip_tsv=os.path.join(root, "egoclip.csv"),
         egoclip_pickle=os.path.join(root, "egoclip.pkl"),
-        video_roots={layout: os.path.join(root, f"videos_{layout}") for layout in EGO4D_VIDEO_LAYOUTS},
+        video_roots={layout: os.path.join(root, f"videos_{layout}") for layout in VIDEO_LAYOUTS},
         chunk_seconds=lengths,
         ek100=ek100,
         egomcq_json=os.path.join(root, "egomcq.json"),
@@ -166,7 +167,7 @@ def make_egoclip_demo(
         for participant, video_id in clips[["participant_id", "video_id"]].drop_duplicates().itertuples(index=False):
             source = os.path.join(ek100.video_root, participant, f"{video_id}.MP4")
             _write_layouts(source, ego4d_uid(video_id), roots, lengths)
-            with _open_reader(source, source, "pyav", 0) as reader:
+            with open_video(source, source, "pyav", 0) as reader:
                 durations[video_id] = reader.num_frames / reader.fps
 
     with open(paths.egoclip_tsv, "w", encoding="utf-8") as handle:

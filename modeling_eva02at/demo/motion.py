@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .dataset import DEMO_NOUNS, DEMO_VERBS
+from .scene import DEMO_NOUNS, DEMO_VERBS
 
 DIRECTION_PAIRS = {"left/right": (0, 1), "up/down": (2, 3), "enlarge/shrink": (4, 5)}
 """Opposite verbs, as indices of DEMO_VERBS."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..data.charades_ego import read_charades_classes, read_charades_ego_csv, split_actions
 from ..utils.files import require_paths
-from .cache import cached_task_features, file_fingerprint
+from .cache import cached_task_features
+from .fingerprint import file_fingerprint
 from .encoding import EncodeSettings, encode_class_texts, encode_videos
 from .metrics import charades_ego_map
 from .results import EvaluationResult

@@ -84,14 +84,14 @@ def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None]
     """
     from ..utils.files import write_json
     from ..utils.runtime import tune_cpu_allocator
-    from .cache import model_fingerprint
-    from .encoding import load_model_and_processor
+    from .encoding import load_model_for_inference
+    from .fingerprint import model_fingerprint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
     if settings.device.type == "cpu":
         tune_cpu_allocator()
-    model, processor = load_model_and_processor(args.model, processor_path=args.processor, num_frames=args.num_frames,
+    model, processor = load_model_for_inference(args.model, processor_path=args.processor, num_frames=args.num_frames,
                                                 device=settings.device, dtype=settings.dtype)  # fmt: skip
     result = evaluate(model, processor, settings, model_fingerprint(args.model, args.processor))
     print_table(result.metrics)

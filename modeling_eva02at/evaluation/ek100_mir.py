@@ -15,7 +15,8 @@ import torch
 
 from ..data.ek100 import Ek100MirAnnotations, Ek100MirDataset
 from ..utils.files import require_paths
-from .cache import cached_task_features, file_fingerprint
+from .cache import cached_task_features
+from .fingerprint import file_fingerprint
 from .encoding import EncodeSettings, encode_texts, encode_videos
 from .metrics import ek100_mir_metrics
 from .results import EvaluationResult

@@ -11,14 +11,13 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.layouts import load_clip
 from ..utils.processor import match_processor_to_model
-from ..video_processing_eva02at import ChunkSpan
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -64,7 +63,7 @@ def resolve_dtype(choice: str, device: str | torch.device | None = None) -> tupl
     return None, f"float32 (--dtype auto: no native bfloat16 on this {device.type}; --dtype bfloat16 forces it)"
 
 
-def load_model_and_processor(
+def load_model_for_inference(
     model_path: str,
     *,
     processor_path: str | None = None,
@@ -139,18 +138,8 @@ class EncodeSettings:
         return {"flip": bool(self.flip), "dtype": str(self.dtype or torch.float32)}
 
 
-def split_frames(durations: Sequence[float], num_frames: int) -> list[int]:
-    """Share `num_frames` among pieces of a clip in proportion to their durations (largest remainder; sums exactly)."""
-    durations = np.asarray(durations, dtype=np.float64)
-    exact = num_frames * durations / durations.sum()
-    counts = np.floor(exact).astype(int)
-    for index in np.argsort(-(exact - counts), kind="stable")[: num_frames - counts.sum()]:
-        counts[index] += 1
-    return counts.tolist()
-
-
 class _ClipDataset(Dataset):
-    """Rows `{"video", "start", "end"}`; `video` is anything the processor reads or a tuple of `ChunkSpan`s."""
+    """Rows `{"video", "start", "end"}`; `video` is anything `load_clip` reads."""
 
     def __init__(self, videos, starts, ends):
         self.videos, self.starts, self.ends = videos, starts, ends
@@ -163,44 +152,25 @@ class _ClipDataset(Dataset):
 
 
 class ClipCollator:
-    """Decodes a batch of clips with the processor (in DataLoader workers) into `pixel_values_videos`.
-
-    A clip given as a tuple of :class:`ChunkSpan` (a clip over several chunk files) is decoded piece by piece, its
-    frames shared among the pieces in proportion to their durations (each piece sampled at its segment midpoints),
-    and the frames are concatenated before the processor's resize / crop / normalisation.
-    """
+    """Decodes a batch of clips (in DataLoader workers) into `pixel_values_videos`: each clip is read by
+    :func:`~modeling_eva02at.data.layouts.load_clip` (any layout) and resized, cropped and normalised by the video
+    processor."""
 
     def __init__(self, processor, num_frames: int | None = None):
-        self.processor = processor
-        self.num_frames = num_frames or processor.image_processor.num_frames
-
-    def _spans_to_frames(self, spans: tuple[ChunkSpan, ...]) -> np.ndarray:
-        video = self.processor.image_processor
-        counts = split_frames([span.local_end - span.local_start for span in spans], self.num_frames)
-        pieces = [
-            video.load_frames(span.path, count, start=span.local_start, end=span.local_end)
-            for span, count in zip(spans, counts)
-            if count > 0
-        ]
-        return np.concatenate(pieces)
+        self.video_processor = processor.image_processor
+        self.num_frames = num_frames or self.video_processor.num_frames
 
     def __call__(self, items: list[dict]) -> torch.Tensor:
-        videos, starts, ends = [], [], []
-        for item in items:
-            if isinstance(item["video"], tuple):  # already decoded here: no start / end left to apply
-                videos.append(self._spans_to_frames(item["video"]))
-                starts.append(None)
-                ends.append(None)
-            else:
-                videos.append(item["video"])
-                starts.append(item["start"])
-                ends.append(item["end"])
-        return self.processor(videos=videos, start=starts, end=ends, num_frames=self.num_frames)["pixel_values_videos"]
+        clips = [
+            load_clip(self.video_processor, item["video"], item["start"], item["end"], num_frames=self.num_frames)
+            for item in items
+        ]
+        return torch.stack([self.video_processor.transform_frames(frames) for frames in clips])
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None, model: torch.nn.Module):
     """Autocast to `dtype` for a float32 `model`; nothing for float32, or for a model already in `dtype` (loaded so
-    by `load_model_and_processor(dtype=...)`: faster than autocast, which casts the weights at every call)."""
+    by `load_model_for_inference(dtype=...)`: faster than autocast, which casts the weights at every call)."""
     if dtype is None or dtype == torch.float32 or next(model.parameters()).dtype == dtype:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -233,8 +203,8 @@ def encode_videos(
     """L2-normalised float32 video embeddings `(len(videos), projection_dim)` on the CPU, in input order.
 
     Args:
-        videos: one entry per clip: a path (a file or an AVION chunk folder), anything else the processor reads, or
-            a tuple of :class:`ChunkSpan` for a clip spread over several chunk files.
+        videos: one entry per clip, anything :func:`~modeling_eva02at.data.layouts.load_clip` reads: a path (a file
+            or an AVION / LaViLa chunk folder), frames in memory, or a tuple of `ChunkSpan` (EgoVLP chunks).
         starts / ends: clip bounds in seconds (None: the whole video).
         batch_size / num_workers: DataLoader settings; decoding runs in the workers.
         flip: horizontal-flip test-time augmentation. The embedding is

@@ -20,18 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..data.egomcq import EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO
+
 
 EVALUATE_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluate_modules")
-
-# EgoMCQ question types, as egomcq.json stores them (docs/metrics.md). EgoVLP's data loader documents them ("1 for
-# inter; 2 for intra"); the metric code of EgoVLP and LaViLa prints the two names the other way round, a bug their
-# maintainers confirmed (EgoVLP issue 19, EgoVLPv2 issue 11, fixed by EgoVLPv2 PR 14). The values decide the mapping,
-# never the position of a value in a sorted list, so a set with one type only is read correctly too.
-EGOMCQ_INTER_VIDEO = 1
-"""EgoMCQ ``types`` value of inter-video questions (the 5 candidates come from different videos; ~90-95 %)."""
-
-EGOMCQ_INTRA_VIDEO = 2
-"""EgoMCQ ``types`` value of intra-video questions (the 5 candidates are neighbouring clips of one video; ~60 %)."""
 
 # Elements per chunk of query rows in ek100_mir_metrics: ~2 MB of scores, so the per-chunk temporaries (sort keys,
 # gathered relevancies, cumulative sums) stay in cache and the peak memory does not grow with the query count.

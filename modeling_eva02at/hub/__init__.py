@@ -1,10 +1,9 @@
 """Hub repos of EVA02-AT checkpoints: assemble the complete folder, render the model card, push in one commit.
 
 `assemble` builds and checks the folder (weights, config with `auto_map` and `custom_pipelines`, processor files,
-the remote-code files, the Inference Endpoints `handler.py`, README.md), `card` renders README.md from the top-level
+the remote-code files, the Inference Endpoints `handler.py`, README.md), `card` renders README.md from the package's
 `model_card.md`, `push` uploads with huggingface_hub. `handler.py` is the handler's source, copied verbatim. See
-docs/hub.md; `examples/push_to_hub.py` is the command line. `app` is the Gradio app (examples/app.py) and `space`
-assembles and pushes a Space that runs it (examples/push_space.py); neither is imported here (gradio is optional).
+docs/hub.md; `examples/push_to_hub.py` is the command line. The Gradio app and its Space are `modeling_eva02at.app`.
 """
 
 from .assemble import REQUIRED_FILES, assemble_repo_folder, check_repo_folder, check_repo_id, repo_files

@@ -9,18 +9,15 @@ an intermediate checkpoint on the Hub loads and runs too.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .. import REMOTE_CODE_FILES, register_auto_classes
-from ..utils.files import give_default_permissions
+from ..utils.files import staged_folder
 from .card import read_eval_reports, render_model_card
 
 
@@ -159,33 +156,6 @@ def assemble_repo_folder(
         if problems:
             raise RuntimeError(f"the assembled repo folder is incomplete: {'; '.join(problems)}")
     return repo_files(output_dir)
-
-
-@contextlib.contextmanager
-def staged_folder(output_dir: str) -> Iterator[str]:
-    """A new folder beside `output_dir` to build in; swapped in for `output_dir` when the block ends without an
-    error, deleted otherwise: `output_dir` is never seen half-written."""
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-assembling-", dir=parent)
-    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
-    try:
-        yield staging
-        _swap_in(staging, output_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
-
-
-def _swap_in(staging: str, output_dir: str) -> None:
-    """Replace `output_dir` by `staging`: two renames, so a reader sees the old folder or the new one."""
-    if not os.path.exists(output_dir):
-        os.rename(staging, output_dir)
-        return
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}-old-", dir=os.path.dirname(output_dir))
-    os.rename(output_dir, os.path.join(old, "folder"))
-    os.rename(staging, output_dir)
-    shutil.rmtree(old)
 
 
 __all__ = ["REQUIRED_FILES", "assemble_repo_folder", "check_repo_folder", "check_repo_id", "repo_files"]

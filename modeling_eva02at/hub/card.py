@@ -1,4 +1,4 @@
-"""The model card (a Hub repo's README.md), rendered from the top-level `model_card.md` template.
+"""The model card (a Hub repo's README.md), rendered from the `model_card.md` template shipped with this package.
 
 The template holds the YAML metadata every repo shares and the usage snippets; rendering fills in the repo id, the
 architecture, the base model and the `model-index`: the paper's reported numbers for the checkpoint's size (arXiv
@@ -8,6 +8,7 @@ architecture, the base model and the `model-index`: the paper's reported numbers
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
@@ -17,9 +18,9 @@ from huggingface_hub import EvalResult, ModelCard
 from ..evaluation.results import PAPER_RESULTS
 
 
-TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                             "model_card.md")  # fmt: skip
-"""The card template at the top of a source checkout."""
+TEMPLATE = importlib.resources.files(__package__) / "model_card.md"
+"""The card template: package data, so that it is there after a plain `pip install` too (the repository's top-level
+model_card.md links to it)."""
 
 PAPER_NAME = "EVA02-AT paper (arXiv 2506.14356)"
 PAPER_URL = "https://arxiv.org/abs/2506.14356"
@@ -163,7 +164,7 @@ def _results_table(results: list[EvalResult]) -> str:
 
 
 def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = None, *, base_model: str | None = None,
-                      license: str | None = None, template_path: str = TEMPLATE_PATH) -> str:  # fmt: skip
+                      license: str | None = None, template_path: str | None = None) -> str:  # fmt: skip
     """The README.md of a Hub repo holding a model of `config`.
 
     Args:
@@ -174,13 +175,13 @@ def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = No
         base_model: the Hub id of the checkpoint this one was converted or fine-tuned from (default: the EVA02-CLIP
             checkpoint of the paper's size; none for other shapes).
         license: overrides the template's license.
-        template_path: the template (default: `model_card.md` at the top of the source checkout).
+        template_path: another template (default: the package's `model_card.md`).
     """
-    if not os.path.isfile(template_path):
-        raise FileNotFoundError(f"model card template {template_path} not found: it ships at the top of the source "
-                                f"checkout (model_card.md); pass template_path=")  # fmt: skip
-    with open(template_path) as file:
-        template = file.read()
+    if template_path is None:
+        template = TEMPLATE.read_text(encoding="utf-8")
+    else:
+        with open(template_path, encoding="utf-8") as file:
+            template = file.read()
     size = paper_size(config)
     own = own_eval_results(eval_reports or [], repo_id)
     paper = paper_eval_results(size[0]) if size else []
@@ -222,4 +223,4 @@ def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = No
     return str(card)
 
 
-__all__ = ["TEMPLATE_PATH", "describe_architecture", "paper_size", "read_eval_reports", "render_model_card"]
+__all__ = ["TEMPLATE", "describe_architecture", "paper_size", "read_eval_reports", "render_model_card"]

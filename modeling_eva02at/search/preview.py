@@ -3,7 +3,7 @@
 Browsers play H.264 in MP4 (yuv420p) but not every source video (AVION chunk folders, HEVC, odd pixel formats), and a
 hit is usually a few seconds of a long video, so each hit is cut out and re-encoded at a low frame rate and size.
 Frames are read with the processor's decoder (files and chunk folders alike) and written with
-:func:`modeling_eva02at.demo.video.write_video`.
+:func:`modeling_eva02at.utils.video_writer.write_video`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..demo.video import write_video
+from ..utils.video_writer import write_video
 
 
 def write_preview(

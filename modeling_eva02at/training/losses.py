@@ -21,26 +21,23 @@ Margin losses average over the ``2 N (N - 1)`` ordered off-diagonal terms (text-
 diagonal is excluded, as in EgoVLP / AVION's ``MaxMarginRankingLoss(fix_norm=True)``.
 
 SMS defaults follow the authors' code (docs/losses.md): candidates' relevancies quantised as ``uint8(240 R) / 240``
-(:func:`batch_relevancy` with ``quantized=True``), edge ``lambda = 1.1 / 240`` (:data:`SMS_EDGE_CODE`), positives'
-relevancies unquantised. The paper's variant is ``batch_relevancy(..., quantized=False)`` together with
+(:meth:`BatchRelevancy.from_matrix` with ``quantized=True``), edge ``lambda = 1.1 / 240`` (:data:`SMS_EDGE_CODE`),
+positives' relevancies unquantised. The paper's variant is ``BatchRelevancy.from_matrix(..., quantized=False)`` with
 ``get_loss("sms", edge=SMS_EDGE_PAPER)``.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..modeling_eva02at import contrastive_loss
-
-
-RELEVANCY_LEVELS = 240
-"""Quantisation levels of the authors' uint8 relevancy copy: ``uint8(240 * R) / 240``."""
+from .arguments import LOSS_NAMES  # written out there (tests check they match LOSSES): --help needs no torch
+from .batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy
 
 SMS_EDGE_CODE = 1.1 / RELEVANCY_LEVELS
 """SMS edge lambda of the authors' code. It exceeds one quantisation step (1/240), so a candidate exactly as
@@ -49,8 +46,6 @@ relevant as the positive (``Delta = r_a - trunc(240 r_a) / 240`` in ``[0, 1/240)
 
 SMS_EDGE_PAPER = 0.1
 """SMS edge lambda as stated in the paper (equal to the positive threshold 0.1)."""
-
-_TensorOrArray = torch.Tensor | np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,204 +135,6 @@ def _anchor_distances(sim_text_video: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Relevancy (docs/relevancy.md) reduced to what a batch needs
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BatchRelevancy:
-    r"""The relevancy information of one (gathered) batch, laid out like ``sim_text_video``.
-
-    Attributes:
-        pairwise: ``(N, N)``; ``pairwise[t, v]`` = relevancy of the batch's text ``t`` (sentence ``p_t``) to the
-            batch's video ``v`` (clip ``i_v``) = ``R[i_v, p_t]``, i.e. the layout of ``sim_text_video[t, v]``.
-            With the authors' defaults these values are quantised (see :func:`quantize_relevancy`). The diagonal
-            is never used by the losses.
-        positive: ``(N,)``; ``r_a = R[i_a, p_a]``, the relevancy of each sample's own (text, video) pair,
-            unquantised (it comes straight from the data loader in the authors' code).
-
-    One matrix serves both SMS directions (docs/losses.md), because both index the same ``R``:
-
-    * text->video, anchor text ``a``, candidate video ``b``: ``R[i_b, p_a] = pairwise[a, b]``
-      (:attr:`text_to_video`);
-    * video->text, anchor video ``a``, candidate text ``b``: ``R[i_a, p_b] = pairwise[b, a]``
-      (:attr:`video_to_text`, the transpose).
-
-    Storing the two directions separately could only let them drift apart.
-    """
-
-    pairwise: torch.Tensor
-    positive: torch.Tensor
-
-    def __post_init__(self):
-        if not isinstance(self.pairwise, torch.Tensor) or not isinstance(self.positive, torch.Tensor):
-            raise ValueError("BatchRelevancy.pairwise and .positive must be torch tensors")
-        if self.pairwise.dim() != 2 or self.pairwise.shape[0] != self.pairwise.shape[1]:
-            raise ValueError(f"BatchRelevancy.pairwise must be (N, N), got shape {tuple(self.pairwise.shape)}")
-        if tuple(self.positive.shape) != (self.pairwise.shape[0],):
-            raise ValueError(
-                f"BatchRelevancy.positive must be ({self.pairwise.shape[0]},) to match pairwise of shape "
-                f"{tuple(self.pairwise.shape)}, got {tuple(self.positive.shape)}"
-            )
-
-    @property
-    def text_to_video(self) -> torch.Tensor:
-        """``[a, b] = R[i_b, p_a]``: relevancy of candidate video ``b`` to anchor text ``a``."""
-        return self.pairwise
-
-    @property
-    def video_to_text(self) -> torch.Tensor:
-        """``[a, b] = R[i_a, p_b]``: relevancy of candidate text ``b`` to anchor video ``a``."""
-        return self.pairwise.T
-
-    def to(self, *args, **kwargs) -> "BatchRelevancy":
-        """Move / cast both tensors like :meth:`torch.Tensor.to`."""
-        return BatchRelevancy(self.pairwise.to(*args, **kwargs), self.positive.to(*args, **kwargs))
-
-
-def _check_unit_interval(relevancy: _TensorOrArray) -> None:
-    # Written as "all inside" rather than "any outside" so that NaN fails too.
-    inside = (relevancy >= 0) & (relevancy <= 1)
-    if not bool(inside.all()):
-        raise ValueError(
-            f"relevancy values must lie in [0, 1] (and not be NaN) to be quantised, got an array of shape "
-            f"{tuple(relevancy.shape)} with values outside"
-        )
-
-
-def quantize_relevancy(relevancy: _TensorOrArray, levels: int = RELEVANCY_LEVELS, as_codes: bool = False):
-    r"""Quantise relevancies like the authors' SMS code: ``uint8(levels * R)`` (truncation), then ``/ levels``.
-
-    E.g. ``R = 0.66`` -> ``trunc(158.4) = 158`` -> ``158 / 240``. The product ``levels * R`` is computed in the
-    input's own dtype before truncating, as numpy / torch do in the original code, so float round-off is reproduced
-    (e.g. a product of 159.99999... truncates to 159).
-
-    Args:
-        relevancy: numpy array or torch tensor of floats in ``[0, 1]``, any shape.
-        levels: number of quantisation levels, at most 255 (the codes are uint8).
-        as_codes: return the uint8 codes themselves (a 8x smaller copy of a big relevancy matrix, which
-            :func:`batch_relevancy` accepts) instead of ``codes / levels``.
-
-    Returns:
-        The same container type as the input: uint8 codes, or floats of the input's dtype equal to ``codes / levels``.
-    """
-    if not 1 <= levels <= 255:
-        raise ValueError(f"levels must be in [1, 255] so that codes fit in uint8, got {levels}")
-    _check_unit_interval(relevancy)
-    if isinstance(relevancy, torch.Tensor):
-        if not relevancy.is_floating_point():
-            raise ValueError(f"relevancy to quantise must be floating point, got {relevancy.dtype}")
-        codes = (relevancy * levels).to(torch.uint8)  # float -> uint8 truncates toward zero
-        return codes if as_codes else codes.to(relevancy.dtype) / levels
-    relevancy = np.asarray(relevancy)
-    if not np.issubdtype(relevancy.dtype, np.floating):
-        raise ValueError(f"relevancy to quantise must be floating point, got {relevancy.dtype}")
-    codes = (relevancy * levels).astype(np.uint8)
-    return codes if as_codes else codes.astype(relevancy.dtype) / relevancy.dtype.type(levels)
-
-
-def _index_vector(indices, name: str) -> np.ndarray:
-    if isinstance(indices, torch.Tensor):
-        indices = indices.detach().cpu().numpy()
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-        raise ValueError(f"{name} must be a 1-D sequence of integer indices, got shape {indices.shape}, "
-                         f"dtype {indices.dtype}")
-    return indices.astype(np.int64)
-
-
-def batch_relevancy(
-    relevancy: _TensorOrArray,
-    video_idx: Sequence[int] | _TensorOrArray,
-    sentence_idx: Sequence[int] | _TensorOrArray,
-    *,
-    quantized: bool = True,
-    levels: int = RELEVANCY_LEVELS,
-    positive: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> BatchRelevancy:
-    r"""Look up what the relevancy-aware losses need for one batch in a full relevancy matrix.
-
-    ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, docs/relevancy.md). Sample ``a``
-    of the batch is the clip ``i_a = video_idx[a]`` paired with the sentence ``p_a = sentence_idx[a]`` drawn as its
-    positive. Returns :class:`BatchRelevancy` with
-
-    * ``pairwise[t, v] = R[i_v, p_t]`` (the layout of ``sim_text_video[t, v]``), quantised when ``quantized``
-      (authors' code),
-    * ``positive[a] = r_a = R[i_a, p_a]``, never quantised.
-
-    Only the ``N x N`` block is read and quantised, so ``R`` may be a huge numpy memmap.
-
-    Args:
-        relevancy: float ``R`` in ``[0, 1]`` (numpy array or torch tensor), or the uint8 codes returned by
-            ``quantize_relevancy(R, as_codes=True)``; codes imply ``quantized=True`` and need ``positive``.
-        video_idx, sentence_idx: the batch's global clip and sentence indices, length ``N`` (gathered over ranks in
-            the same order as the embeddings).
-        quantized: look candidates up in the ``uint8(levels * R) / levels`` copy (authors' code, default) or use
-            ``R`` as is (paper).
-        levels: quantisation levels (240 in the authors' code).
-        positive: ``(N,)`` positive relevancies from the data loader; default ``R[i_a, p_a]`` read from a float ``R``.
-        device, dtype: where and how to return the tensors (float64 by default: exact for float64 ``R`` and cheap at
-            batch sizes).
-    """
-    video_idx = _index_vector(video_idx, "video_idx")
-    sentence_idx = _index_vector(sentence_idx, "sentence_idx")
-    if video_idx.shape != sentence_idx.shape:
-        raise ValueError(
-            f"video_idx and sentence_idx must have the same length, got shapes {video_idx.shape} and "
-            f"{sentence_idx.shape}"
-        )
-    if relevancy.ndim != 2:
-        raise ValueError(f"relevancy must be a (num_videos, num_sentences) matrix, got shape {tuple(relevancy.shape)}")
-    for name, idx, size in (("video_idx", video_idx, relevancy.shape[0]), ("sentence_idx", sentence_idx,
-                                                                          relevancy.shape[1])):
-        # negative indices would silently wrap around: they can only be a bug here
-        if idx.size and (idx.min() < 0 or idx.max() >= size):
-            raise ValueError(f"{name} out of range for relevancy of shape {tuple(relevancy.shape)}: {idx.tolist()}")
-
-    # block[a, b] = R[i_a, p_b] is clip-major like R: pairwise, laid out text x video, is its transpose.
-    if isinstance(relevancy, torch.Tensor):
-        rows = torch.as_tensor(video_idx, device=relevancy.device)
-        cols = torch.as_tensor(sentence_idx, device=relevancy.device)
-        block = relevancy[rows[:, None], cols[None, :]]
-        is_codes = block.dtype == torch.uint8
-    else:
-        block = np.asarray(relevancy)[np.ix_(video_idx, sentence_idx)]
-        is_codes = block.dtype == np.uint8
-
-    if is_codes:
-        if not quantized:
-            raise ValueError("relevancy holds uint8 codes, which are already quantised: pass a float matrix for "
-                             "quantized=False")
-        # divide in float64 so that code / levels is the nearest double, whatever `dtype` is asked for
-        pairwise = torch.as_tensor(block.T).to(torch.float64) / levels
-    else:
-        pairwise = quantize_relevancy(block.T, levels) if quantized else block.T
-    pairwise = torch.as_tensor(pairwise).to(device=device, dtype=dtype)
-
-    if positive is None:
-        if is_codes:
-            raise ValueError("relevancy holds quantised uint8 codes; pass the unquantised positive relevancies "
-                             "(r_a from the data loader) as `positive`")
-        diagonal = block.diagonal()
-        positive = torch.as_tensor(np.array(diagonal) if isinstance(diagonal, np.ndarray) else diagonal)
-    elif not isinstance(positive, torch.Tensor):
-        positive = torch.as_tensor(np.asarray(positive))
-    positive = positive.to(device=device if device is not None else pairwise.device, dtype=dtype)
-    return BatchRelevancy(pairwise=pairwise, positive=positive)
-
-
-def hard_batch_relevancy(labels: Sequence[int] | _TensorOrArray, device=None,
-                         dtype: torch.dtype = torch.float64) -> BatchRelevancy:
-    r"""Binary relevancy for hard-label data (Charades-Ego): text ``t`` is relevant to video ``v`` iff
-    ``labels[t] == labels[v]``; every positive has ``r_a = 1``. Feed it to :func:`sms_hard_loss`."""
-    labels = torch.as_tensor(_index_vector(labels, "labels"), device=device)
-    pairwise = (labels[:, None] == labels[None, :]).to(dtype)
-    return BatchRelevancy(pairwise=pairwise, positive=torch.ones(labels.shape[0], dtype=dtype, device=device))
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Losses (docs/losses.md)
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -357,26 +154,25 @@ def infonce_loss(sim_text_video: torch.Tensor, scale) -> torch.Tensor:
     return contrastive_loss(_check_scale(scale, sim_text_video) * sim_text_video)
 
 
-def _egonce_positive_mask(ids: torch.Tensor, n: int, name: str, sim_shape: tuple) -> torch.Tensor:
-    """(N, N) bool: samples a and b share a class. 1-D ids compare by equality, 2-D multi-hot rows by overlap."""
-    if not isinstance(ids, torch.Tensor):
-        ids = torch.as_tensor(np.asarray(ids))
-    if ids.dim() == 1 and ids.shape[0] == n:
-        return ids[:, None] == ids[None, :]
-    if ids.dim() == 2 and ids.shape[0] == n:
-        multi_hot = (ids != 0).float()  # several classes per sample: EgoClip tags, EK-100 all_noun_classes
-        return (multi_hot @ multi_hot.T) > 0
-    raise ValueError(
-        f"{name} must be ({n},) class ids or ({n}, num_classes) multi-hot to match sim_text_video of shape "
-        f"{sim_shape}, got {tuple(ids.shape)}"
-    )
+def _shares_a_class(multi_hot: torch.Tensor, n: int, name: str, sim_shape: tuple) -> torch.Tensor:
+    """(N, N) bool: samples a and b share a class, from (N, num_classes) multi-hot rows (nonzero = has the class)."""
+    if not isinstance(multi_hot, torch.Tensor):
+        multi_hot = torch.as_tensor(np.asarray(multi_hot))
+    if multi_hot.dim() != 2 or multi_hot.shape[0] != n:
+        hint = " (class ids: torch.nn.functional.one_hot(ids, num_classes))" if multi_hot.dim() == 1 else ""
+        raise ValueError(
+            f"{name} must be ({n}, num_classes) multi-hot rows to match sim_text_video of shape {sim_shape}, got "
+            f"{tuple(multi_hot.shape)}{hint}"
+        )
+    has_class = (multi_hot != 0).float()
+    return (has_class @ has_class.T) > 0
 
 
-def egonce_loss(sim_text_video: torch.Tensor, scale, verb_ids, noun_ids) -> torch.Tensor:
-    r"""EgoNCE (EgoVLP; docs/losses.md, optional): InfoNCE whose positives are all pairs sharing verb **and** noun.
+def egonce_loss(sim_text_video: torch.Tensor, scale, verb_multi_hot, noun_multi_hot) -> torch.Tensor:
+    r"""EgoNCE (EgoVLP; docs/losses.md, optional): InfoNCE whose positives are all pairs sharing a verb **and** a noun.
 
-    ``P(a) = {b : verb(a) ~ verb(b) and noun(a) ~ noun(b)} | {a}`` where ``~`` is equality of class ids (1-D
-    input) or a shared class (2-D multi-hot input). With ``l = scale * sim_text_video``:
+    ``P(a) = {b : verb(a) ~ verb(b) and noun(a) ~ noun(b)} | {a}`` where ``~`` means the two samples' multi-hot rows
+    share a class. With ``l = scale * sim_text_video``:
 
         text->video:  -mean_a log( sum_{b in P(a)} exp(l_ab) / sum_b exp(l_ab) )
         video->text:  -mean_a log( sum_{b in P(a)} exp(l_ba) / sum_b exp(l_ba) )
@@ -388,15 +184,14 @@ def egonce_loss(sim_text_video: torch.Tensor, scale, verb_ids, noun_ids) -> torc
     Args:
         sim_text_video: ``(N, N)``, ``sim_text_video[a, b]`` = cosine similarity of text ``a`` and video ``b``.
         scale: ``exp(logit_scale)``, as for :func:`infonce_loss`.
-        verb_ids, noun_ids: ``(N,)`` class ids or ``(N, num_classes)`` multi-hot rows, one per sample. For EK-100,
-            :class:`~modeling_eva02at.data.ek100.Ek100MirDataset` gives the clip's ``verb_class`` and the multi-hot
-            of its ``all_noun_classes``.
+        verb_multi_hot, noun_multi_hot: ``(N, num_classes)`` multi-hot rows, one per sample: EgoClip's tags, or an
+            EK-100 clip's ``verb_class`` (one-hot) and ``all_noun_classes``, as the datasets give them.
     """
     sim_text_video = _check_sim(sim_text_video)
     n, shape, device = sim_text_video.shape[0], tuple(sim_text_video.shape), sim_text_video.device
     scale = _check_scale(scale, sim_text_video)
-    positives = _egonce_positive_mask(verb_ids, n, "verb_ids", shape).to(device)
-    positives = positives & _egonce_positive_mask(noun_ids, n, "noun_ids", shape).to(device)
+    positives = _shares_a_class(verb_multi_hot, n, "verb_multi_hot", shape).to(device)
+    positives = positives & _shares_a_class(noun_multi_hot, n, "noun_multi_hot", shape).to(device)
     positives = positives | torch.eye(n, dtype=torch.bool, device=device)
 
     def one_direction(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -521,7 +316,7 @@ def sms_hard_loss(
 
     Args:
         pairwise_relevancy: ``(N, N)`` of 0/1, ``[t, v]`` = 1 iff text ``t`` describes video ``v``
-            (:func:`hard_batch_relevancy`).
+            (:meth:`BatchRelevancy.from_class_ids`).
         positive_relevancy: ``(N,)``, must be all ones (default).
         margin: gamma (0.3 for Charades-Ego).
         tau: relaxation of the equally-relevant case (the paper gives none for Charades-Ego; 0.1 as for EK-100).
@@ -540,7 +335,7 @@ def sms_hard_loss(
     if not bool(((pairwise_relevancy == 0) | (pairwise_relevancy == 1)).all()):
         raise ValueError(
             f"sms_hard_loss needs 0/1 pairwise relevancies (hard labels, e.g. Charades-Ego's, see "
-            f"hard_batch_relevancy), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for graded "
+            f"BatchRelevancy.from_class_ids), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for graded "
             "relevancy such as EK-100's use sms_loss"
         )
     irrelevant = pairwise_relevancy.to(sim_text_video.device) == 0  # [t, v]: Delta = 1 - R = 1
@@ -556,31 +351,30 @@ def sms_hard_loss(
 # ---------------------------------------------------------------------------------------------------------------
 
 # name -> (function, inputs it takes from the uniform call). Everything else in the signature is a hyper-parameter.
-_LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
+LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
     "infonce": (infonce_loss, ("scale",)),
-    "egonce": (egonce_loss, ("scale", "verb_ids", "noun_ids")),
+    "egonce": (egonce_loss, ("scale", "verb_multi_hot", "noun_multi_hot")),
     "mimm": (max_margin_loss, ()),
     "adaptive_mimm": (adaptive_max_margin_loss, ("positive_relevancy",)),
     "sms": (sms_loss, ("pairwise_relevancy", "positive_relevancy")),
     "sms_hard": (sms_hard_loss, ("pairwise_relevancy", "positive_relevancy")),
 }
-LOSS_NAMES = tuple(_LOSSES)
 
 
 class RetrievalLoss:
     r"""A loss from :data:`LOSS_NAMES` bound to its hyper-parameters, called the same way whatever the loss::
 
-        loss = loss_fn(sim_text_video, scale=model.scale(), relevancy=batch_rel, verb_ids=..., noun_ids=...)
+        loss = loss_fn(sim_text_video, scale=model.scale(), batch_relevancy=..., verb_multi_hot=..., noun_multi_hot=...)
 
     Each loss takes what it needs and ignores the rest; a missing required input raises ``ValueError``. The flags
     :attr:`needs_scale`, :attr:`needs_relevancy` and :attr:`needs_verb_noun` tell the trainer what to prepare.
     """
 
     def __init__(self, name: str, **hyperparameters):
-        if name not in _LOSSES:
+        if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
         self.name = name
-        self.fn, self.inputs = _LOSSES[name]
+        self.fn, self.inputs = LOSSES[name]
         allowed = [p for p in inspect.signature(self.fn).parameters if p != "sim_text_video" and p not in self.inputs]
         unknown = sorted(set(hyperparameters) - set(allowed))
         if unknown:
@@ -597,29 +391,27 @@ class RetrievalLoss:
 
     @property
     def needs_verb_noun(self) -> bool:
-        return "verb_ids" in self.inputs
+        return "verb_multi_hot" in self.inputs
 
     def __call__(
         self,
         sim_text_video: torch.Tensor,
         *,
         scale=None,
-        relevancy: BatchRelevancy | None = None,
-        verb_ids=None,
-        noun_ids=None,
+        batch_relevancy: BatchRelevancy | None = None,
+        verb_multi_hot=None,
+        noun_multi_hot=None,
     ) -> torch.Tensor:
-        if self.needs_relevancy and relevancy is None:
-            raise ValueError(f"loss {self.name!r} needs relevancy=BatchRelevancy(...)")
-        if self.needs_verb_noun and (verb_ids is None or noun_ids is None):
-            raise ValueError(
-                f"loss {self.name!r} needs verb_ids and noun_ids (one class id or multi-hot row per sample)"
-            )
+        if self.needs_relevancy and batch_relevancy is None:
+            raise ValueError(f"loss {self.name!r} needs batch_relevancy=BatchRelevancy(...)")
+        if self.needs_verb_noun and (verb_multi_hot is None or noun_multi_hot is None):
+            raise ValueError(f"loss {self.name!r} needs verb_multi_hot and noun_multi_hot (a multi-hot row per sample)")
         available = {
             "scale": scale,
-            "verb_ids": verb_ids,
-            "noun_ids": noun_ids,
-            "pairwise_relevancy": relevancy.pairwise if relevancy is not None else None,
-            "positive_relevancy": relevancy.positive if relevancy is not None else None,
+            "verb_multi_hot": verb_multi_hot,
+            "noun_multi_hot": noun_multi_hot,
+            "pairwise_relevancy": batch_relevancy.pairwise if batch_relevancy is not None else None,
+            "positive_relevancy": batch_relevancy.positive if batch_relevancy is not None else None,
         }
         return self.fn(sim_text_video, **{k: available[k] for k in self.inputs}, **self.hyperparameters)
 
@@ -635,20 +427,14 @@ def get_loss(name: str, **hyperparameters) -> RetrievalLoss:
 
 
 __all__ = [
-    "LOSS_NAMES",
-    "RELEVANCY_LEVELS",
     "SMS_EDGE_CODE",
     "SMS_EDGE_PAPER",
-    "BatchRelevancy",
     "RetrievalLoss",
     "adaptive_max_margin_loss",
-    "batch_relevancy",
     "egonce_loss",
     "get_loss",
-    "hard_batch_relevancy",
     "infonce_loss",
     "max_margin_loss",
-    "quantize_relevancy",
     "sms_hard_loss",
     "sms_loss",
 ]

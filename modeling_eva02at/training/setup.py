@@ -116,7 +116,7 @@ def prepare_run(training_args) -> None:
     set_seed(training_args.seed)
 
 
-def load_model_and_processor(model: str | None, *, init: str | None, num_frames: int | None, default_config: dict,
+def load_model_for_training(model: str | None, *, init: str | None, num_frames: int | None, default_config: dict,
                              processor_folder: str, vision_overrides: dict | None = None):  # fmt: skip
     """The model to train and a processor that feeds it.
 

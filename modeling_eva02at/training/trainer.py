@@ -2,7 +2,7 @@
 
 - `compute_loss` gathers video and text embeddings from every rank with gradients, builds the global
   `sim_text_video` matrix (rows texts, columns videos, as in `losses.py`), gathers what the configured loss needs
-  (the batch's relevancy looked up by (clip, sentence) indices, verb / noun ids) and applies the loss (SMS by
+  (the batch's relevancy looked up by (clip, sentence) indices, verb / noun labels) and applies the loss (SMS by
   default). Every rank computes the same global loss; the gradient then equals one process on the concatenated
   batch (all_gather's backward sums over ranks, DDP averages).
 - `evaluate` encodes the eval split and reports EK-100 MIR mAP / nDCG, so `metric_for_best_model` works.
@@ -14,156 +14,29 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer
 from transformers.trainer_utils import HubStrategy, SaveStrategy
-from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .. import register_auto_classes
 from ..evaluation.metrics import ek100_mir_metrics
-from .losses import LOSS_NAMES, SMS_EDGE_CODE, SMS_EDGE_PAPER, batch_relevancy, get_loss, hard_batch_relevancy
-
-SMS_EDGES = {"code": SMS_EDGE_CODE, "paper": SMS_EDGE_PAPER}
-"""The named values of `Eva02AtTrainingArguments.sms_edge` (docs/losses.md)."""
-OPTIMIZER_NAMES = ("adamw", "lamb")
-"""`Eva02AtTrainingArguments.optimizer_name`: transformers' AdamW (its `optim`), or LAMB from pytorch-optimizer."""
+from ..hub import push_checkpoint
+from .arguments import Eva02AtTrainingArguments
+from .batch_relevancy import BatchRelevancy
+from .callbacks import RemoteCodeFilesCallback, ZeroShotEvaluationCallback, ZeroShotTask
+from .distributed import gather_no_grad, gather_with_grad
+from .losses import get_loss
+from .optimization import lamb_optimizer, warmup_cosine_schedule
 
 register_auto_classes()  # saved folders get auto_map and the remote-code files
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Eva02AtTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the retrieval losses' settings and docs/recipes.md's learning-rate schedule.
-
-    Defaults that differ from transformers': `remove_unused_columns=False` (rows carry paths and indices the model
-    does not take), `ddp_find_unused_parameters=False`, `average_tokens_across_devices=False` (the loss is already
-    global).
-    """
-
-    loss: str = field(
-        default="sms",
-        metadata={"help": "the training loss (docs/losses.md); sms_hard needs 0/1 relevancy", "choices": LOSS_NAMES},
-    )
-    margin: float | None = field(
-        default=None, metadata={"help": "margin gamma: SMS 0.6, sms_hard 0.3, MI-MM 0.2, adaptive MI-MM 0.4 by default"}
-    )
-    sms_tau: float = field(default=0.1, metadata={"help": "SMS relaxation tau"})
-    sms_edge: str = field(
-        default="code",
-        metadata={"help": "SMS lambda: 'code' (1.1/240, the authors' code), 'paper' (0.1), or a number"},
-    )
-    quantize_relevancy: bool = field(
-        default=True, metadata={"help": "look candidates' relevancy up as uint8(240 R)/240, as the authors' code"}
-    )
-    warmup_start_lr: float | None = field(
-        default=None,
-        metadata={"help": "docs/recipes.md schedule: linear warm-up from this lr (e.g. 1e-6), then cosine"},
-    )
-    min_lr: float | None = field(
-        default=None, metadata={"help": "docs/recipes.md schedule: final lr of the cosine (e.g. 2e-6)"}
-    )
-    optimizer_name: str = field(
-        default="adamw",
-        metadata={"help": "adamw (transformers' --optim) or lamb (pytorch-optimizer's Lamb, the Charades-Ego recipe)",
-                  "choices": OPTIMIZER_NAMES},
-    )
-    temperature: float | None = field(
-        default=None,
-        metadata={"help": "fix the contrastive temperature (pretraining: 0.05): the logit scale is set to "
-                          "ln(1/temperature) and frozen; default: the model's logit scale, learnable unless its "
-                          "config freezes it"},
-    )
-    zero_shot_eval_steps: int = field(
-        default=0,
-        metadata={"help": "run the trainer's zero-shot tasks (EK-100 MIR, EgoMCQ, Charades-Ego held-out sets) every "
-                          "N optimizer steps; 0: never during training"},
-    )
-    remove_unused_columns: bool = field(default=False)
-    ddp_find_unused_parameters: bool | None = field(default=False)
-    average_tokens_across_devices: bool = field(default=False)
-
-    def __post_init__(self):
-        # Checked here, not only by the command line's choices, so that a typo fails before a run starts.
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {self.loss!r}")
-        if self.push_to_hub and HubStrategy(self.hub_strategy) in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            # Every push is an assembled model repo (modeling_eva02at.hub); the optimizer state those strategies add
-            # for resuming from the Hub is not part of it, and would be missing without a word.
-            raise ValueError(
-                f"hub_strategy={HubStrategy(self.hub_strategy).value!r} is not supported: each push uploads a complete, loadable model "
-                "repo (see docs/hub.md), not the resumable checkpoint folder. Use every_save or end, and resume "
-                "from a local checkpoint (--resume-from-checkpoint)"
-            )
-        if self.optimizer_name not in OPTIMIZER_NAMES:
-            raise ValueError(f"optimizer_name must be one of {', '.join(OPTIMIZER_NAMES)}; got {self.optimizer_name!r}")
-        if self.temperature is not None and not self.temperature > 0:
-            raise ValueError(f"temperature must be positive (e.g. 0.05), got {self.temperature}")
-        self.sms_edge_value()
-        super().__post_init__()
-
-    def sms_edge_value(self) -> float:
-        """The SMS edge lambda that `sms_edge` names ('code', 'paper') or spells out (a number)."""
-        if self.sms_edge in SMS_EDGES:
-            return SMS_EDGES[self.sms_edge]
-        try:
-            return float(self.sms_edge)
-        except ValueError:
-            raise ValueError(
-                f"sms_edge must be {' or '.join(repr(name) for name in SMS_EDGES)} or a number; got {self.sms_edge!r}"
-            ) from None
-
-    def loss_hyperparameters(self) -> dict:
-        params = {}
-        if self.margin is not None:
-            params["margin"] = self.margin
-        if self.loss in ("sms", "sms_hard"):
-            params["tau"] = self.sms_tau
-        if self.loss == "sms":
-            params["edge"] = self.sms_edge_value()
-        return params
-
-
-def warmup_cosine_schedule(optimizer, warmup_steps: int, total_steps: int, start_lr: float, min_lr: float) -> LambdaLR:
-    """Linear warm-up from `start_lr` to each group's lr over `warmup_steps`, then cosine down to `min_lr`."""
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-
-    def factor(base_lr):
-        def at(step):
-            if step < warmup_steps:
-                return (start_lr + (base_lr - start_lr) * step / warmup_steps) / base_lr
-            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-            return (min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / base_lr
-
-        return at
-
-    return LambdaLR(optimizer, [factor(lr) for lr in base_lrs])
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate `tensor` from all ranks along dim 0, keeping the autograd graph (a no-op on one process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
-
-
-def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)
 
 
 def last_complete_checkpoint(folder: str) -> str | None:
@@ -191,78 +64,12 @@ def last_complete_checkpoint(folder: str) -> str | None:
     return None
 
 
-class RemoteCodeFilesCallback(TrainerCallback):
-    """Keep the remote-code `.py` files in `output_dir` from the start: pushes made on each save upload `output_dir`
-    but copy only weights and configs into it, so without this the Hub repo cannot load mid-training."""
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero and model is not None and getattr(model, "_auto_class", None):
-            os.makedirs(args.output_dir, exist_ok=True)
-            custom_object_save(model, args.output_dir, config=model.config)
-
-
-def lamb_optimizer(args: TrainingArguments) -> tuple[type, dict]:
-    """`(Lamb, kwargs)` for the Trainer's `optimizer_cls_and_kwargs`: pytorch-optimizer's LAMB with the run's lr, betas,
-    eps (its weight decay per parameter group comes from the Trainer, which exempts biases and norms)."""
-    try:
-        from pytorch_optimizer import Lamb
-    except ImportError as error:
-        raise ImportError("optimizer_name='lamb' (--optimizer-name lamb) needs pytorch-optimizer: "
-                          "pip install pytorch-optimizer") from error  # fmt: skip
-    return Lamb, {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
-
-
-@dataclass
-class ZeroShotTask:
-    """A held-out evaluation from `modeling_eva02at.evaluation`: `run(model, processor, settings)` returns its
-    `EvaluationResult`; its metrics are logged as `<prefix>_<name>_<metric>`. Build them with
-    :func:`ek100_mir_task`, :func:`egomcq_task` and :func:`charades_ego_task`."""
-
-    name: str
-    run: Callable
-
-
-def ek100_mir_task(annotations, video_root: str, video_ext: str = "MP4") -> ZeroShotTask:
-    """EK-100 MIR mAP / nDCG on `annotations` (an `Ek100MirAnnotations`)."""
-    from ..evaluation.ek100_mir import evaluate_ek100_mir
-
-    return ZeroShotTask("ek100_mir", lambda model, processor, settings: evaluate_ek100_mir(
-        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
-
-
-def egomcq_task(questions, video_root: str, layout: str = "auto", video_ext: str = "mp4") -> ZeroShotTask:
-    """EgoMCQ inter- / intra-video accuracy of `questions` (an `EgoMcqQuestions`)."""
-    from ..evaluation.egomcq import evaluate_egomcq
-
-    return ZeroShotTask("egomcq", lambda model, processor, settings: evaluate_egomcq(
-        model, processor, questions, video_root, settings, layout=layout, video_ext=video_ext))  # fmt: skip
-
-
-def charades_ego_task(annotations, video_root: str, video_ext: str = "mp4") -> ZeroShotTask:
-    """Charades-Ego mAP over the classes of `annotations` (a `CharadesEgoAnnotations`)."""
-    from ..evaluation.charades_ego import evaluate_charades_ego
-
-    return ZeroShotTask("charades_ego", lambda model, processor, settings: evaluate_charades_ego(
-        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
-
-
-class ZeroShotEvaluationCallback(TrainerCallback):
-    """Runs the trainer's zero-shot tasks every `args.zero_shot_eval_steps` optimizer steps."""
-
-    def __init__(self, trainer: "Eva02AtTrainer"):
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if args.zero_shot_eval_steps > 0 and state.global_step % args.zero_shot_eval_steps == 0:
-            self.trainer.zero_shot_evaluate()
-
-
 class Eva02AtTrainer(Trainer):
     """Trainer for EVA02-AT dual encoders.
 
     Training batches hold `input_ids`, `attention_mask`, `pixel_values_videos` and, for relevancy-aware losses,
-    `video_index`, `sentence_index` (global indices into `relevancy`) and `relevancy` (r_a); for EgoNCE, `verb_ids`
-    and `noun_ids` (`Ek100MirDataset` and `VideoTextCollator` provide them all). `relevancy` is the training split's
+    `video_index`, `sentence_index` (global indices into `relevancy`) and `positive_relevancy` (r_a); for EgoNCE,
+    `verb_multi_hot` and `noun_multi_hot` (`Ek100MirDataset` and `VideoTextCollator` provide them all). `relevancy` is the training split's
     (num_clips, num_sentences) matrix; the eval dataset provides its own.
     """
 
@@ -337,8 +144,8 @@ class Eva02AtTrainer(Trainer):
         inputs = dict(inputs)
         video_index = inputs.pop("video_index", None)
         sentence_index = inputs.pop("sentence_index", None)
-        positive = inputs.pop("relevancy", None)
-        verb_ids, noun_ids = inputs.pop("verb_ids", None), inputs.pop("noun_ids", None)
+        positive_relevancy = inputs.pop("positive_relevancy", None)
+        verb_multi_hot, noun_multi_hot = inputs.pop("verb_multi_hot", None), inputs.pop("noun_multi_hot", None)
         class_ids = inputs.pop("class_ids", None)
         outputs = model(
             input_ids=inputs["input_ids"],
@@ -351,12 +158,12 @@ class Eva02AtTrainer(Trainer):
         if not torch.isfinite(sim_text_video).all():
             self._stop_on_non_finite("similarities", video_index)
 
-        relevancy = None
+        batch_relevancy = None
         if self.loss_fn.needs_relevancy and class_ids is not None:
             if self.args.loss != "sms_hard":
                 raise ValueError(f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
                                  f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)")  # fmt: skip
-            relevancy = hard_batch_relevancy(gather_no_grad(class_ids), device=sim_text_video.device)
+            batch_relevancy = BatchRelevancy.from_class_ids(gather_no_grad(class_ids), device=sim_text_video.device)
         elif self.loss_fn.needs_relevancy:
             if self.relevancy is None:
                 raise ValueError(f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
@@ -364,24 +171,26 @@ class Eva02AtTrainer(Trainer):
             if video_index is None or sentence_index is None:
                 raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
             video_index, sentence_index = gather_no_grad(video_index), gather_no_grad(sentence_index)
-            positive = gather_no_grad(positive) if positive is not None else None
-            relevancy = batch_relevancy(
+            if positive_relevancy is not None:
+                positive_relevancy = gather_no_grad(positive_relevancy).cpu()
+            batch_relevancy = BatchRelevancy.from_matrix(
                 self.relevancy,
                 video_index.cpu().numpy(),
                 sentence_index.cpu().numpy(),
                 quantized=self.args.quantize_relevancy,
-                positive=positive.cpu() if positive is not None else None,
+                positive_relevancy=positive_relevancy,
                 device=sim_text_video.device,
             )
         if self.loss_fn.needs_verb_noun:
-            if verb_ids is None or noun_ids is None:
+            if verb_multi_hot is None or noun_multi_hot is None:
                 raise ValueError(
-                    f"loss {self.args.loss!r} needs verb_ids and noun_ids in every batch (Ek100MirDataset items "
-                    "carry them and VideoTextCollator batches them)"
+                    f"loss {self.args.loss!r} needs verb_multi_hot and noun_multi_hot in every batch (the datasets' "
+                    "items carry them and VideoTextCollator batches them)"
                 )
-            verb_ids, noun_ids = gather_no_grad(verb_ids), gather_no_grad(noun_ids)
+            verb_multi_hot, noun_multi_hot = gather_no_grad(verb_multi_hot), gather_no_grad(noun_multi_hot)
         scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_scale else None
-        loss = self.loss_fn(sim_text_video, scale=scale, relevancy=relevancy, verb_ids=verb_ids, noun_ids=noun_ids)
+        loss = self.loss_fn(sim_text_video, scale=scale, batch_relevancy=batch_relevancy,
+                            verb_multi_hot=verb_multi_hot, noun_multi_hot=noun_multi_hot)  # fmt: skip
         if not torch.isfinite(loss):
             self._stop_on_non_finite(f"loss ({loss.item()})", video_index)
         return (loss, outputs) if return_outputs else loss
@@ -438,8 +247,6 @@ class Eva02AtTrainer(Trainer):
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
             return
-        from ..hub import push_checkpoint
-
         if self.args.save_strategy == SaveStrategy.STEPS:
             message = f"Training in progress, step {self.state.global_step}"
         else:
@@ -459,8 +266,6 @@ class Eva02AtTrainer(Trainer):
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
-        from ..hub import push_checkpoint
-
         return push_checkpoint(self.args.output_dir, self.hub_model_id, token=token or self.args.hub_token,
                                revision=revision or self.args.hub_revision, commit_message=commit_message)  # fmt: skip
 

@@ -1,4 +1,5 @@
-"""File helpers: one way to report missing inputs and one way to write a file that is never seen half-written."""
+"""File helpers: one way to report missing inputs, and one way each to write a file or a folder that is never seen
+half-written."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 
 def missing_paths(paths: Iterable[str], limit: int = 10) -> list[str]:
@@ -54,6 +56,41 @@ def atomic_path(path: str, prefix: str = ".tmp-") -> Iterator[str]:
             os.remove(temporary)
 
 
+@contextlib.contextmanager
+def staged_folder(output_dir: str, *, keep_existing: Callable[[], bool] | None = None) -> Iterator[str]:
+    """Yield a new folder beside `output_dir` to build in. When the block ends without an error the folder replaces
+    `output_dir` (two renames: a reader sees the old folder or the new one, never a half-written one); on an error it
+    is deleted and `output_dir` is left as it was.
+
+    Args:
+        keep_existing: called when the block has ended; True keeps `output_dir` as it is and deletes the new folder
+            (e.g. another process has finished the same folder meanwhile).
+    """
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    # Beside output_dir, on the same file system, so that moving it into place is a rename.
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
+    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
+    try:
+        yield staging
+        if keep_existing is None or not keep_existing():
+            _swap_in(staging, output_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+
+
+def _swap_in(staging: str, output_dir: str) -> None:
+    if not os.path.lexists(output_dir):
+        os.rename(staging, output_dir)
+        return
+    # os.rename cannot replace a non-empty folder: move the old one aside first, then delete it.
+    retired = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(staging))
+    os.rename(output_dir, os.path.join(retired, "folder"))
+    os.rename(staging, output_dir)
+    shutil.rmtree(retired)
+
+
 def _json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -71,4 +108,4 @@ def write_json(path: str, data: dict) -> None:
         file.write("\n")
 
 
-__all__ = ["atomic_path", "give_default_permissions", "missing_paths", "require_paths", "write_json"]
+__all__ = ["atomic_path", "give_default_permissions", "missing_paths", "require_paths", "staged_folder", "write_json"]

@@ -1,5 +1,5 @@
 """A Gradio app for an EVA02-AT model: `examples/app.py` runs it locally, and a Hugging Face Space assembled by
-`modeling_eva02at.hub.space` (examples/push_space.py) runs it from a copy of this package.
+`modeling_eva02at.app.space` (examples/push_space.py) runs it from a copy of this package.
 
     pip install -e '.[demo]'
     python examples/app.py --model eva02at-b16 --index my_index/ --examples my_videos/ --port 7860
@@ -16,11 +16,10 @@ EVA02AT_EXAMPLES: a Space's launcher sets them) and on a Space gradio picks the 
 """
 
 import argparse
-import hashlib
 import os
-import tempfile
 
 from ..evaluation.cli import add_dtype_argument
+from .backend import AppBackend, example_videos
 
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
 GRADIO_MISSING = ("examples/app.py needs gradio, an optional extra of this package: pip install -e '.[demo]' "
@@ -44,81 +43,6 @@ def parse_args(argv=None):
     if not args.model:
         parser.error("--model is required (or set EVA02AT_MODEL)")
     return args
-
-
-class AppBackend:
-    """What the app does, without the UI: zero-shot scores through the pipeline, and index search with previews.
-
-    One model serves both tabs. Errors are ValueErrors with a message for the user (the UI shows them).
-    """
-
-    def __init__(self, model, processor, model_id, index=None, preview_dir: str | None = None):
-        from transformers import pipeline
-
-        from ..pipeline_eva02at import TASK
-
-        self.model, self.processor, self.model_id, self.index = model, processor, model_id, index
-        # load_model_and_processor registered the task with transformers' pipeline registry.
-        self.classifier = pipeline(TASK, model=model, processor=processor, device=model.device)
-        self.preview_dir = preview_dir or tempfile.mkdtemp(prefix="eva02at-previews-")
-
-    @classmethod
-    def load(cls, model_path: str, processor_path: str | None = None, index_path: str | None = None, device=None,
-             dtype: str = "auto"):  # fmt: skip
-        """The model in the dtype `dtype` resolves to (`resolve_dtype`: auto is bfloat16 on hardware that computes it
-        natively), its processor, and the index checked against it."""
-        from ..evaluation.cache import model_fingerprint
-        from ..evaluation.encoding import load_model_and_processor, resolve_device, resolve_dtype
-        from ..search.index import VideoIndex
-
-        index = VideoIndex.load(index_path) if index_path else None
-        device = resolve_device(device)
-        torch_dtype, reason = resolve_dtype(dtype, device)
-        print(f"The app computes in {reason}")
-        model, processor = load_model_and_processor(model_path, processor_path=processor_path, device=device,
-                                                    dtype=torch_dtype)  # fmt: skip
-        model_id = model_fingerprint(model_path, processor_path)
-        if index is not None:
-            # Fail at start-up, not at the first query, when the index is another model's.
-            index.check_model(model_id, what="the app's --model")
-        return cls(model, processor, model_id, index)
-
-    def classify(self, video, labels: str, template: str) -> list[dict]:
-        """`[{"label", "score"}]` sorted by score, for the comma-separated `labels`."""
-        if not video:
-            raise ValueError("upload a video or pick an example first")
-        candidate_labels = [label.strip() for label in (labels or "").split(",") if label.strip()]
-        if not candidate_labels:
-            raise ValueError("type at least one label; separate labels with commas, e.g. 'cut onion, wash pan'")
-        return self.classifier(video, candidate_labels=candidate_labels, hypothesis_template=template or "{}")
-
-    def search(self, query: str, top_k: int) -> list[tuple]:
-        """`(hit, preview mp4 path)` of the `top_k` best clips of the index for `query`."""
-        from ..search.index import search_index
-        from ..search.preview import write_preview
-
-        if self.index is None:
-            raise ValueError("no index loaded: start the app with --index (made by examples/search_videos.py)")
-        if not (query or "").strip():
-            raise ValueError("type what you are looking for, e.g. 'cut an onion'")
-        hits = search_index(self.index, self.model, self.processor, [query], model_id=self.model_id,
-                            top_k=int(top_k))[0]
-        results = []
-        for hit in hits:
-            key = hashlib.sha1(f"{hit.path}|{hit.start}|{hit.end}".encode()).hexdigest()[:16]
-            preview = os.path.join(self.preview_dir, f"clip-{key}.mp4")
-            if not os.path.isfile(preview):
-                write_preview(self.processor.image_processor, hit.path, hit.start, hit.end, preview)
-            results.append((hit, preview))
-        return results
-
-
-def example_videos(folder: str | None) -> list[str]:
-    if not folder:
-        return []
-    from ..search.index import VideoFolder
-
-    return VideoFolder(folder).video_paths()[:12]
 
 
 def build_ui(backend: AppBackend, examples=()):

@@ -1,6 +1,5 @@
-"""Write RGB frames to an H.264 MP4 file with PyAV: the encoder behind the synthetic demo dataset.
-
-The model never needs this; decoding lives in `video_processing_eva02at.py`.
+"""Write RGB frames to an H.264 MP4 file with PyAV: the encoder behind the demo datasets, search previews and the
+tests' videos. The model never needs it; decoding lives in `video_processing_eva02at.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A Hugging Face Space of the app (`modeling_eva02at.hub.app`): assemble its repo folder, push it in one commit.
+"""A Hugging Face Space of the app (`modeling_eva02at.app`): assemble its repo folder, push it in one commit.
 
 The folder is self-contained, so the Space runs without this package being published anywhere:
 
@@ -24,8 +24,9 @@ import shutil
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from .assemble import check_repo_id, staged_folder
-from .push import resolve_token
+from ..utils.files import staged_folder
+from ..hub.assemble import check_repo_id
+from ..hub.push import resolve_token
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ DEFAULT_GRADIO_VERSION = "6.31.0"
 """The Space's `sdk_version` when gradio is not installed here (the newest 6.x when this was written)."""
 SPACE_FILES = ("README.md", "app.py", "requirements.txt")
 
-LAUNCHER = '''"""Hugging Face Space entry point: the EVA02-AT app (modeling_eva02at/hub/app.py, copied here) with this Space's
+LAUNCHER = '''"""Hugging Face Space entry point: the EVA02-AT app (modeling_eva02at/app, copied here) with this Space's
 model, index and example videos. The Space's variables EVA02AT_MODEL, EVA02AT_INDEX and EVA02AT_EXAMPLES win."""
 
 import os
@@ -44,7 +45,7 @@ for name, value, local in {settings}:
     if value is not None:
         os.environ.setdefault(name, os.path.join(HERE, value) if local else value)
 
-from modeling_eva02at.hub.app import main  # noqa: E402
+from modeling_eva02at.app.ui import main  # noqa: E402
 
 main()
 '''
@@ -95,7 +96,7 @@ def space_card(space_id: str, model: str, *, title: str | None, with_index: bool
         f"Zero-shot video classification with the EVA02-AT model {model_line}: upload a video, type labels, see the "
         f"scores; {search}. EVA02-AT is an egocentric video-language dual encoder (arXiv 2506.14356).\n\n"
         "Made with `examples/push_space.py` of the modeling_eva02at package; the app is "
-        "`modeling_eva02at/hub/app.py`. The variables EVA02AT_MODEL, EVA02AT_INDEX and EVA02AT_EXAMPLES of the Space's "
+        "`modeling_eva02at/app/ui.py`. The variables EVA02AT_MODEL, EVA02AT_INDEX and EVA02AT_EXAMPLES of the Space's "
         "settings override the model, index and example folders set in app.py.\n"
     )
 
@@ -131,8 +132,10 @@ def assemble_space_folder(
             the local Hub cache; a model that cannot be checked here is logged, and the app checks at start-up).
         FileNotFoundError / FileExistsError / ValueError: a missing input, a non-empty `output_dir`, a bad Space id.
     """
-    from ..evaluation.cache import model_fingerprint
-    from ..search.index import VideoFolder, VideoIndex, copy_index_with_videos
+    from ..evaluation.fingerprint import model_fingerprint
+    from ..search.build import copy_index_with_videos
+    from ..search.sources import VideoFolder
+    from ..search.store import VideoIndex
 
     check_repo_id(space_id)
     output_dir = os.path.abspath(output_dir)
@@ -184,7 +187,7 @@ def push_space(folder: str, space_id: str, token: str | None = None, private: bo
     """Create the gradio Space `space_id` if needed and upload the Space folder `folder` in ONE commit; refuses an
     incomplete folder, a bad id or a missing token before any network call. Returns huggingface_hub's `CommitInfo`."""
     check_repo_id(space_id)
-    missing = [name for name in (*SPACE_FILES, "modeling_eva02at/hub/app.py")
+    missing = [name for name in (*SPACE_FILES, "modeling_eva02at/app/ui.py")
                if not os.path.isfile(os.path.join(folder, name))]  # fmt: skip
     if missing:
         raise FileNotFoundError(f"not uploading {folder}: it lacks {', '.join(missing)}. Assemble it with "

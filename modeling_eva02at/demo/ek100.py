@@ -28,7 +28,7 @@ A later call with the same parameters finds the manifest and returns immediately
 Example:
 
 ```python
->>> from modeling_eva02at.demo.dataset import make_demo_dataset
+>>> from modeling_eva02at.demo.ek100 import make_demo_dataset
 >>> from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 >>> paths = make_demo_dataset("data/ek100_demo")
 >>> clips, captions = read_retrieval_csv(paths.train_csv), read_sentence_csv(paths.train_sentence_csv)
@@ -42,15 +42,13 @@ import csv
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from ..utils.files import give_default_permissions, write_json
-from .video import write_video
+from ..utils.files import staged_folder, write_json
+from ..utils.video_writer import write_video
+from .scene import DEMO_NOUNS, DEMO_VERBS, IDLE_GAP_SECONDS, DemoClip, ek100_video_ids, plan_videos, render_video
 
 
 GENERATOR_VERSION = 2
@@ -89,60 +87,6 @@ TRAIN_SENTENCE_COLUMNS = ("narration_id", "narration", "verb_class", "noun_class
 """Header of the real EPIC_100_retrieval_train_sentence.csv."""
 
 
-class DemoVerb(NamedTuple):
-    """A verb class: ``key`` is the EK-style verb column (words joined by ``-``), ``motion`` what the clip shows."""
-
-    key: str
-    motion: str  # "translate" or "scale"
-    # "translate": unit (dx, dy) in image coordinates (y points down); "scale": (+1, 0) grows, (-1, 0) shrinks.
-    direction: tuple[float, float]
-    template: str  # caption with "{nouns}" standing for "cup" or "cup and bowl"
-
-
-class DemoNoun(NamedTuple):
-    """A noun class: a single EK-like token drawn as a fixed shape in a fixed colour."""
-
-    key: str
-    shape: str
-    color: tuple[int, int, int]
-
-
-DEMO_VERBS = (
-    DemoVerb("move-left", "translate", (-1.0, 0.0), "move {nouns} left"),
-    DemoVerb("move-right", "translate", (1.0, 0.0), "move {nouns} right"),
-    DemoVerb("move-up", "translate", (0.0, -1.0), "move {nouns} up"),
-    DemoVerb("move-down", "translate", (0.0, 1.0), "move {nouns} down"),
-    DemoVerb("enlarge", "scale", (1.0, 0.0), "enlarge {nouns}"),
-    DemoVerb("shrink", "scale", (-1.0, 0.0), "shrink {nouns}"),
-)
-"""Verb classes; the index is ``verb_class``. Every caption names its verb (and direction) in words."""
-
-DEMO_NOUNS = (
-    DemoNoun("cup", "square", (220, 40, 40)),
-    DemoNoun("plate", "disc", (235, 235, 235)),
-    DemoNoun("bowl", "ring", (245, 140, 20)),
-    DemoNoun("knife", "hbar", (40, 210, 220)),
-    DemoNoun("bottle", "vbar", (40, 200, 60)),
-    DemoNoun("sponge", "triangle", (235, 220, 40)),
-    DemoNoun("pan", "disc", (40, 70, 230)),
-    DemoNoun("lid", "cross", (220, 50, 210)),
-)
-"""Noun classes; the index is ``noun_class``. Saturated colours, far from the gray background texture."""
-
-TWO_OBJECT_FRACTION = 0.25
-"""Share of clips that show a second object (their ``all_nouns`` has two entries)."""
-
-# Objects stay inside the frame's central square (side = the short side): the processor resizes the short side and
-# center-crops a square, so anything outside it would be cut off. Object half-size and the travel of a "move" clip
-# are fractions of that side: large enough to be seen at 64x48 and for a move to span ~2 patches of the demo model's
-# 32-px input (8-px patches), small enough that start points still vary.
-_OBJECT_RADIUS = 0.11
-_TRAVEL = (0.5, 0.65)
-_SCALE_RANGE = (0.5, 1.6)  # an "enlarge" clip goes from 0.5x to 1.6x the object's size, "shrink" the other way
-_BACKGROUND_NOISE = 4.0  # per-frame Gaussian noise, in gray levels
-_IDLE_GAP_SECONDS = (0.0, 0.5)  # object-free frames between two clips of a video
-
-
 @dataclass(frozen=True)
 class DemoPaths:
     """Where :func:`make_demo_dataset` put the dataset (all absolute paths)."""
@@ -176,219 +120,6 @@ def _format_list(values) -> str:
     return repr(list(values))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Annotations
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Clip:
-    narration_id: str
-    participant_id: str
-    video_id: str
-    start_frame: int  # 0-based, inclusive
-    stop_frame: int  # 0-based, exclusive
-    verb_class: int
-    noun_classes: tuple[int, ...]  # the first one is the clip's main noun
-
-    @property
-    def narration(self) -> str:
-        nouns = " and ".join(DEMO_NOUNS[noun].key for noun in self.noun_classes)
-        return DEMO_VERBS[self.verb_class].template.format(nouns=nouns)
-
-
-def _balanced_choices(rng: np.random.Generator, num_classes: int, count: int) -> np.ndarray:
-    """`count` class ids where every class appears floor or ceil of count / num_classes times, in random order."""
-    repeats = np.tile(np.arange(num_classes), math.ceil(count / num_classes))
-    # The partial last cycle is drawn at random so that the surplus does not always go to the first classes.
-    tail = count - (len(repeats) - num_classes)
-    choices = np.concatenate([repeats[: len(repeats) - num_classes], rng.permutation(num_classes)[:tail]])
-    return rng.permutation(choices)
-
-
-def _plan_split(
-    rng: np.random.Generator,
-    num_clips: int,
-    *,
-    fps: float,
-    clip_seconds: float,
-    clips_per_video: int,
-    video_ids: list[tuple[str, str]],
-) -> list[list[_Clip]]:
-    """Draw the annotations of one split: a list of videos, each a list of clips in time order."""
-    verbs = _balanced_choices(rng, len(DEMO_VERBS), num_clips)
-    nouns = _balanced_choices(rng, len(DEMO_NOUNS), num_clips)
-    has_second = rng.random(num_clips) < TWO_OBJECT_FRACTION
-    # Clip lengths vary around clip_seconds as EK-100 segments do, so loaders cannot assume a fixed length.
-    mean_frames = max(4, round(clip_seconds * fps))
-    low, high = max(4, round(0.75 * mean_frames)), max(4, round(1.25 * mean_frames))
-    gap_low, gap_high = (round(seconds * fps) for seconds in _IDLE_GAP_SECONDS)
-
-    videos: list[list[_Clip]] = []
-    for clip_index in range(num_clips):
-        slot = clip_index % clips_per_video
-        if slot == 0:
-            videos.append([])
-            cursor = int(rng.integers(gap_low, gap_high + 1))  # a video may start with idle frames, too
-        participant_id, video_id = video_ids[len(videos) - 1]
-        length = int(rng.integers(low, high + 1))
-        noun_classes = (int(nouns[clip_index]),)
-        if has_second[clip_index]:
-            others = [noun for noun in range(len(DEMO_NOUNS)) if noun != noun_classes[0]]
-            noun_classes += (int(rng.choice(others)),)
-        videos[-1].append(
-            _Clip(
-                narration_id=f"{video_id}_{slot}",
-                participant_id=participant_id,
-                video_id=video_id,
-                start_frame=cursor,
-                stop_frame=cursor + length,
-                verb_class=int(verbs[clip_index]),
-                noun_classes=noun_classes,
-            )
-        )
-        cursor += length + int(rng.integers(gap_low, gap_high + 1))
-    return videos
-
-
-def _video_ids(num_videos: int, num_participants: int, first_number: list[int]) -> list[tuple[str, str]]:
-    """(participant_id, video_id) of `num_videos` videos dealt round-robin to participants P01..Pk.
-
-    `first_number[p]` is participant p's next video number; it is updated, so the test split continues the
-    numbering after the train split (EK-100 style: P01_01..P01_10 train, P01_11.. test), never reusing a video.
-    """
-    ids = []
-    for index in range(num_videos):
-        participant = index % num_participants
-        ids.append((f"P{participant + 1:02d}", f"P{participant + 1:02d}_{first_number[participant]:02d}"))
-        first_number[participant] += 1
-    return ids
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
-    """Signed distance (pixels, negative inside) from pixel offsets (dx, dy) to a shape of half-size `radius`.
-
-    Drawing with a one-pixel soft edge from this distance anti-aliases the shapes, so that sub-pixel motion shows
-    as a smooth change instead of one-pixel jumps.
-    """
-    # Strokes (bar / cross arms, the ring) keep a minimum width in pixels: thinner ones lose their colour to the
-    # 2x2 chroma subsampling of yuv420p H.264 and the noun would no longer be recognisable at small sizes.
-    thin = max(0.45 * radius, 1.5)
-    if shape == "disc":
-        return np.hypot(dx, dy) - radius
-    if shape == "ring":
-        distance = np.hypot(dx, dy)
-        return np.maximum(distance - radius, min(0.5 * radius, radius - 2.5) - distance)
-    if shape == "square":
-        return np.maximum(np.abs(dx), np.abs(dy)) - 0.85 * radius
-    if shape == "hbar":
-        return np.maximum(np.abs(dx) - radius, np.abs(dy) - thin)
-    if shape == "vbar":
-        return np.maximum(np.abs(dx) - thin, np.abs(dy) - radius)
-    if shape == "cross":
-        horizontal = np.maximum(np.abs(dx) - radius, np.abs(dy) - thin)
-        vertical = np.maximum(np.abs(dx) - thin, np.abs(dy) - radius)
-        return np.minimum(horizontal, vertical)
-    if shape == "triangle":
-        # Upward-pointing isosceles triangle, apex (0, -r), base corners (+-r, r): below the apex's two slanted
-        # sides (2|dx| <= dy + r) and above the base line (dy <= r). Shifted so that (0, 0) is its centroid, so that
-        # an enlarging triangle grows about a fixed point like the other shapes.
-        dy = dy + radius / 3.0
-        slant = (2.0 * np.abs(dx) - dy - radius) / math.sqrt(5.0)
-        return np.maximum(dy - radius, slant)
-    raise ValueError(f"unknown shape {shape!r}")
-
-
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A (H, W, 3) float gray-ish texture: a few random low-frequency gratings around a random mid-dark level."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    base = rng.uniform(60, 110) + rng.uniform(-8, 8, size=3)  # slight tint, never saturated like the objects
-    texture = np.zeros((height, width))
-    for _ in range(3):
-        angle, period, phase = rng.uniform(0, np.pi), rng.uniform(8, 40), rng.uniform(0, 2 * np.pi)
-        texture += rng.uniform(4, 12) * np.sin(2 * np.pi * (xs * np.cos(angle) + ys * np.sin(angle)) / period + phase)
-    return base[None, None, :] + texture[:, :, None]
-
-
-def _trajectory(
-    rng: np.random.Generator, verb: DemoVerb, num_frames: int, height: int, width: int, travel: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre x, centre y and half-size of one object for every frame of a clip.
-
-    The trajectory's midpoint is drawn uniformly among the positions that keep the whole path inside the frame's
-    central square; that range does not depend on the sense of the motion (left / right, enlarge / shrink), so the
-    middle frame carries no hint of it.
-    """
-    side = min(height, width)
-    radius = _OBJECT_RADIUS * side * rng.uniform(0.85, 1.15)
-    progress = np.linspace(0.0, 1.0, num_frames)
-    if verb.motion == "scale":
-        start, stop = _SCALE_RANGE if verb.direction[0] > 0 else _SCALE_RANGE[::-1]
-        radii = radius * (start + (stop - start) * progress)
-        offset = np.zeros(num_frames)
-        dx = dy = 0.0
-    else:
-        radii = np.full(num_frames, radius)
-        offset = (progress - 0.5) * travel
-        dx, dy = verb.direction
-    low_x = (width - side) / 2 + radii.max() + 1.0 + abs(dx) * travel / 2
-    low_y = (height - side) / 2 + radii.max() + 1.0 + abs(dy) * travel / 2
-    mid_x = rng.uniform(low_x, max(low_x, width - low_x))
-    mid_y = rng.uniform(low_y, max(low_y, height - low_y))
-    return mid_x + dx * offset, mid_y + dy * offset, radii
-
-
-def _clip_objects(rng: np.random.Generator, clip: _Clip, height: int, width: int) -> list[tuple]:
-    """(noun, xs, ys, radii) of every object in a clip; two objects move together without overlapping."""
-    verb = DEMO_VERBS[clip.verb_class]
-    num_frames = clip.stop_frame - clip.start_frame
-    # Shared by both objects: "move cup and bowl left" moves them by the same amount.
-    travel = rng.uniform(*_TRAVEL) * min(height, width)
-    objects = [(clip.noun_classes[0], *_trajectory(rng, verb, num_frames, height, width, travel))]
-    for noun in clip.noun_classes[1:]:
-        # Rejection sampling: keep the two shapes apart at all times (good enough after a few tries at 64x48;
-        # the last draw is kept if none fits, a touching pair is still a valid clip).
-        for _ in range(50):
-            candidate = _trajectory(rng, verb, num_frames, height, width, travel)
-            xs, ys, radii = objects[0][1:]
-            gap = np.hypot(candidate[0] - xs, candidate[1] - ys) - 1.1 * (candidate[2] + radii)
-            if gap.min() > 1.0:
-                break
-        objects.append((noun, *candidate))
-    return objects
-
-
-def _render_video(
-    rng: np.random.Generator, clips: list[_Clip], num_frames: int, height: int, width: int
-) -> np.ndarray:
-    """All frames of one video, (T, H, W, 3) uint8: every clip's objects over its own background."""
-    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    # Idle frames (between clips) show the next clip's background, empty, so that clip boundaries are not hard cuts
-    # from one texture to the next in the middle of an annotated segment.
-    boundaries = [0] + [clip.stop_frame for clip in clips[:-1]] + [num_frames]
-    for index, clip in enumerate(clips):
-        background = _background(rng, height, width)
-        objects = _clip_objects(rng, clip, height, width)
-        for frame_index in range(boundaries[index], max(boundaries[index + 1], clip.stop_frame)):
-            image = background.copy()
-            t = frame_index - clip.start_frame
-            if 0 <= t < clip.stop_frame - clip.start_frame:
-                # Second object first, so the main noun is drawn on top if they ever touch.
-                for noun, obj_x, obj_y, radii in reversed(objects):
-                    noun_def = DEMO_NOUNS[noun]
-                    distance = _signed_distance(noun_def.shape, xs - obj_x[t], ys - obj_y[t], radii[t])
-                    alpha = np.clip(0.5 - distance, 0.0, 1.0)[:, :, None]
-                    image = image * (1.0 - alpha) + np.asarray(noun_def.color, dtype=np.float64) * alpha
-            image += rng.normal(0.0, _BACKGROUND_NOISE, size=image.shape)
-            frames[frame_index] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return frames
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
@@ -404,7 +135,7 @@ def _write_csv(path: str, header, rows) -> None:
         writer.writerows(rows)
 
 
-def _retrieval_rows(clips: list[_Clip], fps: float):
+def _retrieval_rows(clips: list[DemoClip], fps: float):
     for clip in clips:
         verb = DEMO_VERBS[clip.verb_class]
         start, stop = clip.start_frame / fps, clip.stop_frame / fps
@@ -430,15 +161,15 @@ def _retrieval_rows(clips: list[_Clip], fps: float):
         )
 
 
-def _unique_captions(clips: list[_Clip]) -> list[_Clip]:
+def _unique_captions(clips: list[DemoClip]) -> list[DemoClip]:
     """One clip per distinct caption text, the first in file order (how the EK-100 sentence CSVs are built)."""
-    seen: dict[str, _Clip] = {}
+    seen: dict[str, DemoClip] = {}
     for clip in clips:
         seen.setdefault(clip.narration, clip)
     return list(seen.values())
 
 
-def _sentence_rows(clips: list[_Clip], *, train: bool):
+def _sentence_rows(clips: list[DemoClip], *, train: bool):
     for clip in _unique_captions(clips):
         if not train:
             yield (clip.narration_id, clip.narration)
@@ -454,15 +185,15 @@ def _sentence_rows(clips: list[_Clip], *, train: bool):
 
 
 def _write_split(
-    folder: str, videos: list[list[_Clip]], *, split: str, seed: int, height: int, width: int, fps: float
+    folder: str, videos: list[list[DemoClip]], *, split: str, seed: int, height: int, width: int, fps: float
 ) -> None:
     video_root = os.path.join(folder, VIDEO_DIR_NAME)
     for video_index, clips in enumerate(videos):
         # One generator per video, derived from (seed, split, video index): a video's pixels depend only on its own
         # clips, not on the order in which videos are rendered.
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, video_index])
-        trailing_idle = int(rng.integers(0, round(_IDLE_GAP_SECONDS[1] * fps) + 1))
-        frames = _render_video(rng, clips, clips[-1].stop_frame + trailing_idle, height, width)
+        trailing_idle = int(rng.integers(0, round(IDLE_GAP_SECONDS[1] * fps) + 1))
+        frames = render_video(rng, clips, clips[-1].stop_frame + trailing_idle, height, width)
         participant_dir = os.path.join(video_root, clips[0].participant_id)
         os.makedirs(participant_dir, exist_ok=True)
         # A keyframe every second keeps seeking to a clip cheap for decord / PyAV.
@@ -617,18 +348,14 @@ def make_demo_dataset(
         return _paths(root)
     _check_replaceable(root)
 
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    # The temporary folder sits next to root (same file system), so the final os.replace is an atomic rename: an
-    # interrupted run leaves at most a hidden ".<name>.tmp-*" folder, never a root that looks complete.
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
-    give_default_permissions(staging)  # mkdtemp's 0700 would carry over to root
-    try:
+    # Built beside root and swapped in complete; if another process finished the same dataset meanwhile, its copy is
+    # kept. An interrupted run leaves at most a hidden ".<name>.tmp-*" folder, never a root that looks complete.
+    with staged_folder(root, keep_existing=lambda: not overwrite and _is_complete(root, parameters)) as staging:
         rng = np.random.default_rng(seed)
         next_video_number = [1] * num_participants
         for split, num_clips in (("train", num_train), ("test", num_test)):
-            video_ids = _video_ids(math.ceil(num_clips / clips_per_video), num_participants, next_video_number)
-            videos = _plan_split(
+            video_ids = ek100_video_ids(math.ceil(num_clips / clips_per_video), num_participants, next_video_number)
+            videos = plan_videos(
                 rng,
                 num_clips,
                 fps=fps,
@@ -649,22 +376,7 @@ def make_demo_dataset(
         # The manifest is written last: its presence (with matching files) is what marks the dataset complete.
         with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2)
-
-        if not overwrite and _is_complete(root, parameters):
-            # Another process finished the same dataset while this one was generating: keep theirs.
-            return _paths(root)
-        if os.path.lexists(root):
-            # os.replace cannot rename onto a non-empty folder: move the old one aside first, then delete it.
-            _check_replaceable(root)
-            retired = staging + ".old"
-            os.replace(root, retired)
-            os.replace(staging, root)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, root)
-    finally:
-        # Only still there on failure (or when another process won the race).
-        shutil.rmtree(staging, ignore_errors=True)
+        _check_replaceable(root)  # again: root may have changed while the dataset was generated
     return _paths(root)
 
 
