@@ -27,9 +27,6 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "examples"))
 
 VARIANTS = {
     "both": [],
@@ -60,12 +57,12 @@ def parse_args(argv=None):
                              "about an hour on 2 cores; 12 compares the variants early in training)")  # fmt: skip
     parser.add_argument("--output", default=os.path.join("outputs", "ablation-temporal"),
                         help="folder for the table, the runs' JSON and the plot (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--demo-dir", default=None, help="demo dataset folder (default: train_mir.py's)")
+    parser.add_argument("--demo-dir", default=None, help="demo dataset folder (default: the demo's own)")
     return parser.parse_args(argv)
 
 
 def train_once(flags: list[str], seed: int, epochs: float | None, demo_dir: str | None) -> dict:
-    import train_mir
+    from modeling_eva02at.training.train_mir import parse_mir_arguments, train_mir
 
     with tempfile.TemporaryDirectory(prefix="eva02at-ablation-") as output_dir:
         argv = [*flags, "--seed", str(seed), "--output-dir", output_dir, "--save-strategy", "no",
@@ -74,7 +71,7 @@ def train_once(flags: list[str], seed: int, epochs: float | None, demo_dir: str 
             argv += ["--num-train-epochs", str(epochs)]
         if demo_dir is not None:
             argv += ["--demo-dir", demo_dir]
-        rows = train_mir.main(argv, save_model=False)  # only the scores are kept
+        rows = train_mir(*parse_mir_arguments(argv), save_model=False)  # only the scores are kept
     return {name: rows[section][key] for name, (section, key) in METRICS.items()}
 
 

@@ -25,13 +25,18 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for tests/video_helpers.py
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel, Eva02AtProcessor  # noqa: E402
-from modeling_eva02at.evaluation.encoding import ClipCollator, _autocast, _video_embedding, encode_videos  # noqa: E402
-from modeling_eva02at.evaluation.encoding import resolve_dtype  # noqa: E402
+from modeling_eva02at.evaluation.encoding import (  # noqa: E402
+    ClipCollator,
+    EncodeSettings,
+    compute_in,
+    embed_video_batch,
+    encode_videos,
+)
 from modeling_eva02at.utils.processor import match_processor_to_model  # noqa: E402
-from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at.utils.runtime import resolve_dtype, tune_cpu_allocator  # noqa: E402
 from tests.video_helpers import make_frames, write_video  # noqa: E402
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
@@ -75,13 +80,14 @@ def main(argv=None):
                    for i in range(0, args.clips, args.batch_size)]  # fmt: skip
 
         def model_only():
-            with torch.inference_mode(), _autocast(device, dtype, model):
+            with torch.inference_mode(), compute_in(dtype, device, model):
                 for pixels in batches:
-                    _video_embedding(model, pixels.to(device), False)
+                    embed_video_batch(model, pixels.to(device))
 
         def end_to_end(workers):
-            return lambda: encode_videos(model, processor, videos, starts=starts, ends=ends, batch_size=args.batch_size,
-                                         num_workers=workers, device=device, dtype=dtype, progress=False)
+            settings = EncodeSettings(batch_size=args.batch_size, num_workers=workers, device=device,
+                                      compute_dtype=dtype, progress=False)  # fmt: skip
+            return lambda: encode_videos(model, processor, videos, starts, ends, settings)
 
         runs = {"model only": model_only, **{f"workers={w}": end_to_end(w) for w in args.workers}}
         model_only()  # warm-up

@@ -32,11 +32,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at import Eva02AtConfig, Eva02AtVisionConfig  # noqa: E402
-from modeling_eva02at.modeling_eva02at import Eva02AtVisionModel  # noqa: E402
-from modeling_eva02at.utils.runtime import tune_cpu_allocator  # noqa: E402
+from modeling_eva02at import Eva02AtConfig, Eva02AtVisionConfig
+from modeling_eva02at.modeling_eva02at import Eva02AtVisionModel
+from modeling_eva02at.utils.runtime import tune_cpu_allocator
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 
@@ -144,7 +143,7 @@ def run(args) -> list[dict]:
     if device.type == "cuda":
         bf16 = True
     else:
-        from modeling_eva02at.evaluation.encoding import native_bf16
+        from modeling_eva02at.utils.runtime import native_bf16
 
         bf16 = args.bf16 or native_bf16(device) is not None
     results = []

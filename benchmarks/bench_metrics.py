@@ -38,7 +38,6 @@ import tracemalloc
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 DEFAULT_DATA = os.path.join(REPO, "tests", "data", "ek100")
 IMPLEMENTATIONS = ("ours", "official", "evaluate", "evaluate_batches")

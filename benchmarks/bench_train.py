@@ -23,8 +23,6 @@ import time
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "examples"))
 
 
 def build(name: str, batch: int, frames: int, workers: int):
@@ -33,19 +31,19 @@ def build(name: str, batch: int, frames: int, workers: int):
 
     from modeling_eva02at import Eva02AtConfig, Eva02AtModel
     from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
-from modeling_eva02at.training.trainer import Eva02AtTrainer
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
 
     args = Eva02AtTrainingArguments(output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
                                     report_to="none", per_device_train_batch_size=batch)  # fmt: skip
     if name == "demo":
-        import train_mir
         from modeling_eva02at.data.collate import VideoTextCollator
-from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
+        from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
         from modeling_eva02at.demo.ek100 import make_demo_dataset
+        from modeling_eva02at.training.setup import load_model_for_training
+        from modeling_eva02at.training.train_mir import DEFAULT_DEMO_DIR
 
-        demo_args = train_mir.build_parser().parse_args([])  # the demo's defaults: its own model, random init
-        model, processor = train_mir.load_model_for_training(demo_args)
-        paths = make_demo_dataset(demo_args.demo_dir)
+        model, processor = load_model_for_training(None)  # the demo's own model, random init
+        paths = make_demo_dataset(DEFAULT_DEMO_DIR)
         dataset = Ek100MirDataset(Ek100MirAnnotations.from_files(paths.train_csv, paths.train_sentence_csv),
                                   paths.video_root, train=True)  # fmt: skip
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
@@ -77,7 +75,7 @@ from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
                 "pixel_values_videos": torch.randn(batch, frames, 3, size, size, generator=generator, device=device),
                 "video_index": torch.arange(batch),
                 "sentence_index": torch.arange(batch),
-                "relevancy": torch.ones(batch),
+                "positive_relevancy": torch.ones(batch),
             }
             while True:
                 yield fixed

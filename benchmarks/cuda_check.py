@@ -11,9 +11,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at import Eva02AtConfig, Eva02AtModel  # noqa: E402
+from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 
 
 def main():

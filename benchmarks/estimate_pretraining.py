@@ -29,7 +29,6 @@ import sys
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 GIB = 2**30
 TEXT_TOKENS = 77  # the processor pads captions to CLIP's context length

@@ -2,7 +2,7 @@
 """A Gradio app for an EVA02-AT model: zero-shot video classification and text-to-video search
 (`modeling_eva02at.app`; examples/push_space.py makes a Hugging Face Space of it).
 
-    pip install -e '.[demo]'
+    pip install -e '.[app]'
     python examples/app.py --model eva02at-b16 --index my_index/ --examples my_videos/ --port 7860
 
 Two tabs:
@@ -16,13 +16,14 @@ The defaults of --model, --index and --examples come from EVA02AT_MODEL, EVA02AT
 docs/search_and_app.md.
 """
 
-import os
-import sys
+from modeling_eva02at.app.cli import AppArguments, launch_app
+from modeling_eva02at.utils.cli import parse_arguments, run_script
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_eva02at.app.backend import AppBackend  # noqa: E402, F401
-from modeling_eva02at.app.ui import GRADIO_MISSING, main  # noqa: E402, F401
+def main():
+    (args,) = parse_arguments((AppArguments,), description=__doc__)
+    launch_app(args)
+
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -7,7 +7,6 @@ order, corrupt files) is tested in tests/test_evaluation.py.
 """
 
 import copy
-import importlib.util
 import json
 import os
 import pickle
@@ -21,18 +20,11 @@ from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations, eva
 from modeling_eva02at.evaluation.ek100_mir import evaluate_ek100_mir
 from modeling_eva02at.evaluation.encoding import EncodeSettings
 
+from . import cli_runs
 from .conftest import REPO_ROOT, tiny_mir_model
 from .video_helpers import make_frames, write_video
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"cache_{name}", os.path.join(REPO_ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EVAL_EK100 = load_script("eval_ek100_mir")
 
 
 @pytest.fixture
@@ -58,7 +50,7 @@ def run_ek100(model_dir, demo, test_csv, cache, *extra):
     argv = ["--model", str(model_dir), "--video-root", demo.video_root, "--test-csv", str(test_csv),
             "--sentence-csv", str(test_csv.parent / "sentences.csv"), "--cache-dir", str(cache), "--batch-size", "6",
             "--num-workers", "0", "--device", "cpu", "--dtype", "float32", "--no-progress", *extra]  # fmt: skip
-    report = EVAL_EK100.main(argv)
+    report = cli_runs.eval_ek100_mir(argv)
     return report["features_cache"]["hit"], report["features_cache"]["path"], report["metrics"]
 
 

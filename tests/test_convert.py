@@ -29,6 +29,8 @@ from modeling_eva02at.conversion.checkpoints import CheckpointError, load_checkp
 from modeling_eva02at.conversion.convert import convert_checkpoint
 from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed
 
+from . import cli_runs
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO_ROOT, "tests", "fixtures", "open_clip_tiny")
 HUB_B16 = os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16")
@@ -494,22 +496,17 @@ def test_output_loads_as_remote_code_in_fresh_process(config_dir, tmp_path):
 
 
 def test_cli(config_dir, tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
-    try:
-        import convert_checkpoint as cli
-    finally:
-        sys.path.pop(0)
     save(make_source("eva_clip", seed=5), tmp_path / "ckpt.pt")
     argv = ["--source", "eva_clip", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", config_dir,
             "--output", str(tmp_path / "out"), "--projection-dim", str(PROJ), "--num-frames", "8", "-q"]
-    assert cli.main(argv) == 0
+    cli_runs.convert_checkpoint(argv)
     out = capsys.readouterr().out
     assert "Converted eva_clip checkpoint" in out and "zeros for 8 frames" in out
     assert load(tmp_path / "out").config.vision_config.num_frames == 8
     # A second run refuses to overwrite, --overwrite replaces.
-    assert cli.main(argv) == 1
-    assert "not empty" in capsys.readouterr().err
-    assert cli.main(argv + ["--overwrite", "--num-frames", "2"]) == 0
+    with pytest.raises(ValueError, match="not empty"):
+        cli_runs.convert_checkpoint(argv)
+    cli_runs.convert_checkpoint(argv + ["--overwrite", "--num-frames", "2"])
     assert load(tmp_path / "out").config.vision_config.num_frames == 2
     assert leftovers(tmp_path) == []
 

@@ -1,7 +1,6 @@
 """Evaluation scripts (issue 6): encoding, flip TTA, the feature cache, the EgoMCQ / Charades-Ego readers and the three
 examples/eval_*.py scripts end to end on tiny synthetic data in the real file formats."""
 
-import importlib.util
 import json
 import os
 import pickle
@@ -9,6 +8,7 @@ import re
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from modeling_eva02at.data.layouts import egovlp_chunk_spans, split_frames
 from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 from modeling_eva02at.evaluation.encoding import (
     ClipCollator,
+    EncodeSettings,
     encode_texts,
     encode_videos,
     load_model_for_inference,
@@ -34,17 +35,13 @@ from modeling_eva02at.utils.processor import match_processor_to_model
 from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from .video_helpers import make_frames, write_video
 
+from modeling_eva02at.utils import runtime
+
+from . import cli_runs
 from .conftest import REPO_ROOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FPS = 10
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +95,10 @@ def two_videos(tmp_path_factory):
 
 def test_encode_videos_flip_and_workers(model_and_processor, two_videos):
     model, processor = model_and_processor
-    kwargs = dict(starts=[0.0, 0.5], ends=[1.5, 2.0], batch_size=2, device="cpu", progress=False)
-    plain = encode_videos(model, processor, two_videos, num_workers=0, **kwargs)
-    flipped = encode_videos(model, processor, two_videos, num_workers=0, flip=True, **kwargs)
+    settings = EncodeSettings(batch_size=2, device="cpu", progress=False)
+    clips = (two_videos, [0.0, 0.5], [1.5, 2.0])
+    plain = encode_videos(model, processor, *clips, settings)
+    flipped = encode_videos(model, processor, *clips, replace(settings, flip=True))
     assert plain.shape == flipped.shape == (2, model.config.projection_dim) and plain.dtype == torch.float32
     torch.testing.assert_close(flipped.norm(dim=-1), torch.ones(2))
     assert not torch.allclose(plain, flipped, atol=1e-4)
@@ -114,13 +112,13 @@ def test_encode_videos_flip_and_workers(model_and_processor, two_videos):
     torch.testing.assert_close(flipped, F.normalize(one + two, dim=-1), atol=1e-5, rtol=1e-5)
 
     # Decoding in a DataLoader worker gives the same embeddings.
-    torch.testing.assert_close(encode_videos(model, processor, two_videos, num_workers=1, **kwargs), plain)
+    torch.testing.assert_close(encode_videos(model, processor, *clips, replace(settings, num_workers=1)), plain)
 
 
 def test_encode_texts_matches_the_model(model_and_processor):
     model, processor = model_and_processor
     texts = ["cut the onion", "wash the pan", "open the fridge"]
-    embeds = encode_texts(model, processor, texts, batch_size=2, device="cpu", progress=False)
+    embeds = encode_texts(model, processor, texts, EncodeSettings(text_batch_size=2, device="cpu", progress=False))
     inputs = processor(text=texts)
     with torch.no_grad():
         reference = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
@@ -167,11 +165,10 @@ def test_split_frames_and_chunk_spans():
 
 def test_eval_ek100_mir_end_to_end_and_cache(model_dir, tmp_path):
     demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=16)
-    script = load_script("eval_ek100_mir")
     cache = tmp_path / "cache"
     argv = common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
                        sentence_csv=demo.test_sentence_csv, cache_dir=cache)  # fmt: skip
-    script.main(argv)
+    cli_runs.eval_ek100_mir(argv)
     first = json.loads((tmp_path / "out.json").read_text())
     keys = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
     assert set(first["metrics"]) == set(keys)
@@ -184,7 +181,7 @@ def test_eval_ek100_mir_end_to_end_and_cache(model_dir, tmp_path):
     relevancy = build_relevancy(read_retrieval_csv(demo.test_csv), read_sentence_csv(demo.test_sentence_csv))
     with open(tmp_path / "relevancy.pkl", "wb") as file:
         pickle.dump(relevancy, file)
-    second_report = script.main(argv + ["--relevancy", str(tmp_path / "relevancy.pkl")])
+    second_report = cli_runs.eval_ek100_mir(argv + ["--relevancy", str(tmp_path / "relevancy.pkl")])
     second = json.loads((tmp_path / "out.json").read_text())
     assert second["features_cache"] == {"path": cache_file, "hit": True}
     assert second["metrics"] == first["metrics"] and second_report["metrics"] == first["metrics"]
@@ -192,40 +189,36 @@ def test_eval_ek100_mir_end_to_end_and_cache(model_dir, tmp_path):
     assert os.stat(cache_file).st_mtime_ns == written and os.listdir(cache) == [os.path.basename(cache_file)]
 
     # Another frame count is another cache entry.
-    script.main(argv + ["--num-frames", "3"])
+    cli_runs.eval_ek100_mir(argv + ["--num-frames", "3"])
     assert len(os.listdir(cache)) == 2
 
 
 def test_dtype_auto_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch):
-    from modeling_eva02at.evaluation import encoding
-
-    monkeypatch.setattr(encoding, "native_bf16", lambda device: "AVX512-BF16")
-    dtype, reason = encoding.resolve_dtype("auto", "cpu")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: "AVX512-BF16")
+    dtype, reason = runtime.resolve_dtype("auto", "cpu")
     assert dtype is torch.bfloat16 and "AVX512-BF16" in reason and "--dtype auto" in reason
-    monkeypatch.setattr(encoding, "native_bf16", lambda device: None)
-    dtype, reason = encoding.resolve_dtype("auto", "cpu")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: None)
+    dtype, reason = runtime.resolve_dtype("auto", "cpu")
     assert dtype is None and reason.startswith("float32 (--dtype auto: no native bfloat16")
-    assert encoding.resolve_dtype("bfloat16", "cpu")[0] is torch.bfloat16  # asked for: whatever the hardware
-    assert encoding.resolve_dtype("float32", "cpu")[0] is None
+    assert runtime.resolve_dtype("bfloat16", "cpu")[0] is torch.bfloat16  # asked for: whatever the hardware
+    assert runtime.resolve_dtype("float32", "cpu")[0] is None
     with pytest.raises(ValueError, match="--dtype must be one of auto, float32, bfloat16, got 'half'"):
-        encoding.resolve_dtype("half", "cpu")
+        runtime.resolve_dtype("half", "cpu")
     # this machine's answer is its own, but never bfloat16 where torch reports no native support
-    if encoding.native_bf16(torch.device("cpu")) is None:
-        assert encoding.resolve_dtype("auto", "cpu")[0] is None
+    if runtime.native_bf16(torch.device("cpu")) is None:
+        assert runtime.resolve_dtype("auto", "cpu")[0] is None
 
 
 @pytest.mark.parametrize("native, flags, expected", [(None, [], "float32"), ("AMX", [], "bfloat16"),
                                                      ("AMX", ["--dtype", "float32"], "float32"),
-                                                     (None, ["--bf16"], "bfloat16")])  # fmt: skip
+                                                     (None, ["--dtype", "bfloat16"], "bfloat16")])  # fmt: skip
 def test_eval_scripts_say_and_record_the_dtype_they_chose(model_dir, tmp_path, monkeypatch, capsys, native, flags,
                                                           expected):  # fmt: skip
-    from modeling_eva02at.evaluation import encoding
-
-    monkeypatch.setattr(encoding, "native_bf16", lambda device: native)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
     demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=8)
     argv = [a for a in common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
                                    sentence_csv=demo.test_sentence_csv) if a not in ("--dtype", "float32")]
-    report = load_script("eval_ek100_mir").main(argv + flags)
+    report = cli_runs.eval_ek100_mir(argv + flags)
     assert report["settings"]["dtype"] == expected
     assert json.loads((tmp_path / "out.json").read_text())["settings"]["dtype"] == expected
     printed = capsys.readouterr().out
@@ -235,14 +228,16 @@ def test_eval_scripts_say_and_record_the_dtype_they_chose(model_dir, tmp_path, m
 def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
     """bfloat16 autocast (what --dtype auto picks on bf16 hardware) against float32, on a tiny random model."""
     model, processor = model_and_processor
-    kwargs = dict(starts=[0.0, 0.5], ends=[1.5, 2.0], batch_size=2, device="cpu", progress=False, num_workers=0)
-    full = encode_videos(model, processor, two_videos, **kwargs)
-    half = encode_videos(model, processor, two_videos, dtype=torch.bfloat16, **kwargs)
+    full_settings = EncodeSettings(batch_size=2, device="cpu", progress=False)
+    bf16_settings = EncodeSettings(batch_size=2, device="cpu", progress=False, compute_dtype=torch.bfloat16)
+    clips = (two_videos, [0.0, 0.5], [1.5, 2.0])
+    full = encode_videos(model, processor, *clips, full_settings)
+    half = encode_videos(model, processor, *clips, bf16_settings)
     assert half.dtype == torch.float32 and not torch.equal(full, half)  # bf16 was used, and returned as float32
     assert F.cosine_similarity(full, half).min() > 0.999
     texts = ["cut an onion", "wash the pan"]
-    cosine = F.cosine_similarity(encode_texts(model, processor, texts, device="cpu"),
-                                 encode_texts(model, processor, texts, device="cpu", dtype=torch.bfloat16))
+    cosine = F.cosine_similarity(encode_texts(model, processor, texts, full_settings),
+                                 encode_texts(model, processor, texts, bf16_settings))
     assert cosine.min() > 0.999
 
 
@@ -253,13 +248,15 @@ def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir
     assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
     rope = half_model.vision_model.rotary_emb
     assert rope(*rope.default_key, torch.device("cpu")).dtype == torch.complex64  # exact float32 angles
-    kwargs = dict(starts=[0.0, 0.5], ends=[1.5, 2.0], batch_size=2, device="cpu", progress=False, num_workers=0)
-    full = encode_videos(model, processor, two_videos, **kwargs)
-    half = encode_videos(half_model, processor, two_videos, dtype=torch.bfloat16, **kwargs)
+    full_settings = EncodeSettings(batch_size=2, device="cpu", progress=False)
+    bf16_settings = EncodeSettings(batch_size=2, device="cpu", progress=False, compute_dtype=torch.bfloat16)
+    clips = (two_videos, [0.0, 0.5], [1.5, 2.0])
+    full = encode_videos(model, processor, *clips, full_settings)
+    half = encode_videos(half_model, processor, *clips, bf16_settings)
     assert half.dtype == torch.float32 and F.cosine_similarity(full, half).min() > 0.999
     texts = ["cut an onion", "wash the pan"]
-    cosine = F.cosine_similarity(encode_texts(model, processor, texts, device="cpu"),
-                                 encode_texts(half_model, processor, texts, device="cpu", dtype=torch.bfloat16))
+    cosine = F.cosine_similarity(encode_texts(model, processor, texts, full_settings),
+                                 encode_texts(half_model, processor, texts, bf16_settings))
     assert cosine.min() > 0.999
 
 
@@ -271,7 +268,7 @@ def test_eval_ek100_missing_video(model_dir, tmp_path):
     argv = common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
                        sentence_csv=demo.test_sentence_csv)  # fmt: skip
     with pytest.raises(FileNotFoundError, match=clips["video_id"][0]):
-        load_script("eval_ek100_mir").main(argv)
+        cli_runs.eval_ek100_mir(argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -398,13 +395,13 @@ def test_crossing_clip_frames(model_and_processor, egomcq_data):
 def test_eval_egomcq_end_to_end(model_dir, egomcq_data, tmp_path):
     root, path, _ = egomcq_data
     argv = common_args(model_dir, root / "videos", tmp_path, egomcq_json=path, chunk_seconds=2, cache_dir=tmp_path)
-    report = load_script("eval_egomcq").main(argv)
+    report = cli_runs.eval_egomcq(argv)
     written = json.loads((tmp_path / "out.json").read_text())
     metrics = written["metrics"]
     assert metrics["num_inter_video"] == 2 and metrics["num_intra_video"] == 1
     assert metrics["inter_video_accuracy"] in (0.0, 0.5, 1.0) and metrics["intra_video_accuracy"] in (0.0, 1.0)
     assert written["num_videos"] == 15 and report["metrics"] == metrics
-    assert load_script("eval_egomcq").main(argv)["features_cache"]["hit"]
+    assert cli_runs.eval_egomcq(argv)["features_cache"]["hit"]
 
 
 @pytest.mark.parametrize(
@@ -436,7 +433,7 @@ def test_egomcq_missing_video(model_dir, egomcq_data, tmp_path):
     (tmp_path / "egomcq.json").write_text(json.dumps(broken))
     argv = common_args(model_dir, root / "videos", tmp_path, egomcq_json=tmp_path / "egomcq.json", chunk_seconds=2)
     with pytest.raises(FileNotFoundError, match="nowhere.mp4") as error:
-        load_script("eval_egomcq").main(argv)
+        cli_runs.eval_egomcq(argv)
     # The auto layout looked for a full video and, failing that, a chunk folder: the message says both.
     assert str(error.value).startswith("EgoMCQ videos (<video_uid>.mp4, or chunks <video_uid>/<k>.mp4 where that "
                                        f"folder exists) missing under {root / 'videos'} (first 1):")
@@ -499,7 +496,7 @@ def test_eval_charades_end_to_end(model_dir, charades_data, tmp_path):
     root, actions = charades_data
     csv_path, classes_path = write_charades(tmp_path, actions)
     argv = common_args(model_dir, root / "videos", tmp_path, csv=csv_path, classes=classes_path)
-    report = load_script("eval_charades_ego").main(argv + ["--template", "{}", "--template", "#C C {}"])
+    report = cli_runs.eval_charades_ego(argv + ["--templates", "{}", "#C C {}"])
     written = json.loads((tmp_path / "out.json").read_text())
     assert 0.0 < written["metrics"]["mAP"] <= 1.0 and written["metrics"] == report["metrics"]
     assert written["num_videos"] == 3 and written["num_texts"] == 5
@@ -525,4 +522,4 @@ def test_charades_bad_input(model_dir, charades_data, tmp_path):
     csv_path, _ = write_charades(tmp_path, actions[:1] + [("MISSING1EGO", "c001 0.0 1.0")])
     argv = common_args(model_dir, root / "videos", tmp_path, csv=csv_path, classes=classes_path)
     with pytest.raises(FileNotFoundError, match="MISSING1EGO.mp4"):
-        load_script("eval_charades_ego").main(argv)
+        cli_runs.eval_charades_ego(argv)

@@ -8,7 +8,6 @@ docs/metrics.md's formulas in plain loops. The inputs are chosen so that a misal
 scores, graded relevancies, candidates whose order matters), and each test asserts that it does.
 """
 
-import importlib.util
 import json
 import os
 import pickle
@@ -22,18 +21,12 @@ from modeling_eva02at.data.collate import VideoTextCollator
 from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.trainer import Eva02AtTrainer
 
+from . import cli_runs
 from .conftest import REPO_ROOT, tiny_mir_model
 from .video_helpers import make_frames, write_video
 
 FPS = 10
 TOLERANCE = 1e-6
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"e2e_{name}", os.path.join(REPO_ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +184,7 @@ def test_eval_ek100_mir_script_matches_the_computation_by_hand(model_dir, demo, 
         pickle.dump(relevancy, file)
     argv = script_args(model_dir, demo.video_root, tmp_path / "out.json", test_csv=demo.test_csv,
                        sentence_csv=demo.test_sentence_csv, relevancy=tmp_path / "relevancy.pkl")  # fmt: skip
-    report = load_script("eval_ek100_mir").main(argv)
+    report = cli_runs.eval_ek100_mir(argv)
     expected = mir_metrics_by_hand(similarity, relevancy)
     assert_metrics_equal(report["metrics"], expected)
     assert json.loads((tmp_path / "out.json").read_text())["metrics"] == report["metrics"]
@@ -293,7 +286,7 @@ def test_eval_egomcq_script_matches_the_computation_by_hand(model, model_dir, mi
     similarity, answers, types = egomcq_by_hand(model, mir_processor, video_root, path)
     assert_no_near_ties(similarity, axis=1)
     argv = script_args(model_dir, video_root, tmp_path / "out.json", egomcq_json=path, chunk_seconds=2)
-    report = load_script("eval_egomcq").main(argv)
+    report = cli_runs.eval_egomcq(argv)
     expected = egomcq_accuracy_by_hand(similarity, answers, types)
     assert_metrics_equal(report["metrics"], expected)
     assert (report["metrics"]["num_inter_video"], report["metrics"]["num_intra_video"]) == (3, 3)
@@ -363,7 +356,7 @@ def test_eval_charades_ego_script_matches_the_computation_by_hand(model, model_d
     assert_no_near_ties(scores, axis=0)
     argv = script_args(model_dir, charades_data / "videos", tmp_path / "out.json", csv=charades_data / "test.csv",
                        classes=charades_data / "classes.txt")  # fmt: skip
-    report = load_script("eval_charades_ego").main(argv + [item for t in TEMPLATES for item in ("--template", t)])
+    report = cli_runs.eval_charades_ego(argv + ["--templates", *TEMPLATES])
     expected = charades_map_by_hand(scores, labels)
     assert_metrics_equal(report["metrics"], expected)
     assert report["num_videos"] == 5 and report["num_unlabelled_videos_excluded"] == 1

@@ -33,11 +33,10 @@ from modeling_eva02at.hub import (
     render_model_card,
 )
 
+from . import cli_runs
 from .conftest import REPO_ROOT, tiny_mir_model
 from .video_helpers import make_frames, write_numbered_video
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
-import push_to_hub as push_cli  # noqa: E402
 
 
 REPO_ID = "someone/eva02at-tiny"
@@ -64,7 +63,7 @@ def model_dir(tmp_path_factory, mir_processor):
 def repo_dir(model_dir, tmp_path_factory):
     """The --dry-run folder of the command line."""
     folder = str(tmp_path_factory.mktemp("repo") / "eva02at-tiny")
-    assert push_cli.main(["--model", model_dir, "--repo-id", REPO_ID, "--dry-run", "--output", folder]) == 0
+    assert cli_runs.push_to_hub(["--model", model_dir, "--repo-id", REPO_ID, "--dry-run", "--output", folder]) is None
     return folder
 
 
@@ -426,8 +425,8 @@ def uploaded(api) -> list[str]:
 
 def test_cli_push_uploads_the_repo_files_in_one_commit(model_dir, hub_api, tmp_path, capsys):
     folder = str(tmp_path / "repo")
-    assert push_cli.main(["--model", model_dir, "--repo-id", REPO_ID, "--output", folder, "--token", "hf_test",
-                          "--private", "--revision", "v1", "--commit-message", "Tiny EVA02-AT"]) == 0  # fmt: skip
+    cli_runs.push_to_hub(["--model", model_dir, "--repo-id", REPO_ID, "--output", folder, "--token", "hf_test",
+                          "--private", "--revision", "v1", "--commit-message", "Tiny EVA02-AT"])  # fmt: skip
     assert uploaded(hub_api) == REPO_FILES
     call = hub_api.create_commit.call_args
     assert call.args == (REPO_ID,)
@@ -476,8 +475,8 @@ def test_push_refuses_without_a_token(repo_dir, hub_api, monkeypatch, capsys):
     with mock.patch("modeling_eva02at.hub.push.get_token", return_value=None):
         with pytest.raises(PermissionError, match="log in with `hf auth login`, set HF_TOKEN"):
             push_to_hub(repo_dir, REPO_ID)
-        assert push_cli.main(["--model", repo_dir, "--repo-id", REPO_ID]) == 1
-    assert "no Hugging Face token" in capsys.readouterr().err
+        with pytest.raises(PermissionError, match="no Hugging Face token"):
+            cli_runs.push_to_hub(["--model", repo_dir, "--repo-id", REPO_ID])
     assert_no_network(hub_api)
 
 
@@ -485,8 +484,8 @@ def test_push_refuses_without_a_token(repo_dir, hub_api, monkeypatch, capsys):
 def test_push_refuses_an_invalid_repo_id(repo_dir, hub_api, repo_id, capsys):
     with pytest.raises(ValueError, match="invalid repo id"):
         push_to_hub(repo_dir, repo_id, token="hf_test")
-    assert push_cli.main(["--model", repo_dir, "--repo-id", repo_id, "--token", "hf_test"]) == 1
-    assert "invalid repo id" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="invalid repo id"):
+        cli_runs.push_to_hub(["--model", repo_dir, "--repo-id", repo_id, "--token", "hf_test"])
     assert_no_network(hub_api)
 
 

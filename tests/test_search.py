@@ -1,11 +1,11 @@
-"""Text-to-video search (modeling_eva02at.search, examples/search_videos.py) and the app's logic (examples/app.py).
+"""Text-to-video search (modeling_eva02at.search, examples/index_videos.py and search_videos.py) and the app's logic (examples/app.py).
 
 The model is the tiny test model trained for a few seconds on four single-colour videos and their captions
 ("a red video", ...), so that each caption's embedding is nearest its colour's: the right clip must come first.
 """
 
-import importlib.util
 import json
+import re
 import os
 import signal
 import subprocess
@@ -25,6 +25,11 @@ from modeling_eva02at.search.build import search_index, update_index
 from modeling_eva02at.search.sources import Ek100Clips, VideoFolder, window_bounds
 from modeling_eva02at.search.store import IndexMismatchError, VideoIndex
 from modeling_eva02at.search.preview import write_preview
+from modeling_eva02at.app.backend import AppBackend
+from modeling_eva02at.utils import runtime
+from modeling_eva02at.utils.cli import UsageError
+
+from . import cli_runs
 from tests.conftest import REPO_ROOT, tiny_mir_model
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -45,13 +50,6 @@ def write_colour_video(path, colours, seconds_each: float = 1.0, size=(24, 32)) 
 def colour_path(folder, colour: str) -> str:
     """Where :func:`colour_folder` put `colour`'s video."""
     return os.path.join(folder, "more" if list(COLOURS).index(colour) % 2 else "", f"{colour}.mp4")
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -133,12 +131,12 @@ class EncodeCounter:
         self._encode = encoding.encode_videos
         monkeypatch.setattr(index_module, "encode_videos", self)
 
-    def __call__(self, model, processor, videos, **kwargs):
+    def __call__(self, model, processor, videos, *args, **kwargs):
         self.calls += 1
         if self.calls == self.fail_on:
             raise self.error
         self.clips += len(videos)
-        return self._encode(model, processor, videos, **kwargs)
+        return self._encode(model, processor, videos, *args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -293,36 +291,32 @@ def test_unreadable_videos_are_skipped_and_listed(tmp_path, colour_folder, loade
 def test_cli_lists_skipped_videos_at_the_end(tmp_path, colour_folder, colour_model, capsys):
     with open(os.path.join(colour_folder, "garbage.mp4"), "wb") as file:
         file.write(b"not a video" * 20)
-    cli = load_example("search_videos")
-    cli.main(["index", "--model", colour_model, "--videos", colour_folder, "--index", str(tmp_path / "index"),
-              "--num-workers", "0", "--no-progress"])  # fmt: skip
+    cli_runs.index(["--model", colour_model, "--videos", colour_folder, "--index", str(tmp_path / "index"),
+                    "--num-workers", "0", "--no-progress"])  # fmt: skip
     out = capsys.readouterr().out
     assert "Encoded 4 new clips" in out and "holds 4 clips" in out
     assert out.rstrip().splitlines()[-2:][0] == "Skipped 1 unreadable videos (tried again on the next run):"
     assert "garbage.mp4: cannot open" in out.rstrip().splitlines()[-1]
 
-    cli.main(["query", "--index", str(tmp_path / "index"), "--top-k", "2", "--json", caption("green")])
+    cli_runs.search(["--index", str(tmp_path / "index"), "--top-k", "2", "--json", "--query", caption("green")])
     hits = json.loads(capsys.readouterr().out)[0]["hits"]
     assert [os.path.basename(hits[0]["path"]), hits[0]["rank"], len(hits)] == ["green.mp4", 1, 2]
 
 
 def test_cli_dtype_auto_extends_an_index_in_the_dtype_it_was_built_with(tmp_path, colour_folder, colour_model,
                                                                         monkeypatch, capsys):  # fmt: skip
-    from modeling_eva02at.evaluation import encoding
-
-    monkeypatch.setattr(encoding, "native_bf16", lambda device: None)  # a machine where auto means float32
-    cli = load_example("search_videos")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: None)  # a machine where auto means float32
     index = str(tmp_path / "index")
     flags = ["--model", colour_model, "--index", index, "--num-workers", "0", "--no-progress"]
-    cli.main(["index", *flags, "--videos", colour_folder, "--dtype", "bfloat16"])
+    cli_runs.index([*flags, "--videos", colour_folder, "--dtype", "bfloat16"])
     assert "Encoding in bfloat16 (--dtype bfloat16)" in capsys.readouterr().out
     assert VideoIndex.load(index).header["dtype"] == "torch.bfloat16"
     write_colour_video(os.path.join(colour_folder, "more", "red_again.mp4"), ["red"])
-    cli.main(["index", *flags, "--videos", colour_folder])  # --dtype auto
+    cli_runs.index([*flags, "--videos", colour_folder])  # --dtype auto
     out = capsys.readouterr().out
     assert f"Encoding in bfloat16 (--dtype auto: the dtype {index} was built with)" in out
     assert "Encoded 1 new clips" in out
-    cli.main(["index", *flags[:2], "--index", str(tmp_path / "fresh"), *flags[4:], "--videos", colour_folder])
+    cli_runs.index([*flags[:2], "--index", str(tmp_path / "fresh"), *flags[4:], "--videos", colour_folder])
     assert "Encoding in float32 (--dtype auto: no native bfloat16" in capsys.readouterr().out
     assert VideoIndex.load(str(tmp_path / "fresh")).header["dtype"] == "torch.float32"
 
@@ -363,32 +357,23 @@ def test_index_path_that_is_not_an_index_is_refused(tmp_path, colour_folder, loa
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a video index .* give a new or empty folder"):
         build(tmp_path / "notes", VideoFolder(colour_folder), loaded)
-    with pytest.raises(FileNotFoundError, match="is not a video index .*search_videos.py index"):
+    with pytest.raises(FileNotFoundError, match="is not a video index .*index_videos.py"):
         VideoIndex.load(str(tmp_path / "notes"))
     with pytest.raises(FileNotFoundError, match="video folder .* does not exist"):
         VideoFolder(str(tmp_path / "missing"))
 
 
-def test_cli_help_does_not_import_torch():
-    script = os.path.join(REPO_ROOT, "examples", "search_videos.py")
-    probe = (f"import runpy, sys\nsys.argv = ['search_videos.py', 'index', '--help']\n"
-             f"try:\n    runpy.run_path({script!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
-             f"print('torch imported:', 'torch' in sys.modules)")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert "--window" in result.stdout and "torch imported: False" in result.stdout, result.stderr
-
-
-def test_cli_rejects_flag_combinations(capsys):
-    cli = load_example("search_videos")
-    for argv, message in [
-        (["index", "--model", "m", "--index", "i", "--ek100-csv", "c.csv"], "--ek100-csv needs --video-root"),
-        (["index", "--model", "m", "--index", "i", "--videos", "v", "--stride", "2"], "--stride needs --window"),
-        (["index", "--model", "m", "--index", "i", "--videos", "v", "--window", "-1"], "--window must be a positive"),
-        (["query", "--index", "i", "--top-k", "0", "text"], "--top-k must be at least 1"),
-    ]:
-        with pytest.raises(SystemExit):
-            cli.parse_args(argv)
-        assert message in capsys.readouterr().err
+def test_cli_rejects_flag_combinations():
+    for run, argv, message in [
+        (cli_runs.index, ["--model", "m", "--index", "i", "--ek100-csv", "c.csv"], "--ek100-csv needs --video-root"),
+        (cli_runs.index, ["--model", "m", "--index", "i", "--videos", "v", "--stride", "2"], "--stride needs --window"),
+        (cli_runs.index, ["--model", "m", "--index", "i", "--videos", "v", "--window", "-1"],
+         "--window must be a positive"),
+        (cli_runs.index, ["--model", "m", "--index", "i"], "give one source: --videos FOLDER or --ek100-csv"),
+        (cli_runs.search, ["--index", "i", "--top-k", "0", "--query", "text"], "--top-k must be at least 1"),
+    ]:  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(message)):
+            run(argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -433,8 +418,7 @@ def test_preview_is_the_hit_window_as_a_playable_mp4(tmp_path, loaded):
 def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_path, colour_folder, colour_model,
                                                                         loaded):  # fmt: skip
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
-    app = load_example("app")
-    backend = app.AppBackend.load(colour_model, index_path=str(tmp_path / "index"))
+    backend = AppBackend.load(colour_model, index_path=str(tmp_path / "index"))
     scores = backend.classify(colour_path(colour_folder, "yellow"), " red, yellow ,green,, blue", "a {} video")
     assert [s["label"] for s in scores][0] == "yellow" and len(scores) == 4
     assert sum(s["score"] for s in scores) == pytest.approx(1.0)
@@ -448,10 +432,7 @@ def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_pat
 
 
 def test_app_backend_computes_in_the_dtype_it_chose(colour_folder, colour_model, monkeypatch, capsys):
-    from modeling_eva02at.evaluation import encoding
-    from modeling_eva02at.app.backend import AppBackend
-
-    monkeypatch.setattr(encoding, "native_bf16", lambda device: "AMX")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: "AMX")
     backend = AppBackend.load(colour_model)  # dtype auto
     assert "The app computes in bfloat16 (--dtype auto: AMX" in capsys.readouterr().out
     assert backend.model.dtype == torch.bfloat16
@@ -465,9 +446,8 @@ def test_app_backend_refuses_an_index_of_another_model(tmp_path, colour_folder, 
     other = tmp_path / "other_model"
     tiny_mir_model(seed=1).save_pretrained(other)
     mir_processor.save_pretrained(other)
-    app = load_example("app")
     with pytest.raises(IndexMismatchError, match="the app's --model"):
-        app.AppBackend.load(str(other), index_path=str(tmp_path / "index"))
+        AppBackend.load(str(other), index_path=str(tmp_path / "index"))
 
 
 def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(tmp_path, colour_folder,
@@ -483,8 +463,7 @@ def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(
     shutil.copytree(colour_model, copy)  # copytree keeps mtimes: change them as a download or a checkout would
     for name in os.listdir(copy):
         os.utime(copy / name, ns=(1, 1))
-    app = load_example("app")
-    backend = app.AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
+    backend = AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
     (hit, _), *_ = backend.search(caption("green"), 1)
     assert os.path.basename(hit.path) == "green.mp4"
 
@@ -493,14 +472,13 @@ def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(
     weights[name] = weights[name] + 1e-3  # same size, same names: only the content differs
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(IndexMismatchError, match="model.files.model.safetensors"):
-        app.AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
+        AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
 
 
 def test_app_without_gradio_says_how_to_install_it(monkeypatch, colour_model):
-    app = load_example("app")
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
-    with pytest.raises(SystemExit, match=r"pip install -e '\.\[demo\]'"):
-        app.main(["--model", colour_model])
+    with pytest.raises(ImportError, match=re.escape("pip install 'modeling-eva02at[app]'")):
+        cli_runs.app(["--model", colour_model])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -513,17 +491,21 @@ RUN_SPACE = """
 import json, os, runpy, sys
 space = os.getcwd()
 sys.path.insert(0, space)  # as `python app.py` in the Space folder has it
-import modeling_eva02at.app.ui as app
-assert app.__file__.startswith(space + os.sep), app.__file__  # the Space's own copy, not the installed package
+import modeling_eva02at.app.cli as cli
+from modeling_eva02at.app.backend import AppBackend, example_videos
+assert cli.__file__.startswith(space + os.sep), cli.__file__  # the Space's own copy, not the installed package
 
-def main():  # instead of launching gradio: what the launcher set up, and a search through the app's backend
-    backend = app.AppBackend.load(os.environ["EVA02AT_MODEL"], index_path=os.environ["EVA02AT_INDEX"])
+def launch_app(args):  # instead of gradio: what the launcher's arguments say, and a search through the app's backend
+    backend = AppBackend.load(args.model, index_path=args.index)
     (hit, preview), = backend.search("a green video", 1)
     print(json.dumps({"hit": hit.path, "preview_bytes": os.path.getsize(preview), "clips": len(backend.index),
-                      "examples": app.example_videos(os.environ["EVA02AT_EXAMPLES"])}))
+                      "examples": example_videos(args.examples)}))
 
-app.main = main
-runpy.run_path(os.path.join(space, "app.py"), run_name="__main__")
+cli.launch_app = launch_app
+try:
+    runpy.run_path(os.path.join(space, "app.py"), run_name="__main__")
+except SystemExit as done:
+    assert done.code == 0, done.code
 """
 
 
@@ -539,7 +521,7 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
     folder = tmp_path / "space"
     files = assemble_space_folder(str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"),
                                   examples=colour_folder, sdk_version="6.31.0")  # fmt: skip
-    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/app/ui.py", "index/index.json",
+    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/app/cli.py", "index/index.json",
             "videos/more/green.mp4", "examples/00-blue.mp4"} <= set(files)  # fmt: skip
     assert not any("__pycache__" in name for name in files)
     card = metadata_load(folder / "README.md")
@@ -582,13 +564,12 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
 
     from modeling_eva02at.app.space import push_space, space_files
 
-    cli = load_example("push_space")
     commit = mock.Mock(commit_url=f"https://huggingface.co/spaces/{SPACE_ID}/commit/0123")
     with mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo, \
             mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit:  # fmt: skip
         folder = tmp_path / "space"
-        assert cli.main(["--model", colour_model, "--space-id", SPACE_ID, "--output", str(folder), "--token",
-                         "hf_test", "--private"]) == 0  # fmt: skip
+        cli_runs.push_space(["--model", colour_model, "--space-id", SPACE_ID, "--output", str(folder), "--token",
+                             "hf_test", "--private"])  # fmt: skip
         create_repo.assert_called_once_with(SPACE_ID, repo_type="space", space_sdk="gradio", private=True,
                                             exist_ok=True)  # fmt: skip
         create_commit.assert_called_once()
@@ -603,8 +584,9 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
             push_space(str(folder), SPACE_ID, token="hf_test")
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.setattr("modeling_eva02at.hub.push.get_token", lambda: None)
-        assert cli.main(["--model", colour_model, "--space-id", SPACE_ID]) == 1
-        assert "no Hugging Face token" in capsys.readouterr().err
-        assert cli.main(["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output",
-                         str(tmp_path / "x")]) == 1  # fmt: skip
+        with pytest.raises(PermissionError, match="no Hugging Face token"):
+            cli_runs.push_space(["--model", colour_model, "--space-id", SPACE_ID])
+        with pytest.raises(ValueError, match="invalid repo id 'not a space id'"):
+            cli_runs.push_space(["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output",
+                                 str(tmp_path / "x")])  # fmt: skip
         create_repo.assert_not_called(), create_commit.assert_not_called()

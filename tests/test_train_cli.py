@@ -1,34 +1,32 @@
-"""examples/train_mir.py through its command line: --help without torch, flag choices and spellings, every offered
-loss end to end, weights in every layout from_pretrained loads (or a clear error), resuming, the demo path.
+"""examples/train_mir.py's run (modeling_eva02at.training.train_mir) from its command line: argument choices and
+spellings, the demo's and the dataclasses' defaults, every offered loss end to end, weights in every layout
+from_pretrained loads (or a clear error), resuming, the demo path, and the training options down to the loss of a step.
 
-The runs call the script's `main(argv)` in this process (a few steps of a tiny model on a small demo dataset);
---help runs in a fresh interpreter, where torch is not imported yet.
+The runs parse an argv list as the script does and train in this process (a few steps of a tiny model on a small
+demo dataset); the script itself, its --help and its one-line errors are tested in tests/test_cli.py.
 """
 
-import dataclasses
 import functools
 import inspect
 import json
 import os
 import pickle
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainingArguments
 
 from modeling_eva02at.demo.model import DEMO_MODEL_CONFIG
-from modeling_eva02at.training.arguments import LOSS_NAMES
-from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+from modeling_eva02at.training import train_mir
+from modeling_eva02at.training.setup import REPOSITORY_PROCESSOR
+from modeling_eva02at.utils.cli import UsageError
 
-from .conftest import REPO_ROOT, TINY_MIR_CONFIG as TINY_CONFIG, tiny_mir_model as tiny_model
+from . import cli_runs
+from .conftest import TINY_MIR_CONFIG as TINY_CONFIG, tiny_mir_model as tiny_model
 
-SCRIPT = os.path.join(REPO_ROOT, "examples", "train_mir.py")
-sys.path.insert(0, os.path.dirname(SCRIPT))
-import train_mir  # noqa: E402
+run_mir = cli_runs.train_mir
 
 
 def run_args(demo, output_dir, *extra, model=TINY_CONFIG, init="random"):
@@ -51,77 +49,32 @@ def underscored(argv):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_help_answers_without_importing_torch_or_transformers():
-    probe = (
-        "import runpy, sys, time\n"
-        f"sys.argv = [{SCRIPT!r}, '--help']\n"
-        "start = time.perf_counter()\n"
-        "try:\n"
-        f"    runpy.run_path({SCRIPT!r}, run_name='__main__')\n"
-        "except SystemExit as done:\n"
-        "    assert done.code in (0, None), done.code\n"
-        "elapsed = time.perf_counter() - start\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), 'SECONDS', elapsed)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    help_text, probe_line = result.stdout.rsplit("HEAVY", 1)
-    heavy, seconds = probe_line.split("SECONDS")
-    assert heavy.strip() == "[]", f"--help imported {heavy.strip()}"
-    assert float(seconds) < 2.0
-    for listing in ("{sms,mimm,adaptive_mimm,infonce,egonce}", "{raise,skip}", "{pretrained,random}",
-                    "{code,paper,NUMBER}", "--train-csv", "--train_csv"):  # fmt: skip
-        assert listing in help_text, listing
-    assert "Every transformers.TrainingArguments flag is also accepted" in help_text and "--help-all" in help_text
-
-
 @pytest.mark.parametrize(
-    "flag, value, listed",
+    "flags, message",
     [
-        ("--loss", "sms_hard", "'sms', 'mimm', 'adaptive_mimm', 'infonce', 'egonce'"),
-        ("--on-bad-row", "ignore", "'raise', 'skip'"),
-        ("--on_bad_row", "ignore", "'raise', 'skip'"),
-        ("--init", "zeros", "'pretrained', 'random'"),
-        ("--sms-edge", "wide", "code, paper or a number"),
+        (["--loss", "sms_hard"], "--loss sms_hard does not fit EK-100's graded relevancy: choose one of sms, mimm"),
+        (["--on-bad-row", "ignore"], "invalid choice: 'ignore' (choose from 'raise', 'skip')"),
+        (["--on_bad_row", "ignore"], "invalid choice: 'ignore' (choose from 'raise', 'skip')"),
+        (["--init", "zeros"], "invalid choice: 'zeros' (choose from 'pretrained', 'random')"),
+        (["--sms-edge", "wide"], "sms_edge must be 'code' or 'paper' or a number; got 'wide'"),
+        (["--positive-threshold", "1"], "--positive-threshold must be in [0, 1)"),
+        (["--init", "pretrained"], "--init pretrained needs --model (the demo's own small model has no weights)"),
+        (["--train-csv", "t.csv", "--sentence-csv", "s.csv", "--video-root", "v"], "--model is required with --train-csv"),
+        (["--train-csv", "t.csv"], "--sentence-csv is required with --train-csv"),
+        (["--learning-rat", "1e-3"], "unrecognized arguments: --learning-rat 1e-3"),
     ],
-)
-def test_enumerated_flags_reject_other_values_listing_the_choices(flag, value, listed, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        train_mir.main([flag, value])
-    assert exit_.value.code == 2
-    assert listed in capsys.readouterr().err
+)  # fmt: skip
+def test_bad_arguments_are_named_before_anything_runs(flags, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        run_mir(flags)
 
 
-def test_help_all_lists_the_training_arguments(capsys):
-    train_mir.main(["--help-all"])
-    text = capsys.readouterr().out
-    assert "--per_device_train_batch_size" in text and "--resume_from_checkpoint" in text
-    assert "{" + ",".join(LOSS_NAMES) + "}" in text  # Eva02AtTrainingArguments.loss lists its choices too
-
-
-def test_the_parser_declares_the_trainer_settings_with_their_defaults():
-    """The loss and schedule flags the script parses before importing transformers are exactly the fields
-    Eva02AtTrainingArguments adds, with the same defaults; --loss offers every loss but sms_hard."""
-    parser = train_mir.build_parser()
-    defaults = vars(parser.parse_args([]))
-    fields = {field.name: field.default for field in dataclasses.fields(Eva02AtTrainingArguments)}
-    settings = train_mir.trainer_settings()
-    assert set(settings) == {"loss", "margin", "sms_tau", "sms_edge", "quantize_relevancy", "warmup_start_lr",
-                             "min_lr", "optimizer_name", "temperature"}  # fmt: skip
-    assert set(fields) - set(settings) - {f.name for f in dataclasses.fields(TrainingArguments)} == {
-        "zero_shot_eval_steps"}  # the pretraining script's
-    for name in settings:
-        if name == "loss":  # None: the dataclass's sms, or the demo's egonce (test_the_demo_trains_with_its_own_loss)
-            assert defaults[name] is None and fields[name] == "sms"
-        else:
-            assert defaults[name] == fields[name], name
-    assert set(train_mir.LOSSES) == set(LOSS_NAMES) - {"sms_hard"}
-    assert set(train_mir.SMS_EDGES) == {"code", "paper"}
-    for action in parser._actions:
-        for option in action.option_strings:
-            if option.startswith("--") and "-" in option[2:]:
-                assert option[:2] + option[2:].replace("-", "_") in action.option_strings, option
+def test_without_the_demo_the_dataclasses_defaults_apply(demo, tmp_path):
+    """Real data (--train-csv): Eva02AtTrainingArguments' own defaults, none of the demo's."""
+    _, data, training = train_mir.parse_mir_arguments(run_args(demo, tmp_path))
+    assert not data.demo
+    assert (training.loss, training.min_lr, training.warmup_start_lr, training.sms_edge) == ("sms", None, None, "code")
+    assert training.quantize_relevancy is True and training.output_dir == str(tmp_path)
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -130,15 +83,12 @@ def test_the_parser_declares_the_trainer_settings_with_their_defaults():
      dict(loss="sms", warmup_start_lr=1e-5, min_lr=2e-6, learning_rate=1e-4)),
 ])  # fmt: skip
 def test_the_demo_defaults_reach_the_training_arguments_and_flags_beat_them(flags, expected):
-    """The demo's settings (DEMO_TRAINING) are used where no flag is given, including the fields the script parses
-    itself (loss, schedule), and a flag overrides each; without the demo the dataclass's defaults apply."""
-    parser = train_mir.build_parser()
-    args, rest = parser.parse_known_args(flags)
-    demo_args = train_mir.training_arguments(parser, args, rest, demo=True)
-    assert {name: getattr(demo_args, name) for name in expected} == expected
-    assert demo_args.num_train_epochs == train_mir.DEMO_TRAINING["num_train_epochs"]
-    plain = train_mir.training_arguments(parser, *parser.parse_known_args([]), demo=False)
-    assert (plain.loss, plain.min_lr, plain.warmup_start_lr) == ("sms", None, None)
+    """The demo's settings (DEMO_TRAINING) are used where no flag is given, and a flag overrides each."""
+    _, data, training = train_mir.parse_mir_arguments(flags)
+    assert data.demo
+    assert {name: getattr(training, name) for name in expected} == expected
+    assert training.num_train_epochs == train_mir.DEMO_TRAINING["num_train_epochs"]
+    assert training.output_dir == train_mir.DEMO_TRAINING["output_dir"]
 
 
 def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
@@ -154,47 +104,34 @@ def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(ek100.Ek100MirDataset, "__init__", spy)
-    parser = train_mir.build_parser()
     files = ["--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root",
              demo.video_root, "--model", TINY_CONFIG]  # fmt: skip
     for flags, threshold in ((files, 0.1), ([*files, "--positive-threshold", "0.6"], 0.6)):
         seen.clear()
-        train_mir.build_datasets(parser.parse_known_args(flags)[0], demo=False, seed=0)
+        train_mir.build_mir_datasets(train_mir.parse_mir_arguments(flags)[1], seed=0)
         assert seen == [(True, threshold)]
     # the demo (no --train-csv), on the small demo dataset instead of the generated one
     from modeling_eva02at.demo import ek100 as demo_dataset
 
     monkeypatch.setattr(demo_dataset, "make_demo_dataset", lambda *args, **kwargs: demo)
     seen.clear()
-    train_mir.build_datasets(parser.parse_known_args([])[0], demo=True, seed=0)
+    train_mir.build_mir_datasets(train_mir.parse_mir_arguments([])[1], seed=0)
     assert seen == [(True, train_mir.DEMO_POSITIVE_THRESHOLD), (False, None)] and train_mir.DEMO_POSITIVE_THRESHOLD == 0.9
-    with pytest.raises(SystemExit):
-        train_mir.check_arguments(parser, parser.parse_known_args([*files, "--positive-threshold", "1"])[0])
 
 
 def test_both_flag_spellings_parse_alike(demo, tmp_path):
     argv = run_args(demo, tmp_path, "--loss", "mimm", "--sms-edge", "paper", "--no-quantize-relevancy",
                     "--warmup-start-lr", "1e-6", "--min-lr", "2e-6", "--learning-rate", "1e-3")  # fmt: skip
-    parsed = []
-    for spelling in (argv, underscored(argv)):
-        parser = train_mir.build_parser()
-        args, rest = parser.parse_known_args(spelling)
-        training = train_mir.training_arguments(parser, args, rest, demo=False)
-        parsed.append((vars(args), training))
-    (args_dashed, dashed), (args_underscored, underscore) = parsed
-    assert args_dashed == args_underscored
-    assert args_dashed["train_csv"] == demo.train_csv and args_dashed["quantize_relevancy"] is False
+    dashed, underscore = (train_mir.parse_mir_arguments(spelling) for spelling in (argv, underscored(argv)))
+    assert dashed[:2] == underscore[:2]
+    assert dashed[1].train_csv == demo.train_csv
+    training = dashed[2]
     for name in ("loss", "sms_edge", "quantize_relevancy", "warmup_start_lr", "min_lr", "learning_rate", "max_steps",
                  "per_device_train_batch_size", "output_dir", "use_cpu"):  # fmt: skip
-        assert getattr(dashed, name) == getattr(underscore, name), name
-    assert (dashed.loss, dashed.sms_edge, dashed.quantize_relevancy) == ("mimm", "paper", False)
-    assert (dashed.warmup_start_lr, dashed.min_lr, dashed.learning_rate, dashed.max_steps) == (1e-6, 2e-6, 1e-3, 2)
-
-
-def test_unknown_flag_is_named(demo, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        train_mir.main(run_args(demo, tmp_path, "--learning-rat", "1e-3"))
-    assert "unrecognized arguments: --learning-rat 1e-3" in capsys.readouterr().err
+        assert getattr(training, name) == getattr(underscore[2], name), name
+    assert (training.loss, training.sms_edge, training.quantize_relevancy) == ("mimm", "paper", False)
+    assert (training.warmup_start_lr, training.min_lr, training.learning_rate, training.max_steps) == (1e-6, 2e-6,
+                                                                                                       1e-3, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -202,9 +139,9 @@ def test_unknown_flag_is_named(demo, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "sms_hard"])
+@pytest.mark.parametrize("loss", train_mir.MIR_LOSSES)
 def test_every_offered_loss_trains_end_to_end(demo, tmp_path, loss):
-    train_mir.main(run_args(demo, tmp_path, "--loss", loss))
+    run_mir(run_args(demo, tmp_path, "--loss", loss))
     state = load_file(tmp_path / "model.safetensors")
     assert all(torch.isfinite(tensor).all() for tensor in state.values())
 
@@ -216,9 +153,9 @@ def test_every_offered_loss_trains_end_to_end(demo, tmp_path, loss):
 
 def test_model_without_weights_is_an_error_naming_folder_and_flag(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--model .*tiny_mir_config: no weights .*--init random"):
-        train_mir.main(run_args(demo, tmp_path, init=None))
+        run_mir(run_args(demo, tmp_path, init=None))
     with pytest.raises(FileNotFoundError, match="--init random"):
-        train_mir.main(run_args(demo, tmp_path, init="pretrained"))
+        run_mir(run_args(demo, tmp_path, init="pretrained"))
 
 
 def save_sharded(model, folder):
@@ -249,7 +186,7 @@ def test_weights_in_every_layout_are_loaded(demo, tmp_path, save):
     """With lr 0 the trained model is the loaded one: its weights must come back out, not a random init."""
     source = tiny_model(seed=7)
     model = save(source, str(tmp_path / "source")) or str(tmp_path / "source")
-    train_mir.main(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=model, init=None))
+    run_mir(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=model, init=None))
     trained = load_file(tmp_path / "run" / "model.safetensors")
     expected = source.state_dict()
     assert set(trained) == set(expected)
@@ -264,7 +201,7 @@ def test_num_frames_resizes_a_pretrained_model_and_its_processor(demo, tmp_path)
     tiny_model(seed=7).save_pretrained(tmp_path / "source")  # no processor files: hub_configs/eva02at-b16's is used
     argv = run_args(demo, tmp_path / "run", "--max-steps", "1", model=str(tmp_path / "source"), init=None)
     argv[argv.index("--num-frames") + 1] = "3"
-    train_mir.main(argv)
+    run_mir(argv)
     from modeling_eva02at import Eva02AtConfig, Eva02AtProcessor
 
     assert Eva02AtConfig.from_pretrained(tmp_path / "run").vision_config.num_frames == 3
@@ -276,7 +213,7 @@ def test_model_loader_names_what_it_cannot_do():
     config and ignored by the model; "pretrained" without a model has no weights to load."""
     from modeling_eva02at.training.setup import load_model_for_training
 
-    common = dict(num_frames=None, default_config=DEMO_MODEL_CONFIG, processor_folder=train_mir.PROCESSOR_FOLDER)
+    common = dict(num_frames=None, default_config=DEMO_MODEL_CONFIG, processor_folder=REPOSITORY_PROCESSOR)
     with pytest.raises(ValueError, match="vision_overrides: 'use_temporal_ropes' is not a field of the vision config"):
         load_model_for_training(None, init="random", vision_overrides={"use_temporal_ropes": False}, **common)
     with pytest.raises(ValueError, match=r"init='pretrained' needs a model folder or Hub id \(--model\)"):
@@ -288,7 +225,7 @@ def test_model_loader_names_what_it_cannot_do():
 def test_init_random_ignores_the_weights(demo, tmp_path):
     source = tiny_model(seed=7)
     source.save_pretrained(tmp_path / "source")
-    train_mir.main(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=str(tmp_path / "source")))
+    run_mir(run_args(demo, tmp_path / "run", "--learning-rate", "0", model=str(tmp_path / "source")))
     trained = load_file(tmp_path / "run" / "model.safetensors")
     name = "text_projection.weight"
     assert not torch.allclose(trained[name], source.state_dict()[name])
@@ -302,12 +239,12 @@ def test_init_random_ignores_the_weights(demo, tmp_path):
 @pytest.mark.parametrize("value", ["True", "true", "last"])
 def test_resume_from_checkpoint_true_resumes_the_last_complete_checkpoint(demo, tmp_path, value):
     first = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2")
-    train_mir.main(underscored(first))  # steps 1-2, saved as checkpoint-2
+    run_mir(underscored(first))  # steps 1-2, saved as checkpoint-2
     (tmp_path / "checkpoint-5").mkdir()  # an interrupted save: never picked
     resumed = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "1",
                        "--resume-from-checkpoint", value)  # fmt: skip
     resumed[resumed.index("--max-steps") + 1] = "3"
-    train_mir.main(resumed)
+    run_mir(resumed)
     checkpoints = sorted(name for name in os.listdir(tmp_path) if name.startswith("checkpoint-"))
     assert checkpoints == ["checkpoint-2", "checkpoint-3", "checkpoint-5"]  # a fresh start would save checkpoint-1
     with open(tmp_path / "checkpoint-3" / "trainer_state.json") as f:
@@ -315,11 +252,11 @@ def test_resume_from_checkpoint_true_resumes_the_last_complete_checkpoint(demo, 
 
 
 def test_resume_from_a_checkpoint_path(demo, tmp_path):
-    train_mir.main(run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2"))
+    run_mir(run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2"))
     resumed = run_args(demo, tmp_path / "again", "--resume-from-checkpoint", str(tmp_path / "checkpoint-2"),
                        "--save-strategy", "steps", "--save-steps", "3")  # fmt: skip
     resumed[resumed.index("--max-steps") + 1] = "3"
-    train_mir.main(resumed)
+    run_mir(resumed)
     assert os.listdir(tmp_path / "again").count("checkpoint-3") == 1
     assert not os.path.exists(tmp_path / "again" / "checkpoint-2")
 
@@ -331,7 +268,7 @@ def test_resume_from_a_checkpoint_path(demo, tmp_path):
 ])  # fmt: skip
 def test_nothing_to_resume_is_a_clear_error(demo, tmp_path, value, message):
     with pytest.raises(FileNotFoundError, match=message):
-        train_mir.main(run_args(demo, tmp_path, "--resume-from-checkpoint", value))
+        run_mir(run_args(demo, tmp_path, "--resume-from-checkpoint", value))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -353,7 +290,7 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
                         or encode(self, dataset, **kw))  # fmt: skip
     flags = ["--demo-dir", str(tmp_path / "demo"), "--max-steps", "1", "--disable-tqdm", "true", "--report-to",
              "none", "--dataloader-num-workers", "0"]  # fmt: skip
-    rows = train_mir.main([*flags, "--output-dir", str(tmp_path / "run")])
+    rows = run_mir([*flags, "--output-dir", str(tmp_path / "run")])
     assert encoded == [16, 16]  # the MIR table and the motion table share each encoding of the eval clips
     assert set(rows) == {"random scores", "before training", "after training", "motion before training",
                          "motion after training"}  # fmt: skip
@@ -365,11 +302,9 @@ def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypa
     assert "after training" in printed and "Motion verbs on the evaluation split" in printed
     assert "left/right" in printed and "enlarge/shrink" in printed and "Saved to" in printed
     # the ablation's runs keep only their scores: nothing saved, and no message saying otherwise
-    train_mir.main([*flags, "--output-dir", str(tmp_path / "scores-only"), "--save-strategy", "no"], save_model=False)
+    run_mir([*flags, "--output-dir", str(tmp_path / "scores-only"), "--save-strategy", "no"], save_model=False)
     assert not os.path.exists(tmp_path / "scores-only" / "config.json")
     assert "Saved to" not in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        train_mir.main(["--init", "pretrained"])  # the demo's own model has no weights to load
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -453,7 +388,7 @@ def first_training_step(monkeypatch, argv):
         return loss
 
     monkeypatch.setattr(Eva02AtTrainer, "compute_loss", spy)
-    train_mir.main(argv)
+    run_mir(argv)
     return seen
 
 

@@ -28,7 +28,8 @@ class AppBackend:
              dtype: str = "auto"):  # fmt: skip
         """The model in the dtype `dtype` resolves to (`resolve_dtype`: auto is bfloat16 on hardware that computes it
         natively), its processor, and the index checked against it."""
-        from ..evaluation.encoding import load_model_for_inference, resolve_device, resolve_dtype
+        from ..evaluation.encoding import load_model_for_inference
+        from ..utils.runtime import resolve_device, resolve_dtype
         from ..evaluation.fingerprint import model_fingerprint
         from ..search.store import VideoIndex
 
@@ -59,7 +60,7 @@ class AppBackend:
         from ..search.preview import write_preview
 
         if self.index is None:
-            raise ValueError("no index loaded: start the app with --index (made by examples/search_videos.py)")
+            raise ValueError("no index loaded: start the app with --index (made by examples/index_videos.py)")
         if not (query or "").strip():
             raise ValueError("type what you are looking for, e.g. 'cut an onion'")
         hits = search_index(self.index, self.model, self.processor, [query], model_id=self.model_id,

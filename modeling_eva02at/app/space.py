@@ -45,9 +45,10 @@ for name, value, local in {settings}:
     if value is not None:
         os.environ.setdefault(name, os.path.join(HERE, value) if local else value)
 
-from modeling_eva02at.app.ui import main  # noqa: E402
+from modeling_eva02at.app.cli import AppArguments, launch_app  # noqa: E402
+from modeling_eva02at.utils.cli import parse_arguments, run_script  # noqa: E402
 
-main()
+run_script(lambda: launch_app(*parse_arguments((AppArguments,))))
 '''
 
 
@@ -120,7 +121,7 @@ def assemble_space_folder(
         space_id: the Space ("owner/name"), for its card.
         model: what the Space loads: a Hub model id (e.g. the repo of examples/push_to_hub.py), or a folder path
             that will exist on the Space.
-        index: a search index (examples/search_videos.py) made with this model: copied with its videos.
+        index: a search index (examples/index_videos.py) made with this model: copied with its videos.
         examples: a folder of example videos for the first tab (the first 12, as the app shows them).
         title: the Space's title (default: its name). sdk_version: gradio's (default: the installed one).
 
@@ -187,7 +188,7 @@ def push_space(folder: str, space_id: str, token: str | None = None, private: bo
     """Create the gradio Space `space_id` if needed and upload the Space folder `folder` in ONE commit; refuses an
     incomplete folder, a bad id or a missing token before any network call. Returns huggingface_hub's `CommitInfo`."""
     check_repo_id(space_id)
-    missing = [name for name in (*SPACE_FILES, "modeling_eva02at/app/ui.py")
+    missing = [name for name in (*SPACE_FILES, "modeling_eva02at/app/cli.py")
                if not os.path.isfile(os.path.join(folder, name))]  # fmt: skip
     if missing:
         raise FileNotFoundError(f"not uploading {folder}: it lacks {', '.join(missing)}. Assemble it with "

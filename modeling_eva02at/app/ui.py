@@ -1,48 +1,28 @@
 """A Gradio app for an EVA02-AT model: `examples/app.py` runs it locally, and a Hugging Face Space assembled by
-`modeling_eva02at.app.space` (examples/push_space.py) runs it from a copy of this package.
+`modeling_eva02at.app.space` (examples/push_space.py) runs it from a copy of this package (`modeling_eva02at.app.cli`
+holds the arguments of both).
 
-    pip install -e '.[demo]'
+    pip install -e '.[app]'
     python examples/app.py --model eva02at-b16 --index my_index/ --examples my_videos/ --port 7860
 
 Two tabs:
 
 * **Zero-shot classification**: upload a video (or pick an example), type comma-separated labels, and see the scores
   of the model's `zero-shot-video-classification` pipeline as a bar chart;
-* **Search**: type what happens and see the best clips of an index made by `examples/search_videos.py`, each cut out
+* **Search**: type what happens and see the best clips of an index made by `examples/index_videos.py`, each cut out
   of its video as a playable preview.
 
 The defaults of --model, --index and --examples come from the environment (EVA02AT_MODEL, EVA02AT_INDEX,
 EVA02AT_EXAMPLES: a Space's launcher sets them) and on a Space gradio picks the host; see docs/search_and_app.md.
 """
 
-import argparse
+from __future__ import annotations
+
 import os
 
-from ..evaluation.cli import add_dtype_argument
 from .backend import AppBackend, example_videos
 
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
-GRADIO_MISSING = ("examples/app.py needs gradio, an optional extra of this package: pip install -e '.[demo]' "
-                  "(or pip install gradio)")  # fmt: skip
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="app.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=os.environ.get("EVA02AT_MODEL"),
-                        help="model folder or Hub id (default: $EVA02AT_MODEL)")  # fmt: skip
-    parser.add_argument("--processor", default=None, help="processor folder if not in --model")
-    parser.add_argument("--index", default=os.environ.get("EVA02AT_INDEX"),
-                        help="index folder made by search_videos.py, for the Search tab (default: $EVA02AT_INDEX)")
-    parser.add_argument("--examples", default=os.environ.get("EVA02AT_EXAMPLES"),
-                        help="folder of example videos for the first tab (default: $EVA02AT_EXAMPLES)")
-    parser.add_argument("--host", default=None, help="default: gradio's (127.0.0.1, or 0.0.0.0 on a Space)")
-    parser.add_argument("--port", type=int, default=None, help="default: gradio's (7860, or the next free one)")
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    add_dtype_argument(parser, default=os.environ.get("EVA02AT_DTYPE", "auto"))
-    args = parser.parse_args(argv)
-    if not args.model:
-        parser.error("--model is required (or set EVA02AT_MODEL)")
-    return args
 
 
 def build_ui(backend: AppBackend, examples=()):
@@ -93,7 +73,7 @@ def build_ui(backend: AppBackend, examples=()):
             run.click(classify, [video, labels, template], [chart, scores])
         with gr.Tab("Search", elem_id="tab-search"):
             if backend.index is None:
-                gr.Markdown("No index loaded: start the app with `--index`, made by `examples/search_videos.py`.")
+                gr.Markdown("No index loaded: start the app with `--index`, made by `examples/index_videos.py`.")
             else:
                 gr.Markdown(f"{len(backend.index)} clips indexed.")
             with gr.Row():
@@ -107,15 +87,12 @@ def build_ui(backend: AppBackend, examples=()):
     return demo
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise SystemExit(GRADIO_MISSING) from None
-    backend = AppBackend.load(args.model, args.processor, args.index, device=args.device, dtype=args.dtype)
-    examples = example_videos(args.examples)
-    demo = build_ui(backend, examples)
-    allowed = [os.path.abspath(args.examples)] if args.examples else []
-    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=allowed)
+def launch(backend: AppBackend, examples_folder: str | None = None, *, host: str | None = None,
+           port: int | None = None) -> None:  # fmt: skip
+    """Build the UI over `backend` with the videos of `examples_folder` as examples, and serve it until interrupted."""
+    demo = build_ui(backend, example_videos(examples_folder))
+    allowed = [os.path.abspath(examples_folder)] if examples_folder else []
+    demo.launch(server_name=host, server_port=port, allowed_paths=allowed)
 
+
+__all__ = ["DEFAULT_LABELS", "build_ui", "launch"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -22,7 +20,7 @@ import torch
 from .. import register_auto_classes
 from ..configuration_eva02at import Eva02AtConfig
 from ..modeling_eva02at import Eva02AtModel, interpolate_temporal_embed
-from ..utils.files import give_default_permissions
+from ..utils.files import staged_folder
 from ..utils.processor import match_processor_to_model
 from . import SOURCES
 from .checkpoints import CheckpointError, load_checkpoint
@@ -242,32 +240,6 @@ def _check_output(output_dir: str, overwrite: bool) -> None:
         raise ValueError(f"output folder {output_dir} exists and is not empty; pass overwrite=True (--overwrite)")
 
 
-def _publish(staging: str, output_dir: str, overwrite: bool) -> None:
-    """Move the finished staging folder into place (same file system: a rename)."""
-    _check_output(output_dir, overwrite)
-    if os.path.isdir(output_dir):
-        if os.listdir(output_dir):
-            backup = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
-            os.rmdir(backup)
-            os.rename(output_dir, backup)
-            os.rename(staging, output_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-            return
-        os.rmdir(output_dir)
-    os.rename(staging, output_dir)
-
-
-def _makedirs(path: str) -> list[str]:
-    """os.makedirs that returns the folders it created (outermost first), to remove them again on failure."""
-    created = []
-    while path and not os.path.exists(path):
-        created.append(path)
-        path = os.path.dirname(path)
-    for folder in reversed(created):
-        os.mkdir(folder)
-    return list(reversed(created))
-
-
 def _save_processor(config_dir: str, staging: str, config: Eva02AtConfig) -> list[str]:
     """Copy the processor (video processor + CLIP tokenizer) of `config_dir` into `staging`, if it has one, set to
     the converted model's frame count and image size."""
@@ -301,7 +273,7 @@ def convert_checkpoint(
     projection_dim: int | None = None,
     num_frames: int | None = None,
     overwrite: bool = False,
-    dtype: torch.dtype = torch.float32,
+    saved_dtype: torch.dtype = torch.float32,
     seed: int = 0,
     save_processor: bool = True,
 ) -> ConversionResult:
@@ -326,23 +298,14 @@ def convert_checkpoint(
     )
     del state_dict
 
-    created = _makedirs(os.path.dirname(output_dir))
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=os.path.dirname(output_dir))
-    try:
+    with staged_folder(output_dir) as staging:
         logger.info("Writing the model to %s", staging)
-        model.to(dtype).save_pretrained(staging)
+        model.to(saved_dtype).save_pretrained(staging)
         if save_processor:
             result.notes += _save_processor(config_dir, staging, result.config)
         _verify_saved(staging, model)
         result.files = sorted(os.listdir(staging))
-        give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
-        _publish(staging, output_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in reversed(created):
-            if os.path.isdir(folder) and not os.listdir(folder):
-                os.rmdir(folder)
-        raise
+        _check_output(output_dir, overwrite)  # again: the folder may have been filled while the model was written
     result.output_dir = output_dir
     logger.info("Done: %s", output_dir)
     return result

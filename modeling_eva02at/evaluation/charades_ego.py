@@ -106,9 +106,7 @@ def evaluate_charades_ego(
     require_paths(paths, "Charades-Ego videos", video_root)
 
     def compute():
-        video = encode_videos(model, processor, paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
-                              flip=settings.flip, device=settings.device, dtype=settings.dtype,
-                              progress=settings.progress, description="Encoding Charades-Ego videos")
+        video = encode_videos(model, processor, paths, settings=settings, description="Encoding Charades-Ego videos")
         text = encode_class_texts(model, processor, annotations.class_names, templates, settings)
         return {"video": video, "text": text}
 

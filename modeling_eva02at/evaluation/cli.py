@@ -1,84 +1,171 @@
-"""The command-line layer shared by ``examples/eval_*.py``: flags, settings, and the run's shared tail.
+"""The runs behind `examples/eval_ek100_mir.py`, `eval_egomcq.py` and `eval_charades_ego.py`: their arguments (one
+dataclass of encoding settings they share and one per benchmark), and each run from the files to the printed table and
+the JSON report.
 
-Importing this module is cheap (no torch), so the scripts answer ``--help`` at once; the heavy modules are imported
-when a run starts. Library functions raise errors that name the file or value; this layer adds the flag.
+Importing this module is cheap (no torch), so the scripts answer --help at once; the heavy modules are imported when a
+run starts. Library functions raise errors that name the file or value; the arguments' checks name the flag.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-from typing import Callable
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..data.egomcq import EGOMCQ_VIDEO_LAYOUTS
+from ..utils.runtime import DTYPE_CHOICES
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that accepts every ``--dashed-flag`` also as ``--dashed_flag`` (the spelling of transformers'
-    `HfArgumentParser`, which ``examples/train_mir.py`` uses), so both spellings work in every script."""
-
-    def add_argument(self, *names, **kwargs):
-        aliases = ["--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
-        return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
-def add_dtype_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """--dtype auto|float32|bfloat16 (auto: bfloat16 where the hardware computes it natively), and --bf16, which is
-    --dtype bfloat16. The choices are `encoding.DTYPE_CHOICES`, written out so that --help needs no torch."""
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=default,
-                        help=f"compute dtype of the forward passes (default: {default}): auto is bfloat16 on hardware "
-                             "with native bf16 (CUDA, CPUs with AMX or AVX512-BF16), else float32")  # fmt: skip
-    parser.add_argument("--bf16", dest="dtype", action="store_const", const="bfloat16", help="--dtype bfloat16")
+@dataclass
+class EncodingArguments:
+    """The model and how clips and texts are encoded (every evaluation script takes these)."""
+
+    model: str = field(metadata={"help": "model folder or Hub id (save_pretrained / convert_checkpoint output)"})
+    video_root: str = field(metadata={"help": "folder of the videos"})
+    processor: str | None = field(default=None, metadata={"help": "processor folder if not in --model"})
+    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the model's)"})
+    batch_size: int = field(default=16, metadata={"help": "clips per forward pass"})
+    text_batch_size: int = field(default=256, metadata={"help": "texts per forward pass"})
+    num_workers: int = field(
+        default_factory=lambda: min(4, available_cores()),
+        metadata={"help": "DataLoader workers decoding videos (default: 4, or the cores available if fewer)"},
+    )
+    flip: bool = field(default=False, metadata={"help": "horizontal-flip test-time augmentation"})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype the model is loaded and computes in: auto is bfloat16 on hardware with native bf16 "
+                          "(CUDA, CPUs with AMX or AVX512-BF16), else float32", "choices": DTYPE_CHOICES},
+    )  # fmt: skip
+    device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
+    cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: no cache)"})
+    output_json: str | None = field(default=None, metadata={"help": "write the metrics and settings here"})
+    no_progress: bool = field(default=False, metadata={"help": "no progress bars"})
+
+    def __post_init__(self):
+        for name in ("batch_size", "text_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"--num-frames must be at least 1, got {self.num_frames}")
+        if not os.path.isdir(self.video_root):
+            raise FileNotFoundError(f"--video-root {self.video_root} is not a folder")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every `examples/eval_*.py` script takes (model, video root, encoding, cache, output)."""
-    parser.add_argument("--model", required=True, help="model folder (save_pretrained / convert_checkpoint output)")
-    parser.add_argument("--processor", default=None, help="processor folder if not in --model")
-    parser.add_argument("--video-root", required=True, help="folder of the videos")
-    parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    parser.add_argument("--text-batch-size", type=int, default=256, help="texts per forward pass")
-    parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers decoding videos")
-    parser.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
-    add_dtype_argument(parser)
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: no cache)")
-    parser.add_argument("--output-json", default=None, help="write the metrics and settings here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+@dataclass
+class Ek100MirArguments:
+    """The EK-100 MIR test annotations."""
+
+    test_csv: str = field(metadata={"help": "EPIC_100_retrieval_test.csv"})
+    sentence_csv: str = field(metadata={"help": "EPIC_100_retrieval_test_sentence.csv"})
+    relevancy: str | None = field(default=None, metadata={"help": "relevancy pickle (default: built from the CSVs)"})
+    video_ext: str = field(default="MP4", metadata={"help": "<root>/<participant>/<video_id>.<ext>"})
 
 
-def settings_from_args(args):
-    """:class:`~modeling_eva02at.evaluation.encoding.EncodeSettings` from the arguments of
-    :func:`add_common_arguments`, checked; errors name the flag."""
-    import os
+@dataclass
+class EgoMcqArguments:
+    """EgoMCQ's questions and where their Ego4D clips are."""
 
-    from .encoding import EncodeSettings, resolve_device, resolve_dtype
+    egomcq_json: str = field(metadata={"help": "EgoVLP's egomcq.json"})
+    video_layout: str = field(
+        default="auto",
+        metadata={"help": "full: <root>/<video_uid>.mp4; egovlp: <root>/<video_uid>/<k>.mp4 (EgoVLP's 600 s chunks); "
+                          "auto: per video, the full file if it exists", "choices": EGOMCQ_VIDEO_LAYOUTS},
+    )  # fmt: skip
+    video_ext: str = field(default="mp4", metadata={"help": "video file extension"})
+    chunk_seconds: int = field(default=600, metadata={"help": "seconds per chunk of the egovlp layout"})
 
-    for name in ("batch_size", "text_batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-    if args.num_frames is not None and args.num_frames < 1:
-        raise ValueError(f"--num-frames must be at least 1, got {args.num_frames}")
-    if not os.path.isdir(args.video_root):
-        raise FileNotFoundError(f"--video-root {args.video_root} is not a folder")
-    device = resolve_device(args.device)
-    dtype, reason = resolve_dtype(args.dtype, device)
+    def __post_init__(self):
+        if self.chunk_seconds < 1:
+            raise ValueError(f"--chunk-seconds must be at least 1, got {self.chunk_seconds}")
+
+
+@dataclass
+class CharadesEgoArguments:
+    """The Charades-Ego test annotations and the class texts."""
+
+    csv: str = field(metadata={"help": "CharadesEgo_v1_test_only1st.csv"})
+    classes: str = field(metadata={"help": "Charades_v1_classes.txt"})
+    templates: list[str] | None = field(
+        default=None,
+        metadata={"help": "class text templates with {} for the class name, averaged per class (default: '{}', the "
+                          "bare class name)"},
+    )  # fmt: skip
+    video_ext: str = field(default="mp4", metadata={"help": "video file extension"})
+
+
+def evaluate_ek100_mir_files(data: Ek100MirArguments, encoding: EncodingArguments) -> dict:
+    """EK-100 MIR mAP / nDCG of `encoding.model` on the test files: prints the table, returns the JSON report."""
+    from ..data.ek100 import Ek100MirAnnotations
+    from .ek100_mir import evaluate_ek100_mir
+
+    annotations = Ek100MirAnnotations.from_files(data.test_csv, data.sentence_csv, data.relevancy)
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_ek100_mir(model, processor, annotations, encoding.video_root, settings,
+                                  video_ext=data.video_ext, cache_dir=encoding.cache_dir, model_id=model_id,
+                                  data_files=[data.test_csv])  # fmt: skip
+
+    return run_evaluation(encoding, evaluate, _print_ek100_mir, test_csv=data.test_csv,
+                          sentence_csv=data.sentence_csv, relevancy=data.relevancy or "built from the CSVs")  # fmt: skip
+
+
+def evaluate_egomcq_files(data: EgoMcqArguments, encoding: EncodingArguments) -> dict:
+    """EgoMCQ inter- / intra-video accuracy of `encoding.model`: prints the table, returns the JSON report."""
+    from ..data.egomcq import EgoMcqQuestions
+    from .egomcq import evaluate_egomcq
+
+    questions = EgoMcqQuestions.from_json(data.egomcq_json)
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_egomcq(model, processor, questions, encoding.video_root, settings, layout=data.video_layout,
+                               video_ext=data.video_ext, chunk_seconds=data.chunk_seconds,
+                               cache_dir=encoding.cache_dir, model_id=model_id)  # fmt: skip
+
+    return run_evaluation(encoding, evaluate, _print_egomcq, egomcq_json=data.egomcq_json,
+                          video_layout=data.video_layout)  # fmt: skip
+
+
+def evaluate_charades_ego_files(data: CharadesEgoArguments, encoding: EncodingArguments) -> dict:
+    """Charades-Ego mAP of `encoding.model`: prints the table, returns the JSON report."""
+    from .charades_ego import DEFAULT_CHARADES_TEMPLATES, CharadesEgoAnnotations, evaluate_charades_ego
+
+    templates = data.templates or list(DEFAULT_CHARADES_TEMPLATES)
+    annotations = CharadesEgoAnnotations.from_files(data.csv, data.classes)
+
+    def evaluate(model, processor, settings, model_id):
+        return evaluate_charades_ego(model, processor, annotations, encoding.video_root, settings, templates=templates,
+                                     video_ext=data.video_ext, cache_dir=encoding.cache_dir, model_id=model_id)
+
+    return run_evaluation(encoding, evaluate, _print_charades_ego, csv=data.csv, classes=data.classes,
+                          templates=templates)  # fmt: skip
+
+
+def encode_settings(encoding: EncodingArguments):
+    """:class:`~modeling_eva02at.evaluation.encoding.EncodeSettings` of the arguments; prints the dtype chosen."""
+    from ..utils.runtime import resolve_device, resolve_dtype
+    from .encoding import EncodeSettings
+
+    device = resolve_device(encoding.device)
+    dtype, reason = resolve_dtype(encoding.dtype, device)
     print(f"Encoding in {reason}")
-    return EncodeSettings(batch_size=args.batch_size, text_batch_size=args.text_batch_size,
-                          num_workers=args.num_workers, flip=args.flip, device=device, dtype=dtype,
-                          progress=not args.no_progress)  # fmt: skip
+    return EncodeSettings(batch_size=encoding.batch_size, text_batch_size=encoding.text_batch_size,
+                          num_workers=encoding.num_workers, flip=encoding.flip, device=device, compute_dtype=dtype,
+                          progress=not encoding.no_progress)  # fmt: skip
 
 
-def run_settings(args, processor, settings) -> dict:
-    """The settings a JSON report records (the dtype as chosen, e.g. "bfloat16" for --dtype auto on a bf16 CPU)."""
-    dtype = "bfloat16" if settings.dtype is not None else "float32"
-    return {"model": args.model, "video_root": args.video_root, "num_frames": processor.image_processor.num_frames,
-            "flip": args.flip, "dtype": dtype, "batch_size": args.batch_size}  # fmt: skip
-
-
-def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None], **report_fields) -> dict:
-    """The tail every eval script shares: check the settings, load the model and processor, run
+def run_evaluation(encoding: EncodingArguments, evaluate: Callable, print_table: Callable[[dict], None],
+                   **report_fields) -> dict:  # fmt: skip
+    """The tail every evaluation shares: load the model and processor in the dtype chosen, run
     ``evaluate(model, processor, settings, model_id)`` (an :class:`EvaluationResult`), print its table, and write
     the JSON report (metrics, settings, `report_fields`, the paper's numbers) to ``--output-json``. Returns the report.
     """
@@ -88,15 +175,73 @@ def run_evaluation(args, evaluate: Callable, print_table: Callable[[dict], None]
     from .fingerprint import model_fingerprint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
+    settings = encode_settings(encoding)
     if settings.device.type == "cpu":
         tune_cpu_allocator()
-    model, processor = load_model_for_inference(args.model, processor_path=args.processor, num_frames=args.num_frames,
-                                                device=settings.device, dtype=settings.dtype)  # fmt: skip
-    result = evaluate(model, processor, settings, model_fingerprint(args.model, args.processor))
+    model, processor = load_model_for_inference(encoding.model, processor_path=encoding.processor,
+                                                num_frames=encoding.num_frames, device=settings.device,
+                                                dtype=settings.compute_dtype)  # fmt: skip
+    result = evaluate(model, processor, settings, model_fingerprint(encoding.model, encoding.processor))
     print_table(result.metrics)
-    report = result.to_json_dict(**run_settings(args, processor, settings), **report_fields)
-    if args.output_json:
-        write_json(args.output_json, report)
-        print(f"\nWrote {args.output_json}")
+    report = result.to_json_dict(
+        model=encoding.model, video_root=encoding.video_root, num_frames=processor.image_processor.num_frames,
+        flip=encoding.flip, dtype="bfloat16" if settings.compute_dtype is not None else "float32",
+        batch_size=encoding.batch_size, **report_fields,
+    )  # fmt: skip
+    if encoding.output_json:
+        write_json(encoding.output_json, report)
+        print(f"\nWrote {encoding.output_json}")
     return report
+
+
+def _print_ek100_mir(metrics: dict) -> None:
+    from .results import PAPER_RESULTS
+
+    keys = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
+    print("\nEK-100 MIR (percent)")
+    print(f"{'':<28}" + "".join(f"{key:>14}" for key in keys))
+    print(f"{'this model':<28}" + "".join(f"{100 * metrics[key]:>14.2f}" for key in keys))
+    for name, results in PAPER_RESULTS.items():
+        for setting in ("zero_shot", "fine_tuned"):
+            paper = results[f"ek100_mir_{setting}"]
+            cells = [f"{paper[key]:>14.1f}" if key in paper else f"{'-':>14}" for key in keys]
+            print(f"{f'paper {name} {setting}':<28}" + "".join(cells))
+
+
+def _print_egomcq(metrics: dict) -> None:
+    from .results import PAPER_RESULTS
+
+    print("\nEgoMCQ accuracy (percent)")
+    print(f"{'':<24}{'inter-video':>14}{'intra-video':>14}")
+    inter, intra = 100 * metrics["inter_video_accuracy"], 100 * metrics["intra_video_accuracy"]
+    print(f"{'this model':<24}{inter:>14.2f}{intra:>14.2f}")
+    for name, results in PAPER_RESULTS.items():
+        paper = results["egomcq"]
+        print(f"{f'paper {name}':<24}{paper['inter_video_accuracy']:>14.1f}{paper['intra_video_accuracy']:>14.1f}")
+    print(f"({metrics['num_inter_video']} inter-video (types 1) and {metrics['num_intra_video']} intra-video (types 2) "
+          "questions)")  # fmt: skip
+
+
+def _print_charades_ego(metrics: dict) -> None:
+    from .results import PAPER_RESULTS
+
+    print("\nCharades-Ego mAP (percent)")
+    print(f"{'':<30}{'mAP':>10}")
+    print(f"{'this model':<30}{100 * metrics['mAP']:>10.2f}")
+    for name, results in PAPER_RESULTS.items():
+        zero_shot, fine_tuned = results["charades_ego_zero_shot"]["mAP"], results["charades_ego_fine_tuned"]["mAP"]
+        print(f"{f'paper {name} zero-shot':<30}{zero_shot:>10.1f}")
+        print(f"{f'paper {name} fine-tuned':<30}{fine_tuned:>10.1f}")
+
+
+__all__ = [
+    "CharadesEgoArguments",
+    "EgoMcqArguments",
+    "Ek100MirArguments",
+    "EncodingArguments",
+    "encode_settings",
+    "evaluate_charades_ego_files",
+    "evaluate_egomcq_files",
+    "evaluate_ek100_mir_files",
+    "run_evaluation",
+]

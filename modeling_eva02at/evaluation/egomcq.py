@@ -36,12 +36,9 @@ def evaluate_egomcq(
     texts = list(dict.fromkeys(questions.query_texts))
 
     def compute():
-        video = encode_videos(model, processor, videos, starts=starts, ends=ends, batch_size=settings.batch_size,
-                              num_workers=settings.num_workers, flip=settings.flip, device=settings.device,
-                              dtype=settings.dtype, progress=settings.progress, description="Encoding EgoMCQ clips")
-        text = encode_texts(model, processor, texts, settings.text_batch_size, settings.device, dtype=settings.dtype,
-                            progress=settings.progress, description="Encoding EgoMCQ queries")
-        return {"video": video, "text": text}  # fmt: skip
+        video = encode_videos(model, processor, videos, starts, ends, settings, description="Encoding EgoMCQ clips")
+        text = encode_texts(model, processor, texts, settings, description="Encoding EgoMCQ queries")
+        return {"video": video, "text": text}
 
     data_key = {"data": [file_fingerprint(questions.path)], "video_root": os.path.abspath(video_root),
                 "layout": layout, "video_ext": video_ext, "chunk_seconds": chunk_seconds}  # fmt: skip

@@ -53,15 +53,10 @@ def evaluate_ek100_mir(
     items = [dataset[i] for i in range(len(dataset))]
 
     def compute():
-        video = encode_videos(
-            model, processor, [item["video"] for item in items], starts=[item["start"] for item in items],
-            ends=[item["end"] for item in items], batch_size=settings.batch_size, num_workers=settings.num_workers,
-            flip=settings.flip, device=settings.device, dtype=settings.dtype, progress=settings.progress,
-            description="Encoding EK-100 clips",
-        )  # fmt: skip
-        text = encode_texts(model, processor, [item["caption"] for item in items], settings.text_batch_size,
-                            settings.device, dtype=settings.dtype, progress=settings.progress,
-                            description="Encoding EK-100 narrations")  # fmt: skip
+        videos, starts, ends = ([item[key] for item in items] for key in ("video", "start", "end"))
+        video = encode_videos(model, processor, videos, starts, ends, settings, description="Encoding EK-100 clips")
+        captions = [item["caption"] for item in items]
+        text = encode_texts(model, processor, captions, settings, description="Encoding EK-100 narrations")
         return {"video": video, "text": text}
 
     data_key = {"data": [file_fingerprint(p) for p in data_files], "video_root": os.path.abspath(video_root),

@@ -18,49 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.layouts import load_clip
 from ..utils.processor import match_processor_to_model
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-DTYPE_CHOICES = ("auto", "float32", "bfloat16")
-"""`--dtype` of the eval and search scripts: auto picks bfloat16 where the hardware computes it natively."""
-
-
-def native_bf16(device: torch.device) -> str | None:
-    """What makes bfloat16 fast on `device` ("CUDA", "AMX", "AVX512-BF16"), or None where it is emulated (most
-    older CPUs: several times slower than float32 there)."""
-    if device.type == "cuda":
-        return "CUDA" if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
-            return "AMX"
-        if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
-            return "AVX512-BF16"
-    return None
-
-
-def resolve_dtype(choice: str, device: str | torch.device | None = None) -> tuple[torch.dtype | None, str]:
-    """The autocast dtype (None: float32) for `--dtype` `choice` on `device`, and a sentence saying which and why.
-
-    auto is bfloat16 where `native_bf16` finds hardware support, else float32: bf16 embeddings agree with float32 ones
-    to a cosine of about 0.9998 (docs/search_and_app.md), and a feature cache or index keeps the dtype in its key.
-    """
-    if choice not in DTYPE_CHOICES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {choice!r}")
-    device = resolve_device(device)
-    if choice == "float32":
-        return None, "float32 (--dtype float32)"
-    if choice == "bfloat16":
-        return torch.bfloat16, "bfloat16 (--dtype bfloat16)"
-    support = native_bf16(device)
-    if support:
-        return torch.bfloat16, f"bfloat16 (--dtype auto: {support} on {device.type} computes it natively)"
-    return None, f"float32 (--dtype auto: no native bfloat16 on this {device.type}; --dtype bfloat16 forces it)"
+from ..utils.runtime import resolve_device
 
 
 def load_model_for_inference(
@@ -102,14 +60,25 @@ def load_model_for_inference(
         )
     # bfloat16 weights for bfloat16 compute (--dtype): half the memory, and no per-call weight casts as in autocast.
     # The RoPE tables stay exact float32 (Eva02AtRotaryEmbedding).
-    model = Eva02AtModel.from_pretrained(model_path, dtype=dtype or torch.float32)
+    try:
+        model = Eva02AtModel.from_pretrained(model_path, dtype=dtype or torch.float32)
+        processor = Eva02AtProcessor.from_pretrained(processor_path)
+    except OSError as error:  # transformers' message does not always name what it looked for
+        what = model_path if processor_path == model_path else f"{model_path} (processor {processor_path})"
+        raise OSError(f"cannot load the model {what}: not a saved model folder, and not a Hub id "
+                      f"{'in the local cache (offline)' if _offline() else 'that loads'}: {error}") from None  # fmt: skip
     model.eval().to(resolve_device(device))
-    processor = Eva02AtProcessor.from_pretrained(processor_path)
     try:
         match_processor_to_model(processor, model.config, num_frames)
     except ValueError as error:
         raise ValueError(f"{error}: the processor of {processor_path} does not fit the model {model_path}") from None
     return model, processor
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 @dataclass
@@ -121,8 +90,9 @@ class EncodeSettings:
         text_batch_size: texts per forward pass.
         num_workers: DataLoader workers that decode videos (0: in the main process).
         flip: horizontal-flip test-time augmentation (see :func:`encode_videos`).
-        device: default: CUDA when available.
-        dtype: autocast dtype (e.g. `torch.bfloat16` on CUDA); None runs in float32.
+        device: default: CUDA when available (the model must already be there).
+        compute_dtype: the dtype the forward passes compute in (e.g. `torch.bfloat16`; None: float32): the model's
+            weights' dtype when it was loaded in it, else autocast to it.
         progress: tqdm progress bars.
     """
 
@@ -131,11 +101,13 @@ class EncodeSettings:
     num_workers: int = 0
     flip: bool = False
     device: str | torch.device | None = None
-    dtype: torch.dtype | None = None
+    compute_dtype: torch.dtype | None = None
     progress: bool = True
 
     def cache_fields(self) -> dict:
-        return {"flip": bool(self.flip), "dtype": str(self.dtype or torch.float32)}
+        """What a feature cache key and an index header record of these settings (the key "dtype" is the compute
+        dtype: the name on disk since the first index format)."""
+        return {"flip": bool(self.flip), "dtype": str(self.compute_dtype or torch.float32)}
 
 
 class _ClipDataset(Dataset):
@@ -168,7 +140,7 @@ class ClipCollator:
         return torch.stack([self.video_processor.transform_frames(frames) for frames in clips])
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None, model: torch.nn.Module):
+def compute_in(dtype: torch.dtype | None, device: torch.device, model: torch.nn.Module):
     """Autocast to `dtype` for a float32 `model`; nothing for float32, or for a model already in `dtype` (loaded so
     by `load_model_for_inference(dtype=...)`: faster than autocast, which casts the weights at every call)."""
     if dtype is None or dtype == torch.float32 or next(model.parameters()).dtype == dtype:
@@ -176,7 +148,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None, model: torch.nn.M
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _video_embedding(model, pixel_values: torch.Tensor, flip: bool) -> torch.Tensor:
+def embed_video_batch(model, pixel_values: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """L2-normalised float32 embeddings of a batch of `pixel_values_videos` (flip: see :func:`encode_videos`)."""
     embeds = F.normalize(model.get_video_features(pixel_values_videos=pixel_values).pooler_output.float(), dim=-1)
     if flip:
         flipped = model.get_video_features(pixel_values_videos=pixel_values.flip(-1)).pooler_output.float()
@@ -188,16 +161,11 @@ def encode_videos(
     model,
     processor,
     videos: Sequence,
-    *,
     starts: Sequence[float | None] | None = None,
     ends: Sequence[float | None] | None = None,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    flip: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    settings: EncodeSettings | None = None,
+    *,
     num_frames: int | None = None,
-    progress: bool = True,
     description: str = "Encoding videos",
 ) -> torch.Tensor:
     """L2-normalised float32 video embeddings `(len(videos), projection_dim)` on the CPU, in input order.
@@ -206,34 +174,33 @@ def encode_videos(
         videos: one entry per clip, anything :func:`~modeling_eva02at.data.layouts.load_clip` reads: a path (a file
             or an AVION / LaViLa chunk folder), frames in memory, or a tuple of `ChunkSpan` (EgoVLP chunks).
         starts / ends: clip bounds in seconds (None: the whole video).
-        batch_size / num_workers: DataLoader settings; decoding runs in the workers.
-        flip: horizontal-flip test-time augmentation. The embedding is
+        settings: batch size, DataLoader workers (decoding runs in them), flip, device, compute dtype, progress bar.
+            Flip is horizontal-flip test-time augmentation: the embedding is
             ``normalize(normalize(f(x)) + normalize(f(flip(x))))``, where ``flip`` mirrors every frame left-right
-            (after the center crop): the mean of the two unit embeddings, re-normalised.
-        device: default: CUDA when available (the model must already be there).
-        dtype: autocast dtype, e.g. `torch.bfloat16` on CUDA; None runs in float32.
+            (after the center crop), the mean of the two unit embeddings, re-normalised.
         num_frames: frames per clip (default: the processor's).
 
     Raises:
         FileNotFoundError, VideoDecodeError (a ValueError): a clip cannot be read (raised from the workers).
     """
+    settings = settings or EncodeSettings()
     count = len(videos)
     starts = [None] * count if starts is None else list(starts)
     ends = [None] * count if ends is None else list(ends)
     if len(starts) != count or len(ends) != count:
         raise ValueError(f"{count} videos but {len(starts)} starts and {len(ends)} ends")
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
     loader = DataLoader(
         _ClipDataset(list(videos), starts, ends),
-        batch_size=batch_size,
-        num_workers=num_workers,
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
         collate_fn=ClipCollator(processor, num_frames),
         pin_memory=device.type == "cuda",
     )
     embeds = []
-    with torch.inference_mode(), _autocast(device, dtype, model):
-        for pixel_values in tqdm(loader, desc=description, disable=not progress, unit="batch"):
-            embeds.append(_video_embedding(model, pixel_values.to(device, non_blocking=True), flip).cpu())
+    with torch.inference_mode(), compute_in(settings.compute_dtype, device, model):
+        for pixel_values in tqdm(loader, desc=description, disable=not settings.progress, unit="batch"):
+            embeds.append(embed_video_batch(model, pixel_values.to(device, non_blocking=True), settings.flip).cpu())
     return torch.cat(embeds) if embeds else torch.empty(0, model.config.projection_dim)
 
 
@@ -249,23 +216,21 @@ def encode_texts(
     model,
     processor,
     texts: Sequence[str],
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
+    settings: EncodeSettings | None = None,
     *,
-    dtype: torch.dtype | None = None,
-    progress: bool = True,
     description: str = "Encoding texts",
 ) -> torch.Tensor:
     """L2-normalised float32 text embeddings `(len(texts), projection_dim)` on the CPU, in input order.
 
-    Texts are tokenized by the processor (CLIP BPE, 77 tokens) in the DataLoader's collate function; `dtype` is an
-    optional autocast dtype as in :func:`encode_videos`.
+    Texts are tokenized by the processor (CLIP BPE, 77 tokens) in the DataLoader's collate function, `text_batch_size`
+    of `settings` at a time (its device, compute dtype and progress bar apply as in :func:`encode_videos`).
     """
-    device = resolve_device(device)
-    loader = DataLoader(list(texts), batch_size=batch_size, collate_fn=_TextCollator(processor))
+    settings = settings or EncodeSettings()
+    device = resolve_device(settings.device)
+    loader = DataLoader(list(texts), batch_size=settings.text_batch_size, collate_fn=_TextCollator(processor))
     embeds = []
-    with torch.inference_mode(), _autocast(device, dtype, model):
-        for batch in tqdm(loader, desc=description, disable=not progress, unit="batch"):
+    with torch.inference_mode(), compute_in(settings.compute_dtype, device, model):
+        for batch in tqdm(loader, desc=description, disable=not settings.progress, unit="batch"):
             features = model.get_text_features(
                 input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
             ).pooler_output
@@ -278,6 +243,5 @@ def encode_class_texts(
 ) -> torch.Tensor:
     """One embedding per class: the normalised mean of its normalised embeddings over `templates` (as LaViLa)."""
     texts = [template.format(name) for name in class_names for template in templates]
-    embeds = encode_texts(model, processor, texts, settings.text_batch_size, settings.device, dtype=settings.dtype,
-                          progress=settings.progress, description="Encoding class texts")  # fmt: skip
+    embeds = encode_texts(model, processor, texts, settings, description="Encoding class texts")
     return F.normalize(embeds.view(len(class_names), len(templates), -1).mean(dim=1), dim=-1)

@@ -45,15 +45,12 @@ class IndexReport:
 
 def _encode_shard(clips: list[Clip], model, processor, settings: EncodeSettings):
     """Embeddings of the readable clips: (kept clips, embeddings, skipped)."""
-
-    def encode(videos, starts, ends, num_workers):
-        return encode_videos(model, processor, videos, starts=starts, ends=ends, batch_size=settings.batch_size,
-                             num_workers=num_workers, flip=settings.flip, device=settings.device,
-                             dtype=settings.dtype, progress=False)  # fmt: skip
+    quiet = replace(settings, progress=False)
 
     try:
-        return clips, encode([c.path for c in clips], [c.start for c in clips], [c.end for c in clips],
-                             settings.num_workers), []  # fmt: skip
+        embeddings = encode_videos(model, processor, [c.path for c in clips], [c.start for c in clips],
+                                   [c.end for c in clips], quiet)  # fmt: skip
+        return clips, embeddings, []
     except (OSError, ValueError):  # FileNotFoundError, VideoDecodeError
         pass
     # A clip of this shard cannot be decoded: decode them one by one here to tell which, then encode the frames of
@@ -67,7 +64,7 @@ def _encode_shard(clips: list[Clip], model, processor, settings: EncodeSettings)
             skipped.append(Skipped(clip.path, str(error)))
             continue
         kept.append(clip)
-    embeddings = encode(frames, None, None, 0) if frames else torch.empty(0)
+    embeddings = encode_videos(model, processor, frames, settings=replace(quiet, num_workers=0)) if frames else None
     return kept, embeddings, skipped
 
 
@@ -162,7 +159,7 @@ def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) ->
     missing = [path for path in sources if not os.path.exists(path)]
     if missing:
         raise FileNotFoundError(f"the index {index.path} holds clips of {len(missing)} videos that are gone (first: "
-                                f"{missing[0]}): update it with `search_videos.py index` first")  # fmt: skip
+                                f"{missing[0]}): update it with `index_videos.py` first")  # fmt: skip
     root = os.path.commonpath(sources) if len(sources) > 1 else os.path.dirname(sources[0]) if sources else ""
     copies = {}
     for path in tqdm(sources, desc="Copying videos", disable=len(sources) < 20):
@@ -193,7 +190,7 @@ def search_index(index: VideoIndex, model, processor, texts: Sequence[str], *, m
     if not texts or any(not str(text).strip() for text in texts):
         raise ValueError(f"queries must be non-empty texts, got {list(texts)!r}")
     index.check_model(model_id)
-    text_embeddings = encode_texts(model, processor, list(texts), device=model.device, progress=False)
+    text_embeddings = encode_texts(model, processor, list(texts), EncodeSettings(device=model.device, progress=False))
     return index.search(text_embeddings, top_k)
 
 

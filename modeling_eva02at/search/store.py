@@ -120,7 +120,7 @@ class VideoIndex:
         if not os.path.isfile(manifest_path):
             raise FileNotFoundError(
                 f"{path} is not a video index (no {MANIFEST_NAME}): build one with "
-                f"`python examples/search_videos.py index --model DIR --videos FOLDER --index {path}`"
+                f"`python examples/index_videos.py --model DIR --videos FOLDER --index {path}`"
             )
         with open(manifest_path) as file:
             manifest = json.load(file)
@@ -208,7 +208,7 @@ class VideoIndex:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         if not self.clips:
-            raise ValueError(f"the index {self.path} holds no clips: add videos with `search_videos.py index`")
+            raise ValueError(f"the index {self.path} holds no clips: add videos with `index_videos.py`")
         text_embeddings = torch.as_tensor(text_embeddings, dtype=torch.float32)
         if text_embeddings.ndim != 2 or text_embeddings.shape[1] != self.embeddings.shape[1]:
             raise ValueError(

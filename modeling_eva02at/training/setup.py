@@ -1,102 +1,100 @@
-"""What the training scripts (`examples/train_mir.py`, `pretrain_egoclip.py`, `finetune_charades_ego.py`) share: their
-parser and its `--help-all`, the `Eva02AtTrainingArguments` parsed from the flags it leaves, the process set-up of a
-run, and the model and processor to train.
+"""What the three training runs (EK-100 MIR fine-tuning, EgoClip pretraining, Charades-Ego fine-tuning) share: the model
+arguments, the process set-up of a run, and the model and processor to train.
 
-Importing this module is cheap (no torch, no transformers), so the scripts answer --help at once; the heavy modules
-are imported inside the functions, when a run starts.
+Importing this module is cheap (no torch), so the training scripts answer --help at once; the heavy modules are imported
+inside the functions, when a run starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from ..evaluation.cli import ArgumentParser
+from ..demo.model import DEMO_MODEL_CONFIG
+from ..utils.cli import UsageError, flag_given, parse_arguments
 
 logger = logging.getLogger(__name__)
 
 INITIALISATIONS = ("pretrained", "random")
 """`--init` choices: load the model's weights, or build its configuration with random weights."""
 
+REPOSITORY_PROCESSOR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "hub_configs", "eva02at-b16")  # fmt: skip
+"""The processor used when the model has none of its own: the repository's EVA02-AT-B/16 files (CLIP's tokenizer)."""
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------------------
 
+@dataclass
+class ModelArguments:
+    """The model a training run starts from (every training script takes these)."""
 
-def training_script_parser(prog: str, description: str, flag_examples: str) -> ArgumentParser:
-    """A training script's own parser, with `--help-all`: each flag as --dashed-flag and --underscore_flag, no
-    abbreviations (one could swallow a `TrainingArguments` flag meant for transformers), and an epilog saying that
-    every `TrainingArguments` flag is accepted too, `flag_examples` naming a few.
-
-    A script's `main` prints :func:`print_training_help` and returns when `--help-all` is set; it is not an argparse
-    help action, because those exit the process and `main(argv)` is also called from Python.
-    """
-    parser = ArgumentParser(
-        prog=prog,
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-        epilog=f"Every transformers.TrainingArguments flag is also accepted ({flag_examples}, ...),\n"
-        "with dashes or underscores: --help-all lists them.",
+    model: str | None = field(
+        default=None,
+        metadata={"help": "a folder or Hub id that from_pretrained loads (converted or trained checkpoint), or a "
+                          "configuration folder such as hub_configs/eva02at-b16 with --init random; required with "
+                          "real data (the demo's default: its own small model)"},
+    )  # fmt: skip
+    init: str | None = field(
+        default=None,
+        metadata={"help": "load --model's weights ('pretrained', the default with --model; a folder or id without "
+                          "weights is an error) or initialise its configuration randomly ('random', the demo's own "
+                          "model)", "choices": INITIALISATIONS},
+    )  # fmt: skip
+    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the model's)"})
+    processor: str | None = field(
+        default=None,
+        metadata={"help": "the processor folder, when --model has none of its own (default: the repository's "
+                          "hub_configs/eva02at-b16)"},
+    )  # fmt: skip
+    no_temporal_rope: bool = field(
+        default=False, metadata={"help": "ablation: spatial RoPE only (without it: the model configuration's)"}
     )
-    parser.add_argument("--help-all", action="store_true",
-                        help="list every flag of Eva02AtTrainingArguments (transformers' TrainingArguments and the "
-                             "settings below) and exit; imports transformers")  # fmt: skip
-    return parser
+    no_temporal_embedding: bool = field(
+        default=False,
+        metadata={"help": "ablation: no learnable temporal embedding (without it: the model configuration's)"},
+    )
+
+    def __post_init__(self):
+        if self.model is None and self.init == "pretrained":
+            raise ValueError("--init pretrained needs --model (the demo's own small model has no weights)")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"--num-frames must be at least 1, got {self.num_frames}")
+
+    def vision_overrides(self) -> dict:
+        """The ablations as `vision_config` fields: False switches a source of temporal order off, None keeps the
+        configuration's switch."""
+        temporal = {"use_temporal_rope": self.no_temporal_rope, "use_temporal_embedding": self.no_temporal_embedding}
+        return {name: False if off else None for name, off in temporal.items()}
 
 
-def training_argument_parser(prog: str):
-    """transformers' `HfArgumentParser` for `Eva02AtTrainingArguments`, under the script's name."""
-    from transformers import HfArgumentParser
+def parse_training_arguments(argument_types: Sequence[type], argv: Sequence[str] | None = None, *,
+                             data_argument: str, demo: dict, recipe: dict | None = None,
+                             description: str | None = None) -> tuple:  # fmt: skip
+    """A training script's argument dataclasses from its command line (`modeling_eva02at.utils.cli.parse_arguments`).
 
-    from .trainer import Eva02AtTrainingArguments
-
-    # no abbreviations, as in the scripts' own parsers: a misspelt flag is an error rather than another flag
-    return HfArgumentParser(Eva02AtTrainingArguments, prog=prog, allow_abbrev=False)
-
-
-def print_training_help(parser: argparse.ArgumentParser) -> None:
-    """What `--help-all` prints: every `Eva02AtTrainingArguments` flag, under `parser`'s program name."""
-    training_argument_parser(parser.prog).print_help()
-
-
-def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--model, --init and --num-frames, checked before anything is loaded (a usage error, exit status 2)."""
-    if args.model is None and args.init == "pretrained":
-        parser.error("--init pretrained needs --model (the demo's own small model has no weights)")
-    if args.num_frames is not None and args.num_frames < 1:
-        parser.error(f"--num-frames must be at least 1, got {args.num_frames}")
-
-
-def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str], settings: dict, *,
-                             recipe: dict | None = None, demo: dict | None = None):  # fmt: skip
-    """`Eva02AtTrainingArguments` from the flags a script's own parser left in `argv` (transformers' own).
-
-    Defaults are layered, each over the one before: the dataclass's, `recipe` (the paper's settings for this task),
-    `demo` (only when running the demo; `use_cpu` is added when no GPU is found), and last `settings`, the values of
-    the `Eva02AtTrainingArguments` fields the script parses itself (loss, schedule) so that its --help lists them; a
-    setting that is None (its flag not given) leaves the layers below it. A flag in `argv` beats them all. An
-    unknown flag is a usage error of `parser` naming it.
+    Defaults are layered, each over the one before: the dataclasses', `recipe` (the paper's settings for this task),
+    and `demo` when the command line does not give `data_argument` (the flag naming real data, e.g. "train_csv"; the
+    demo runs on the CPU where no GPU is found). A flag on the command line beats them all.
     """
-    training_parser = training_argument_parser(parser.prog)
-    if recipe:
-        training_parser.set_defaults(**recipe)
-    if demo:
-        import torch
+    import sys
 
-        training_parser.set_defaults(**demo, use_cpu=not torch.cuda.is_available())
-    training_parser.set_defaults(**{name: value for name, value in settings.items() if value is not None})
-    training_args, unknown = training_parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (this script's flags: --help; "
-                     "transformers.TrainingArguments': --help-all)")  # fmt: skip
-    return training_args
+    import torch
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    defaults = dict(recipe or {})
+    if not flag_given(argv, data_argument):
+        defaults.update(demo, use_cpu=not torch.cuda.is_available())
+    return parse_arguments(argument_types, argv, description=description, defaults=defaults)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Run
-# ---------------------------------------------------------------------------------------------------------------------
+def require_model_for_real_data(model_args: ModelArguments, data_flag: str) -> None:
+    """Real data trains a model given by --model: without it the demo's tiny model would be trained from random
+    weights, which is never what a run on real data wants."""
+    if model_args.model is None:
+        raise UsageError(f"--model is required with {data_flag} (without it the demo's tiny model would be trained "
+                         "from random weights; --model hub_configs/eva02at-b16 --init random trains the paper's "
+                         "architecture from scratch)")  # fmt: skip
 
 
 def prepare_run(training_args) -> None:
@@ -116,9 +114,11 @@ def prepare_run(training_args) -> None:
     set_seed(training_args.seed)
 
 
-def load_model_for_training(model: str | None, *, init: str | None, num_frames: int | None, default_config: dict,
-                             processor_folder: str, vision_overrides: dict | None = None):  # fmt: skip
-    """The model to train and a processor that feeds it.
+def load_model_for_training(model: str | None, *, init: str | None = None, num_frames: int | None = None,
+                            default_config: dict = DEMO_MODEL_CONFIG, processor_folder: str | None = None,
+                            vision_overrides: dict | None = None):  # fmt: skip
+    """The model to train and a processor that feeds it. `ModelArguments` give them all
+    (:func:`load_model_from_arguments`).
 
     Args:
         model: a folder or Hub id that `from_pretrained` loads (weights as it resolves them: safetensors, sharded,
@@ -128,8 +128,8 @@ def load_model_for_training(model: str | None, *, init: str | None, num_frames: 
             with a `model`, random without.
         num_frames: frames per clip; None keeps the configuration's. A pretrained model at another count is resized
             (`Eva02AtModel.resize_num_frames`: temporal embedding interpolated, RoPE rebuilt).
-        default_config: `Eva02AtConfig` keyword arguments of the model used without `model` (e.g. the demo's).
-        processor_folder: the processor used when `model` has none of its own (e.g. hub_configs/eva02at-b16).
+        default_config: `Eva02AtConfig` keyword arguments of the model used without `model` (default: the demo's).
+        processor_folder: the processor used when `model` has none of its own (default: :data:`REPOSITORY_PROCESSOR`).
         vision_overrides: `vision_config` fields set before the model is built, e.g. `{"use_temporal_rope": False}`
             for an ablation; a None value keeps the configuration's.
 
@@ -188,7 +188,37 @@ def load_model_for_training(model: str | None, *, init: str | None, num_frames: 
         model, "processor_config.json",
         _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
     )  # fmt: skip
+    if not own_processor:
+        processor_folder = processor_folder or REPOSITORY_PROCESSOR
+        if not os.path.isfile(os.path.join(processor_folder, "processor_config.json")):
+            raise FileNotFoundError(
+                f"no processor for {model or 'the demo model'}: {processor_folder} has no processor_config.json. Pass "
+                "--processor with a processor folder, e.g. hub_configs/eva02at-b16 of the source repository"
+            )
     processor = Eva02AtProcessor.from_pretrained(model if own_processor else processor_folder)
     # from_pretrained copies `config`: the model's own (resized) one is what the processor must match
     match_processor_to_model(processor, network.config, resize=True)
     return network, processor
+
+
+def load_model_from_arguments(model_args: ModelArguments):
+    """:func:`load_model_for_training` of what `model_args` ask for."""
+    return load_model_for_training(
+        model_args.model,
+        init=model_args.init,
+        num_frames=model_args.num_frames,
+        processor_folder=model_args.processor,
+        vision_overrides=model_args.vision_overrides(),
+    )
+
+
+__all__ = [
+    "INITIALISATIONS",
+    "REPOSITORY_PROCESSOR",
+    "ModelArguments",
+    "parse_training_arguments",
+    "load_model_for_training",
+    "load_model_from_arguments",
+    "prepare_run",
+    "require_model_for_real_data",
+]

@@ -304,7 +304,7 @@ class Eva02AtTrainer(Trainer):
             dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
             settings = EncodeSettings(batch_size=self.args.per_device_eval_batch_size, progress=False,
                                       num_workers=self.args.dataloader_num_workers, device=self.args.device,
-                                      dtype=dtype)  # fmt: skip
+                                      compute_dtype=dtype)  # fmt: skip
             for task in self.zero_shot_tasks:
                 result = task.run(model, self.processing_class, settings)
                 metrics.update({f"{metric_key_prefix}_{task.name}_{k}": float(v) for k, v in result.metrics.items()

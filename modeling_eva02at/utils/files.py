@@ -67,7 +67,7 @@ def staged_folder(output_dir: str, *, keep_existing: Callable[[], bool] | None =
             (e.g. another process has finished the same folder meanwhile).
     """
     parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
+    created = _make_folders(parent)
     # Beside output_dir, on the same file system, so that moving it into place is a rename.
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     give_default_permissions(staging)  # mkdtemp's 0700 would carry over to output_dir
@@ -75,9 +75,26 @@ def staged_folder(output_dir: str, *, keep_existing: Callable[[], bool] | None =
         yield staging
         if keep_existing is None or not keep_existing():
             _swap_in(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # the parents made for output_dir, innermost first, if still empty
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging)
+
+
+def _make_folders(path: str) -> list[str]:
+    """os.makedirs that returns the folders it created, outermost first."""
+    missing = []
+    while path and not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        os.mkdir(folder)
+    return list(reversed(missing))
 
 
 def _swap_in(staging: str, output_dir: str) -> None:

@@ -1,4 +1,5 @@
-"""Process-level settings for running EVA02-AT on CPUs (not part of the remote-code model files).
+"""Process-level settings: the device and compute dtype a run uses, and the CPU allocator and threads (not part of
+the remote-code model files). torch is imported inside the functions, so command lines that only parse stay quick.
 
 A 16-frame B/16 forward allocates and frees tensors of 10-25 MB several times per block. glibc's malloc serves
 such sizes with fresh `mmap` calls and returns them to the OS on `free`, so every block pays page faults and page
@@ -7,11 +8,67 @@ on the project's 2-core reference machine (benchmarks/bench_encoder.py prints bo
 memory in the heap removes them, at the price of holding the process's peak memory until it exits.
 """
 
+from __future__ import annotations
+
 import ctypes
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or CUDA when available, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+DTYPE_CHOICES = ("auto", "float32", "bfloat16")
+"""`--dtype` of the evaluation and search scripts and the app: the dtype the model is loaded and computes in; auto picks
+bfloat16 where the hardware computes it natively."""
+
+
+def native_bf16(device: torch.device) -> str | None:
+    """What makes bfloat16 fast on `device` ("CUDA", "AMX", "AVX512-BF16"), or None where it is emulated (most
+    older CPUs: several times slower than float32 there)."""
+    import torch
+
+    if device.type == "cuda":
+        return "CUDA" if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+            return "AMX"
+        if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+            return "AVX512-BF16"
+    return None
+
+
+def resolve_dtype(choice: str, device: str | torch.device | None = None) -> tuple[torch.dtype | None, str]:
+    """The compute dtype (None: float32) for `--dtype` `choice` on `device`, and a sentence saying which and why.
+
+    auto is bfloat16 where `native_bf16` finds hardware support, else float32: bf16 embeddings agree with float32 ones
+    to a cosine of about 0.9998 (docs/search_and_app.md), and a feature cache or index keeps the dtype in its key.
+    """
+    if choice not in DTYPE_CHOICES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {choice!r}")
+    import torch
+
+    device = resolve_device(device)
+    if choice == "float32":
+        return None, "float32 (--dtype float32)"
+    if choice == "bfloat16":
+        return torch.bfloat16, "bfloat16 (--dtype bfloat16)"
+    support = native_bf16(device)
+    if support:
+        return torch.bfloat16, f"bfloat16 (--dtype auto: {support} on {device.type} computes it natively)"
+    return None, f"float32 (--dtype auto: no native bfloat16 on this {device.type}; --dtype bfloat16 forces it)"
+
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

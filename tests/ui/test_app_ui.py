@@ -51,7 +51,7 @@ def app_data(tmp_path_factory):
         write_colour_video(os.path.join(videos, f"{colour}.mp4"), [colour], size=(240, 320))
     write_colour_video(os.path.join(videos, "four_colours.mp4"), list(COLOURS), size=(240, 320))
     index = os.path.join(folder, "index")
-    subprocess.run([sys.executable, os.path.join(REPO_ROOT, "examples", "search_videos.py"), "index", "--model", model,
+    subprocess.run([sys.executable, os.path.join(REPO_ROOT, "examples", "index_videos.py"), "--model", model,
                     "--videos", videos, "--index", index, "--num-workers", "0", "--no-progress"],
                    check=True, timeout=300)  # fmt: skip
     return {"model": model, "videos": videos, "index": index}
