@@ -7,15 +7,16 @@ BIN := $(VENV)/bin
 DEMO_ARGS ?=
 ABLATION_ARGS ?=
 
-.PHONY: demo test test-ui ablation install install-dev bench clean
+.PHONY: demo test lint test-ui ablation install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
+# The package with its training extra (accelerate, datasets, evaluate): what the demo needs.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH_SPEC)"
-	$(BIN)/pip install -e .
+	$(BIN)/pip install -e '.[train]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -32,9 +33,16 @@ demo: install
 test: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
+# Formatting and lint (ruff), and the layers of the package (import-linter: pyproject.toml's contracts).
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
 # The Gradio app driven in headless Chromium (Debian's chromium + chromium-driver); not part of `make test`.
 test-ui: install-dev
 	$(BIN)/pip install -e '.[ui-test]'
+	@echo "test-ui: installing Debian's chromium and chromium-driver with apt-get (needs root) unless /usr/bin/chromedriver exists"
 	test -x /usr/bin/chromedriver || (apt-get update && apt-get install -y chromium chromium-driver)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/ui/test_app_ui.py
 

@@ -50,13 +50,25 @@ CHANCE = {"verb top-1": 1 / 6, "left/right": 0.5, "up/down": 0.5, "enlarge/shrin
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                        help="which variants to train (default: all four)")  # fmt: skip
-    parser.add_argument("--epochs", type=float, default=ABLATION_EPOCHS,
-                        help="training epochs per run (default: %(default)s, the demo's own length; the 12 runs take "
-                             "about an hour on 2 cores; 12 compares the variants early in training)")  # fmt: skip
-    parser.add_argument("--output", default=os.path.join("outputs", "ablation-temporal"),
-                        help="folder for the table, the runs' JSON and the plot (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="which variants to train (default: all four)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        default=ABLATION_EPOCHS,
+        help="training epochs per run (default: %(default)s, the demo's own length; the 12 runs take "
+        "about an hour on 2 cores; 12 compares the variants early in training)",
+    )
+    parser.add_argument(
+        "--output",
+        default=os.path.join("outputs", "ablation-temporal"),
+        help="folder for the table, the runs' JSON and the plot (default: %(default)s)",
+    )
     parser.add_argument("--demo-dir", default=None, help="demo dataset folder (default: the demo's own)")
     return parser.parse_args(argv)
 
@@ -65,8 +77,21 @@ def train_once(flags: list[str], seed: int, epochs: float | None, demo_dir: str 
     from modeling_eva02at.training.train_mir import parse_mir_arguments, train_mir
 
     with tempfile.TemporaryDirectory(prefix="eva02at-ablation-") as output_dir:
-        argv = [*flags, "--seed", str(seed), "--output-dir", output_dir, "--save-strategy", "no",
-                "--report-to", "none", "--disable-tqdm", "true", "--logging-steps", "1000"]  # fmt: skip
+        argv = [
+            *flags,
+            "--seed",
+            str(seed),
+            "--output-dir",
+            output_dir,
+            "--save-strategy",
+            "no",
+            "--report-to",
+            "none",
+            "--disable-tqdm",
+            "true",
+            "--logging-steps",
+            "1000",
+        ]
         if epochs is not None:
             argv += ["--num-train-epochs", str(epochs)]
         if demo_dir is not None:
@@ -79,10 +104,12 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, f
     import numpy as np
 
     return {
-        variant: {name: (float(np.mean([r[name] for r in results])), float(np.std([r[name] for r in results])))
-                  for name in METRICS}
+        variant: {
+            name: (float(np.mean([r[name] for r in results])), float(np.std([r[name] for r in results])))
+            for name in METRICS
+        }
         for variant, results in runs.items()
-    }  # fmt: skip
+    }
 
 
 def markdown_table(summary: dict, num_seeds: int) -> str:
@@ -94,8 +121,10 @@ def markdown_table(summary: dict, num_seeds: int) -> str:
     chance = " | ".join(f"{100 * CHANCE[name]:.1f}" if name in CHANCE else "" for name in METRICS)
     lines.append(f"| chance | {chance} |")
     lines.append("")
-    lines.append(f"Percent on the demo's held-out split, mean ± std over {num_seeds} seeds; the last four columns are "
-                 "verb top-1 among the six verbs and the accuracy within each direction pair.")  # fmt: skip
+    lines.append(
+        f"Percent on the demo's held-out split, mean ± std over {num_seeds} seeds; the last four columns are "
+        "verb top-1 among the six verbs and the accuracy within each direction pair."
+    )
     return "\n".join(lines)
 
 
@@ -116,8 +145,14 @@ def plot(summary: dict, path: str) -> bool:
     for index, (variant, values) in enumerate(summary.items()):
         means = [100 * values[name][0] for name in names]
         stds = [100 * values[name][1] for name in names]
-        axis.bar(np.arange(len(names)) + (index - (len(summary) - 1) / 2) * width, means, width, yerr=stds,
-                 capsize=3, label=variant)  # fmt: skip
+        axis.bar(
+            np.arange(len(names)) + (index - (len(summary) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=3,
+            label=variant,
+        )
     for position, name in enumerate(names):
         if name in CHANCE:
             axis.hlines(100 * CHANCE[name], position - 0.4, position + 0.4, colors="gray", linestyles="dashed")
@@ -170,9 +205,11 @@ def main(argv=None) -> int:
     runs = {variant: [run for run in runs[variant] if run["seed"] in args.seeds] for variant in args.variants}
     summary = summarise(runs)
     table = markdown_table(summary, len(args.seeds))
-    table += f"\nTrained in {seconds / 60:.1f} min on {os.cpu_count()} CPU cores ({len(args.variants)} variants x " \
-             f"{len(args.seeds)} seeds, {args.epochs:g} epochs of the demo's data per run, " \
-             f"{seconds / sum(map(len, runs.values())) / 60:.1f} min per run).\n"
+    table += (
+        f"\nTrained in {seconds / 60:.1f} min on {os.cpu_count()} CPU cores ({len(args.variants)} variants x "
+        f"{len(args.seeds)} seeds, {args.epochs:g} epochs of the demo's data per run, "
+        f"{seconds / sum(map(len, runs.values())) / 60:.1f} min per run).\n"
+    )
     with atomic_path(os.path.join(args.output, "ablation_temporal.md")) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(table)

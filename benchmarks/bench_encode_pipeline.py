@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 import torch
+
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for tests/video_helpers.py
 
@@ -38,6 +38,7 @@ from modeling_eva02at.evaluation.encoding import (  # noqa: E402
 from modeling_eva02at.utils.processor import match_processor_to_model  # noqa: E402
 from modeling_eva02at.utils.runtime import resolve_dtype, tune_cpu_allocator  # noqa: E402
 from tests.video_helpers import make_frames, write_video  # noqa: E402
+
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 
@@ -65,8 +66,11 @@ def main(argv=None):
     model = Eva02AtModel(config).to(device).eval()
     processor = Eva02AtProcessor.from_pretrained(folder)
     match_processor_to_model(processor, model.config, resize=True)
-    print(f"{args.preset} T={args.frames}, batch {args.batch_size}, {args.clips} clips, {reason}, {device}, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores", flush=True)
+    print(
+        f"{args.preset} T={args.frames}, batch {args.batch_size}, {args.clips} clips, {reason}, {device}, "
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as workdir:
         path = os.path.join(workdir, "clip.mp4")
@@ -75,9 +79,15 @@ def main(argv=None):
         ends = [start + 5.0 for start in starts]
         videos = [path] * args.clips
         collate = ClipCollator(processor)
-        batches = [collate([{"video": path, "start": s, "end": e} for s, e in zip(starts[i : i + args.batch_size],
-                                                                                  ends[i : i + args.batch_size])])
-                   for i in range(0, args.clips, args.batch_size)]  # fmt: skip
+        batches = [
+            collate(
+                [
+                    {"video": path, "start": s, "end": e}
+                    for s, e in zip(starts[i : i + args.batch_size], ends[i : i + args.batch_size])
+                ]
+            )
+            for i in range(0, args.clips, args.batch_size)
+        ]
 
         def model_only():
             with torch.inference_mode(), compute_in(dtype, device, model):
@@ -85,8 +95,9 @@ def main(argv=None):
                     embed_video_batch(model, pixels.to(device))
 
         def end_to_end(workers):
-            settings = EncodeSettings(batch_size=args.batch_size, num_workers=workers, device=device,
-                                      compute_dtype=dtype, progress=False)  # fmt: skip
+            settings = EncodeSettings(
+                batch_size=args.batch_size, num_workers=workers, device=device, compute_dtype=dtype, progress=False
+            )
             return lambda: encode_videos(model, processor, videos, starts, ends, settings)
 
         runs = {"model only": model_only, **{f"workers={w}": end_to_end(w) for w in args.workers}}
@@ -105,14 +116,22 @@ def main(argv=None):
         runs_s = ", ".join(f"{t:.2f}" for t in seconds[name])
         print(f"{name:<12} {rate:9.3f} {rate / reference:14.3f}   [{runs_s}]")
     chosen = max((w for w in args.workers), key=lambda w: rates[f"workers={w}"])
-    print(f"\nbest worker count: {chosen}, end to end {rates[f'workers={chosen}'] / reference:.3f} of the model-only "
-          "rate")
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-              "preset": args.preset, "frames": args.frames, "batch_size": args.batch_size, "clips": args.clips,
-              "dtype": str(dtype or torch.float32).removeprefix("torch."), "dtype_reason": reason,
-              "clips_per_s": {k: round(v, 4) for k, v in rates.items()},
-              "fraction_of_model_only": {k: round(v / reference, 4) for k, v in rates.items()},
-              "seconds": seconds, "best_workers": chosen}  # fmt: skip
+    print(
+        f"\nbest worker count: {chosen}, end to end {rates[f'workers={chosen}'] / reference:.3f} of the model-only rate"
+    )
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "preset": args.preset,
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+        "clips": args.clips,
+        "dtype": str(dtype or torch.float32).removeprefix("torch."),
+        "dtype_reason": reason,
+        "clips_per_s": {k: round(v, 4) for k, v in rates.items()},
+        "fraction_of_model_only": {k: round(v / reference, 4) for k, v in rates.items()},
+        "seconds": seconds,
+        "best_workers": chosen,
+    }
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

@@ -32,10 +32,10 @@ import time
 
 import torch
 
-
 from modeling_eva02at import Eva02AtConfig, Eva02AtVisionConfig
 from modeling_eva02at.modeling_eva02at import Eva02AtVisionModel
 from modeling_eva02at.utils.runtime import tune_cpu_allocator
+
 
 HUB_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 
@@ -83,12 +83,16 @@ def matmul_peak(config: Eva02AtVisionConfig, frames: int, batch: int, device, dt
         "proj (BN x D) @ (D x D)": (mk(rows, d), mk(d, d), 2 * rows * d * d),
         "fc1 (BN x D) @ (D x h)": (mk(rows, d), mk(d, h), 2 * rows * d * h),
         "fc2 (BN x h) @ (h x D)": (mk(rows, h), mk(h, d), 2 * rows * h * d),
-        "attn q @ k^T (BH x N x d)": (mk(batch * heads, n, d // heads), mk(batch * heads, d // heads, n), 2 * batch * n * n * d),
+        "attn q @ k^T (BH x N x d)": (
+            mk(batch * heads, n, d // heads),
+            mk(batch * heads, d // heads, n),
+            2 * batch * n * n * d,
+        ),
     }
     rates = {}
     with torch.no_grad():
         for name, (a, b, flops) in cases.items():
-            best = min(time_it(lambda: torch.matmul(a, b), device, reps))
+            best = min(time_it(lambda a=a, b=b: torch.matmul(a, b), device, reps))
             rates[name] = flops / best
     return rates
 
@@ -158,9 +162,14 @@ def run(args) -> list[dict]:
     # The peak is a property of the machine: the best rate of any of the model's shapes at any frame count, timed
     # with more repetitions than the model (a single noisy reading would otherwise move every ratio).
     peak_dtypes = ([torch.float32] if device.type == "cpu" else []) + ([torch.bfloat16] if bf16 else [])
-    peaks = {(frames, dtype): matmul_peak(config, frames, args.batch, device, dtype, reps=3 * args.reps)
-             for frames in args.frames for dtype in peak_dtypes}  # fmt: skip
-    best_peak = {dtype: max(max(rates.values()) for (_, d), rates in peaks.items() if d == dtype) for dtype in peak_dtypes}
+    peaks = {
+        (frames, dtype): matmul_peak(config, frames, args.batch, device, dtype, reps=3 * args.reps)
+        for frames in args.frames
+        for dtype in peak_dtypes
+    }
+    best_peak = {
+        dtype: max(max(rates.values()) for (_, d), rates in peaks.items() if d == dtype) for dtype in peak_dtypes
+    }
     for frames in args.frames:
         for impl in impls:
             config._attn_implementation = impl
@@ -184,10 +193,14 @@ def run(args) -> list[dict]:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
 
-            def forward(variant):
+            def forward(variant, pixels=pixels):
                 network, autocast_dtype, _ = variant
-                with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                                            enabled=autocast_dtype is not None):  # fmt: skip
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(
+                        device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+                    ),
+                ):
                     return network(pixels).pooler_output.float()
 
             outputs = {name: forward(variant) for name, variant in variants.items()}  # warm-up, and the same maths
@@ -199,7 +212,7 @@ def run(args) -> list[dict]:
             times = {name: [] for name in variants}
             for _ in range(args.reps):
                 for name, variant in variants.items():
-                    times[name].extend(time_it(lambda: forward(variant), device, reps=1, warmup=0))
+                    times[name].extend(time_it(lambda variant=variant: forward(variant), device, reps=1, warmup=0))
             flops = forward_flops(config, frames, args.batch)
             for name, model_times in times.items():
                 seconds = statistics.median(model_times)
@@ -209,7 +222,9 @@ def run(args) -> list[dict]:
                     "preset": args.preset,
                     "implementation": name,
                     "allocator": "default" if args.default_allocator or device.type == "cuda" else "tuned",
-                    "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+                    "device": torch.cuda.get_device_name()
+                    if device.type == "cuda"
+                    else f"cpu x{torch.get_num_threads()}",
                     "dtype": str(dtype).replace("torch.", ""),
                     "autocast": variants[name][1] is not None,
                     "attn": impl,
@@ -227,15 +242,19 @@ def run(args) -> list[dict]:
                 if reference is not None:
                     row["speed_vs_fp32"] = round(statistics.median(times["eva02at fp32"]) / seconds, 3)
                     row["cosine_to_fp32_min"] = round(
-                        torch.nn.functional.cosine_similarity(outputs[name], reference).min().item(), 6)
+                        torch.nn.functional.cosine_similarity(outputs[name], reference).min().item(), 6
+                    )
                 if device.type == "cuda":
                     row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 else:
                     # ru_maxrss is the process high-water mark (KiB on Linux): a bound that includes earlier runs.
                     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
                 results.append(row)
-                versus = (f"  {row['speed_vs_fp32']:5.2f}x fp32, cosine {row['cosine_to_fp32_min']:.5f}"
-                          if reference is not None else "")  # fmt: skip
+                versus = (
+                    f"  {row['speed_vs_fp32']:5.2f}x fp32, cosine {row['cosine_to_fp32_min']:.5f}"
+                    if reference is not None
+                    else ""
+                )
                 print(
                     f"{row['preset']} T={frames:>2} B={args.batch} {impl:<5} {row['allocator']:<7} alloc "
                     f"{name:<25} forward {seconds:7.3f} s (median of {args.reps})  {row['gflop']:7.1f} GFLOP  "
@@ -266,8 +285,20 @@ def main(argv=None):
     on_cpu = args.cpu or not torch.cuda.is_available()
     if on_cpu and not (args.default_allocator or args.no_compare):
         # mallopt settings are sticky for a process: the baseline needs a process of its own.
-        command = [sys.executable, os.path.abspath(__file__), "--default-allocator", "--cpu", "--preset", args.preset,
-                   "--batch", str(args.batch), "--reps", str(args.reps), "--frames", *map(str, args.frames)]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--default-allocator",
+            "--cpu",
+            "--preset",
+            args.preset,
+            "--batch",
+            str(args.batch),
+            "--reps",
+            str(args.reps),
+            "--frames",
+            *map(str, args.frames),
+        ]
         if args.attn:
             command += ["--attn", *args.attn]
         subprocess.run(command, check=True)

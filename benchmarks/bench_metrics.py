@@ -37,6 +37,7 @@ import tracemalloc
 
 import numpy as np
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_DATA = os.path.join(REPO, "tests", "data", "ek100")
@@ -79,8 +80,12 @@ def official_metrics(similarity: np.ndarray, relevancy: np.ndarray) -> dict:
     v2t_map, t2v_map = official_map(similarity, relevancy), official_map(similarity.T, relevancy.T)
     v2t_ndcg, t2v_ndcg = official_ndcg(similarity, relevancy), official_ndcg(similarity.T, relevancy.T)
     return {
-        "vis2txt_mAP": v2t_map, "txt2vis_mAP": t2v_map, "avg_mAP": (v2t_map + t2v_map) / 2,
-        "vis2txt_nDCG": v2t_ndcg, "txt2vis_nDCG": t2v_ndcg, "avg_nDCG": (v2t_ndcg + t2v_ndcg) / 2,
+        "vis2txt_mAP": v2t_map,
+        "txt2vis_mAP": t2v_map,
+        "avg_mAP": (v2t_map + t2v_map) / 2,
+        "vis2txt_nDCG": v2t_ndcg,
+        "txt2vis_nDCG": t2v_ndcg,
+        "avg_nDCG": (v2t_ndcg + t2v_ndcg) / 2,
     }
 
 
@@ -194,9 +199,7 @@ def worker(name: str, folder: str, repeats: int) -> dict:
 
             def call():
                 for row in range(0, similarity.shape[0], 1024):
-                    module.add_batch(
-                        predictions=similarity[row : row + 1024], references=relevancy[row : row + 1024]
-                    )
+                    module.add_batch(predictions=similarity[row : row + 1024], references=relevancy[row : row + 1024])
                 return module.compute()
 
     warnings.simplefilter("ignore")
@@ -227,8 +230,16 @@ def worker(name: str, folder: str, repeats: int) -> dict:
 
 
 def run_in_subprocess(name: str, folder: str, repeats: int) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--folder", folder,
-               "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        name,
+        "--folder",
+        folder,
+        "--repeats",
+        str(repeats),
+    ]
     completed = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -254,8 +265,10 @@ def main() -> None:
     relevancy = load_relevancy(args)
     build_s = time.perf_counter() - start
     similarity = tie_free_scores(relevancy.shape, args.seed)
-    print(f"relevancy {relevancy.shape} built in {build_s:.2f} s; similarity: seeded tie-free float32 "
-          f"(seed {args.seed}); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"relevancy {relevancy.shape} built in {build_s:.2f} s; similarity: seeded tie-free float32 "
+        f"(seed {args.seed}); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as folder:
         np.save(os.path.join(folder, "similarity.npy"), similarity)
@@ -264,14 +277,17 @@ def main() -> None:
 
     by_name = {report["name"]: report for report in reports}
     reference = by_name.get("official")
-    print(f"\n{'implementation':18s} {'median s':>9s} {'CPU s':>7s} {'peak RSS +MB':>13s} {'traced MB':>10s} "
-          f"{'x faster':>9s}")
+    print(
+        f"\n{'implementation':18s} {'median s':>9s} {'CPU s':>7s} {'peak RSS +MB':>13s} {'traced MB':>10s} "
+        f"{'x faster':>9s}"
+    )
     for report in reports:
         speedup = reference["median_s"] / report["median_s"] if reference else float("nan")
-        print(f"{report['name']:18s} {report['median_s']:9.2f} {report['median_cpu_s']:7.2f} "
-              f"{report['peak_rss_growth_bytes'] / 2**20:13.0f} {report['traced_peak_bytes'] / 2**20:10.0f} "
-              f"{speedup:9.1f}"
-              + (f"   (evaluate.load {report['load_s']:.2f} s)" if "load_s" in report else ""))
+        print(
+            f"{report['name']:18s} {report['median_s']:9.2f} {report['median_cpu_s']:7.2f} "
+            f"{report['peak_rss_growth_bytes'] / 2**20:13.0f} {report['traced_peak_bytes'] / 2**20:10.0f} "
+            f"{speedup:9.1f}" + (f"   (evaluate.load {report['load_s']:.2f} s)" if "load_s" in report else "")
+        )
 
     print("\nmetrics (%):")
     for report in reports:

@@ -22,6 +22,7 @@ import time
 
 import torch
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,8 +34,12 @@ def build(name: str, batch: int, frames: int, workers: int):
     from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
     from modeling_eva02at.training.trainer import Eva02AtTrainer
 
-    args = Eva02AtTrainingArguments(output_dir=tempfile.mkdtemp(), use_cpu=not torch.cuda.is_available(),
-                                    report_to="none", per_device_train_batch_size=batch)  # fmt: skip
+    args = Eva02AtTrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        use_cpu=not torch.cuda.is_available(),
+        report_to="none",
+        per_device_train_batch_size=batch,
+    )
     if name == "demo":
         from modeling_eva02at.data.collate import VideoTextCollator
         from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
@@ -44,11 +49,18 @@ def build(name: str, batch: int, frames: int, workers: int):
 
         model, processor = load_model_for_training(None)  # the demo's own model, random init
         paths = make_demo_dataset(DEFAULT_DEMO_DIR)
-        dataset = Ek100MirDataset(Ek100MirAnnotations.from_files(paths.train_csv, paths.train_sentence_csv),
-                                  paths.video_root, train=True)  # fmt: skip
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                                             num_workers=workers, collate_fn=VideoTextCollator(processor),
-                                             persistent_workers=workers > 0)  # fmt: skip
+        dataset = Ek100MirDataset(
+            Ek100MirAnnotations.from_files(paths.train_csv, paths.train_sentence_csv), paths.video_root, train=True
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            collate_fn=VideoTextCollator(processor),
+            persistent_workers=workers > 0,
+        )
         relevancy = dataset.relevancy
 
         def batches():
@@ -153,9 +165,20 @@ def main(argv=None):
         batch = args.batch or (32 if name == "demo" or cuda else 2)
         steps = args.steps or (10 if name == "demo" or cuda else 3)
         for checkpointing in (False, True):
-            command = [sys.executable, os.path.abspath(__file__), "--_child", f"{name}:{int(checkpointing)}",
-                       "--batch", str(batch), "--frames", str(args.frames), "--steps", str(steps),
-                       "--workers", str(args.workers)]  # fmt: skip
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--_child",
+                f"{name}:{int(checkpointing)}",
+                "--batch",
+                str(batch),
+                "--frames",
+                str(args.frames),
+                "--steps",
+                str(steps),
+                "--workers",
+                str(args.workers),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             if done.returncode:
                 print(done.stderr[-3000:], file=sys.stderr)
@@ -163,10 +186,13 @@ def main(argv=None):
             row = json.loads(done.stdout.strip().splitlines()[-1])
             results.append(row)
             memory = row.get("peak_memory_mib", row.get("peak_rss_mib"))
-            print(f"{row['config']:<5} {row['device']} {row['dtype']:<13} batch {row['batch']:>3} T={row['frames']:>2} "
-                  f"ckpt={'on ' if checkpointing else 'off'} {row['samples_per_s']:8.2f} samples/s "
-                  f"(step {row['step_s_median']:.3f} s median of {row['steps']})  peak {memory:9.1f} MiB  "
-                  f"data wait {100 * row['data_wait_fraction']:5.1f} %", flush=True)  # fmt: skip
+            print(
+                f"{row['config']:<5} {row['device']} {row['dtype']:<13} batch {row['batch']:>3} T={row['frames']:>2} "
+                f"ckpt={'on ' if checkpointing else 'off'} {row['samples_per_s']:8.2f} samples/s "
+                f"(step {row['step_s_median']:.3f} s median of {row['steps']})  peak {memory:9.1f} MiB  "
+                f"data wait {100 * row['data_wait_fraction']:5.1f} %",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -24,13 +24,14 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
+
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for tests/video_helpers.py
 
+from modeling_eva02at.video_processing_eva02at import Eva02AtVideoProcessor
+from modeling_eva02at.video_reading_eva02at import sample_frame_indices
 from tests.video_helpers import make_frames, write_video  # noqa: E402
-from modeling_eva02at.video_processing_eva02at import Eva02AtVideoProcessor, sample_frame_indices
 
 
 try:

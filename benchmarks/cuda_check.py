@@ -6,11 +6,7 @@ A small EVA02-AT on CUDA against the same weights on the CPU (fp32), sdpa agains
 a backward pass, and the RoPE tables staying float32 when the model is cast to bf16.
 """
 
-import os
-import sys
-
 import torch
-
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 
@@ -18,13 +14,28 @@ from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 def main():
     assert torch.cuda.is_available(), "no CUDA device"
     config = Eva02AtConfig(
-        vision_config=dict(hidden_size=256, intermediate_size=682, num_hidden_layers=4, num_attention_heads=4,
-                           image_size=64, patch_size=16, num_frames=8),
-        text_config=dict(vocab_size=1000, hidden_size=128, intermediate_size=512, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=32, bos_token_id=998, eos_token_id=999,
-                         pad_token_id=999),
+        vision_config=dict(
+            hidden_size=256,
+            intermediate_size=682,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=16,
+            num_frames=8,
+        ),
+        text_config=dict(
+            vocab_size=1000,
+            hidden_size=128,
+            intermediate_size=512,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=32,
+            bos_token_id=998,
+            eos_token_id=999,
+            pad_token_id=999,
+        ),
         projection_dim=64,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     cpu = Eva02AtModel(config).eval()
     gpu = Eva02AtModel(config).eval()

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import torch
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,29 +120,40 @@ def main(argv=None):
     model = Eva02AtModel(config)
     num_parameters = sum(p.numel() for p in model.parameters())
 
-    print(f"EVA02-AT ({os.path.relpath(args.config, REPO)}), {args.num_frames} frames, {num_parameters / 1e6:.1f} M "
-          "parameters\n")
+    print(
+        f"EVA02-AT ({os.path.relpath(args.config, REPO)}), {args.num_frames} frames, {num_parameters / 1e6:.1f} M "
+        "parameters\n"
+    )
     print("Activations saved for the backward pass, per sample (measured on this CPU: batch 2 minus batch 1)")
     per_sample, per_layer = {}, {}
     for bf16 in (False, True):
         for checkpointing in (False, True):
-            (one, layer_one), (two, layer_two) = (saved_activation_bytes(model, b, args.num_frames, checkpointing, bf16)
-                                                  for b in (1, 2))  # fmt: skip
+            (one, layer_one), (two, layer_two) = (
+                saved_activation_bytes(model, b, args.num_frames, checkpointing, bf16) for b in (1, 2)
+            )
             per_sample[bf16, checkpointing], per_layer[bf16, checkpointing] = two - one, layer_two - layer_one
-            print(f"  {'bf16 autocast' if bf16 else 'fp32         '}  checkpointing {'on ' if checkpointing else 'off'}"
-                  f"  {(two - one) / 2**20:8.1f} MiB")
+            print(
+                f"  {'bf16 autocast' if bf16 else 'fp32         '}  checkpointing {'on ' if checkpointing else 'off'}"
+                f"  {(two - one) / 2**20:8.1f} MiB"
+            )
     full, kept = per_sample[True, False], per_sample[True, True]
     one_layer = per_layer[True, False]  # rebuilt during the backward pass, for the whole batch
-    print(f"  (bf16: the largest encoder layer saves {one_layer / 2**20:.1f} MiB per sample; with checkpointing it is "
-          "rebuilt, one layer at a time, in the backward pass)")
+    print(
+        f"  (bf16: the largest encoder layer saves {one_layer / 2**20:.1f} MiB per sample; with checkpointing it is "
+        "rebuilt, one layer at a time, in the backward pass)"
+    )
 
     flops = forward_flops(config, args.num_frames)
     forward = flops["video"] + flops["text"] + flops["projections"]
     print(f"\nFLOPs per sample (analytic, {flops['tokens']} video tokens, {TEXT_TOKENS} text tokens)")
-    print(f"  forward: video {flops['video'] / 1e9:.1f} G + text {flops['text'] / 1e9:.1f} G + projections = "
-          f"{forward / 1e9:.1f} GFLOP")
-    print(f"  training step: {3 * forward / 1e9:.1f} GFLOP (3x forward), {4 * forward / 1e9:.1f} GFLOP with "
-          "gradient checkpointing (4x)")
+    print(
+        f"  forward: video {flops['video'] / 1e9:.1f} G + text {flops['text'] / 1e9:.1f} G + projections = "
+        f"{forward / 1e9:.1f} GFLOP"
+    )
+    print(
+        f"  training step: {3 * forward / 1e9:.1f} GFLOP (3x forward), {4 * forward / 1e9:.1f} GFLOP with "
+        "gradient checkpointing (4x)"
+    )
 
     states = 16 * num_parameters
     print(f"\nMemory at {args.batch} samples per GPU (bf16 autocast; weights, gradients, AdamW moments in fp32)")
@@ -150,16 +161,22 @@ def main(argv=None):
     for name, activations in (("off", full * args.batch), ("on ", kept * args.batch + one_layer * args.batch)):
         total = states + activations
         verdict = "fits" if total < args.gpu_memory_gib * GIB else "does NOT fit"
-        print(f"  checkpointing {name}: activations {activations / GIB:6.1f} GiB, total {total / GIB:6.1f} GiB "
-              f"({verdict} in {args.gpu_memory_gib:.0f} GiB, before the allocator's slack and CUDA workspaces)")
+        print(
+            f"  checkpointing {name}: activations {activations / GIB:6.1f} GiB, total {total / GIB:6.1f} GiB "
+            f"({verdict} in {args.gpu_memory_gib:.0f} GiB, before the allocator's slack and CUDA workspaces)"
+        )
 
     rate = args.mfu * args.peak_tflops * 1e12
-    print(f"\nTime per epoch of {args.clips:,} clips on one GPU at {100 * args.mfu:.0f} % of {args.peak_tflops:.0f} "
-          "TFLOP/s (an assumption: measure it)")
+    print(
+        f"\nTime per epoch of {args.clips:,} clips on one GPU at {100 * args.mfu:.0f} % of {args.peak_tflops:.0f} "
+        "TFLOP/s (an assumption: measure it)"
+    )
     for name, factor in (("off", 3), ("on ", 4)):
         seconds = args.clips * factor * forward / rate
-        print(f"  checkpointing {name}: {args.clips * 1.0 / seconds:7.0f} clips/s, {seconds / 3600:5.1f} h per epoch, "
-              f"{5 * seconds / 3600:6.1f} h for the recipe's 5 epochs")
+        print(
+            f"  checkpointing {name}: {args.clips * 1.0 / seconds:7.0f} clips/s, {seconds / 3600:5.1f} h per epoch, "
+            f"{5 * seconds / 3600:6.1f} h for the recipe's 5 epochs"
+        )
     return {"parameters": num_parameters, "activations_per_sample": per_sample, "forward_flops": forward}
 
 

@@ -1,7 +1,7 @@
 """EVA02-AT for the Hugging Face stack.
 
-The five files at this package's top level are the model itself (configuration, modeling, processing, video
-processing) and its zero-shot video classification pipeline: the exact files a Hub repo carries and
+The six files at this package's top level are the model itself (configuration, modeling, processing, video
+processing and reading) and its zero-shot video classification pipeline: the exact files a Hub repo carries and
 `trust_remote_code=True` runs (:data:`REMOTE_CODE_FILES`). The subpackages build on them and never ship to the Hub:
 `data` (annotation readers, datasets), `training` (losses, Trainer), `evaluation` (benchmarks, metrics, feature
 cache), `conversion` (checkpoints), `hub` (assembling and pushing a Hub repo), `demo` (synthetic data) and `utils`.
@@ -14,17 +14,19 @@ explicitly.
 
 import importlib
 
+
 REMOTE_CODE_FILES = (
     "configuration_eva02at.py",
     "modeling_eva02at.py",
     "processing_eva02at.py",
     "video_processing_eva02at.py",
+    "video_reading_eva02at.py",
     "pipeline_eva02at.py",
 )
 """The files a Hub repo carries: the only modules at this package's top level. They import only each other (relative
 imports), so transformers copies them flat into saved folders: `save_pretrained` of the model and the processor
-copy the first four, a pipeline's `save_pretrained` the pipeline file, and
-:func:`modeling_eva02at.hub.assemble_repo_folder` all five."""
+copy the first five, a pipeline's `save_pretrained` the pipeline file, and
+:func:`modeling_eva02at.hub.assemble_repo_folder` all six."""
 
 _EXPORTS = {
     "Eva02AtConfig": "configuration_eva02at",
@@ -35,7 +37,7 @@ _EXPORTS = {
     "Eva02AtVisionModel": "modeling_eva02at",
     "Eva02AtProcessor": "processing_eva02at",
     "Eva02AtVideoProcessor": "video_processing_eva02at",
-    "VideoDecodeError": "video_processing_eva02at",
+    "VideoDecodeError": "video_reading_eva02at",
     "ZeroShotVideoClassificationPipeline": "pipeline_eva02at",
 }
 _registered = False

@@ -43,7 +43,8 @@ class Eva02AtVisionConfig(PreTrainedConfig):
         """Run when the config is built or saved, and by the models' __init__ (a config edited after loading)."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
             )
         head_dim = self.hidden_size // self.num_attention_heads
         if head_dim % 4:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Pipeline
 
-from .video_processing_eva02at import make_batched_videos, per_video, time_to_seconds
+from .video_processing_eva02at import make_batched_videos, per_video
+from .video_reading_eva02at import time_to_seconds
 
 
 TASK = "zero-shot-video-classification"
@@ -28,15 +29,20 @@ DEFAULT_TEMPLATE = "a video of {}."
 
 def _check_labels(candidate_labels) -> list[str]:
     if candidate_labels is None:
-        raise ValueError('candidate_labels is required: pass the labels to score, e.g. candidate_labels=["cut onion", '
-                         '"wash pan"]')  # fmt: skip
+        raise ValueError(
+            'candidate_labels is required: pass the labels to score, e.g. candidate_labels=["cut onion", "wash pan"]'
+        )
     if isinstance(candidate_labels, str):
-        raise TypeError(f"candidate_labels must be a list of strings, got the string {candidate_labels!r}: write "
-                        f"candidate_labels=[{candidate_labels!r}]")  # fmt: skip
+        raise TypeError(
+            f"candidate_labels must be a list of strings, got the string {candidate_labels!r}: write "
+            f"candidate_labels=[{candidate_labels!r}]"
+        )
     labels = list(candidate_labels)
     if not labels:
-        raise ValueError("candidate_labels is empty: give at least one label (two or more for the scores to mean "
-                         "anything, as they are a softmax over the labels)")  # fmt: skip
+        raise ValueError(
+            "candidate_labels is empty: give at least one label (two or more for the scores to mean "
+            "anything, as they are a softmax over the labels)"
+        )
     not_text = [label for label in labels if not isinstance(label, str) or not label.strip()]
     if not_text:
         raise ValueError(f"candidate_labels must be non-empty strings, got {not_text[0]!r}")
@@ -49,13 +55,17 @@ def _check_labels(candidate_labels) -> list[str]:
 
 def _captions(labels: list[str], hypothesis_template: str) -> list[str]:
     if not isinstance(hypothesis_template, str) or "{}" not in hypothesis_template:
-        raise ValueError(f'hypothesis_template={hypothesis_template!r} has no "{{}}" for the label: write e.g. '
-                         f'"a video of {{}}." (or "{{}}" for the bare label)')  # fmt: skip
+        raise ValueError(
+            f'hypothesis_template={hypothesis_template!r} has no "{{}}" for the label: write e.g. '
+            f'"a video of {{}}." (or "{{}}" for the bare label)'
+        )
     try:
         return [hypothesis_template.format(label) for label in labels]
     except (IndexError, KeyError, ValueError) as error:
-        raise ValueError(f"hypothesis_template={hypothesis_template!r} is not a format string with one {{}} "
-                         f"({error}); double other braces: {{{{ and }}}}") from None  # fmt: skip
+        raise ValueError(
+            f"hypothesis_template={hypothesis_template!r} is not a format string with one {{}} "
+            f"({error}); double other braces: {{{{ and }}}}"
+        ) from None
 
 
 class ZeroShotVideoClassificationPipeline(Pipeline):
@@ -86,12 +96,15 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     _load_video_processor = False
     _load_feature_extractor = False
 
-    def __call__(self, videos, candidate_labels=None, hypothesis_template: str = DEFAULT_TEMPLATE, start=None,
-                 end=None, **kwargs):  # fmt: skip
+    def __call__(
+        self, videos, candidate_labels=None, hypothesis_template: str = DEFAULT_TEMPLATE, start=None, end=None, **kwargs
+    ):
         if self.processor is None:
-            raise ValueError(f"{type(self).__name__} needs the model's processor: pass processor= (an "
-                             f"Eva02AtProcessor), or load the pipeline from a folder with "
-                             f"processor_config.json")  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__} needs the model's processor: pass processor= (an "
+                f"Eva02AtProcessor), or load the pipeline from a folder with "
+                f"processor_config.json"
+            )
         labels = _check_labels(candidate_labels)
         text_embeds = self.encode_captions(_captions(labels, hypothesis_template))
 
@@ -112,22 +125,30 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             embeds = self.model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).pooler_output
         return F.normalize(embeds.float(), dim=-1)
 
-    def _sanitize_parameters(self, candidate_labels=None, text_embeds=None, video_fps=None, num_frames=None,
-                             **kwargs):  # fmt: skip
+    def _sanitize_parameters(self, candidate_labels=None, text_embeds=None, video_fps=None, num_frames=None, **kwargs):
         if kwargs:
             # The base class would ignore them silently.
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}; it takes "
-                            f"candidate_labels, hypothesis_template, start, end, video_fps, num_frames, batch_size "
-                            f"and num_workers")  # fmt: skip
-        preprocess = {key: value for key, value in (("video_fps", video_fps), ("num_frames", num_frames))
-                      if value is not None}  # fmt: skip
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}; it takes "
+                f"candidate_labels, hypothesis_template, start, end, video_fps, num_frames, batch_size "
+                f"and num_workers"
+            )
+        preprocess = {
+            key: value for key, value in (("video_fps", video_fps), ("num_frames", num_frames)) if value is not None
+        }
         forward = {} if text_embeds is None else {"text_embeds": text_embeds}
         postprocess = {} if candidate_labels is None else {"candidate_labels": candidate_labels}
         return preprocess, forward, postprocess
 
     def preprocess(self, item, video_fps=None, num_frames=None):
-        return self.processor(videos=item["video"], start=item["start"], end=item["end"], video_fps=video_fps,
-                              num_frames=num_frames, return_tensors="pt")  # fmt: skip
+        return self.processor(
+            videos=item["video"],
+            start=item["start"],
+            end=item["end"],
+            video_fps=video_fps,
+            num_frames=num_frames,
+            return_tensors="pt",
+        )
 
     def _forward(self, model_inputs, text_embeds):
         pixel_values = model_inputs["pixel_values_videos"].to(self.model.dtype)

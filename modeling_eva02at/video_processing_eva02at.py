@@ -1,27 +1,18 @@
 """
-Video processor for EVA02-AT: decode a clip, sample its frames, resize, center crop and normalise.
+Video processor for EVA02-AT: take a video in any form, read its sampled frames, resize, center crop and normalise.
 
-The frame sampling follows docs/data_formats.md and AVION's loader: the clip [start, end) seconds becomes the frame range
-s = round(start * fps), e = round(end * fps), which is cut into T equal segments; evaluation takes each segment's
-midpoint (floor), training shifts it uniformly within the segment. A clip of a long video is given by `start` / `end`
-seconds (EPIC-Kitchens-100). Datasets stored as chunk folders (AVION, LaViLa, EgoVLP) are read by
-`modeling_eva02at.data.layouts`, which does not ship to the Hub.
+Reading and frame sampling are `video_reading_eva02at.py`'s (docs/data_formats.md): the clip [start, end) seconds
+becomes the frame range s = round(start * fps), e = round(end * fps), cut into T equal segments; evaluation takes each
+segment's midpoint, training shifts it within the segment. Datasets stored as chunk folders (AVION, LaViLa, EgoVLP)
+are read by `modeling_eva02at.data.layouts`, which does not ship to the Hub.
 
 transformers' `BaseVideoProcessor` needs torchvision, which cannot be installed next to the CPU torch wheels this
 project targets, so this is a `BaseImageProcessor` that X-CLIP-style processors put in their `image_processor` slot.
-Decoding uses decord, or PyAV where decord has no wheels (macOS arm64, aarch64). A video reader is opened and closed
-inside each call and never stored on the processor, so the processor can be pickled into DataLoader workers.
 """
 
 import difflib
 import io
-import math
 import os
-import re
-import sys
-import tempfile
-import threading
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -31,17 +22,14 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, is_pil_i
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
-
-# Optional decoders. The try blocks also tell transformers' remote-code import check to skip them.
-try:
-    import decord
-except ImportError:
-    decord = None
-
-try:
-    import av
-except ImportError:
-    av = None
+from .video_reading_eva02at import (
+    VIDEO_BACKENDS,
+    VideoDecodeError,
+    frame_range_from_seconds,
+    open_video,
+    sample_frame_indices,
+    time_to_seconds,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -53,13 +41,22 @@ NORMALIZATION_PRESETS = {
     "clip": {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD), "do_rescale": True},
     "avion": {"image_mean": list(AVION_MEAN), "image_std": list(AVION_STD), "do_rescale": False},
 }
-VIDEO_BACKENDS = ("auto", "decord", "pyav")
 
 # Settings of the constructor (saved by save_pretrained) that a call may override, and the per-call arguments.
 PROCESSOR_SETTINGS = (
-    "num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor", "do_normalize",
-    "image_mean", "image_std", "video_backend", "num_threads",
-)  # fmt: skip
+    "num_frames",
+    "size",
+    "crop_size",
+    "do_resize",
+    "do_center_crop",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+    "video_backend",
+    "num_threads",
+)
 CALL_ARGUMENTS = ("start", "end", "video_fps", "jitter", "seed", "generator", "return_tensors")
 
 # Still-image file signatures (leading bytes): an image file given as a video gets a clear error from every backend
@@ -72,15 +69,6 @@ _IMAGE_SIGNATURES = {
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
 }
-
-# The PyAV reader seeks (instead of decoding from the first frame) when the first wanted frame is this many
-# seconds into the video.
-_PYAV_SEEK_THRESHOLD_SECONDS = 2.0
-
-
-class VideoDecodeError(ValueError):
-    """A video could not be read: not a video, truncated or corrupt, no video stream, or no frame at an index."""
-
 
 class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
     """
@@ -116,291 +104,6 @@ def check_keywords(given, valid, caller: str) -> None:
         + (f" Did you mean {', '.join(hints)}?" if hints else "")
         + f" Valid keywords: {', '.join(sorted(valid))}"
     )
-
-
-# "SS", "MM:SS" or "HH:MM:SS", seconds with an optional fraction (EPIC-Kitchens writes "00:01:02.50").
-_CLOCK_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?)")
-
-
-def time_to_seconds(value, argument: str = "start") -> float | None:
-    """
-    A clip time as seconds: a number, a numeric string ("62.5"), "MM:SS(.ff)" or EK-100's "HH:MM:SS.ff"
-    ("00:01:02.50" -> 62.5). None stays None. Minutes and seconds after a larger field must be below 60.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        clock = _CLOCK_TIME.fullmatch(value.strip())
-        if clock:
-            hours, minutes, seconds = clock.groups()
-            if ":" not in value or (float(seconds) < 60 and (hours is None or int(minutes) < 60)):
-                return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
-        raise ValueError(
-            f"{argument}={value!r} is not a time: give seconds (62.5 or '62.5'), 'MM:SS.ff' or 'HH:MM:SS.ff' "
-            f"(EPIC-Kitchens' '00:01:02.50')"
-        )
-    if isinstance(value, bool) or not hasattr(value, "__float__"):
-        raise TypeError(f"{argument} must be seconds (a number) or a time string, got {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{argument}={value!r} is not a finite number of seconds")
-    return seconds
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Frame sampling (docs/data_formats.md)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def sample_frame_indices(
-    start_frame: int,
-    end_frame: int,
-    num_frames: int,
-    *,
-    jitter: bool = False,
-    generator: np.random.Generator | None = None,
-) -> np.ndarray:
-    """
-    Indices of `num_frames` frames of the range [start_frame, end_frame) (end exclusive), as AVION samples them.
-
-    The range is cut into `num_frames` equal segments of length (e - s) / T. Without jitter, frame i is the floor of
-    segment i's midpoint, s + (e - s) * (2i + 1) / (2T), computed in integers so that no rounding error can move an
-    exact midpoint down a frame. With jitter (training), the midpoint is shifted by U(-1/2, 1/2) * (e - s - 1) / T,
-    as in AVION's `get_frame_ids`. A range shorter than `num_frames` yields repeated indices.
-
-    Example: `sample_frame_indices(30, 90, 16)` -> 31, 35, 39, 43, 46, 50, 54, 58, 61, 65, 69, 73, 76, 80, 84, 88.
-    """
-    start_frame, end_frame, num_frames = int(start_frame), int(end_frame), int(num_frames)
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-    if end_frame <= start_frame:
-        raise ValueError(f"empty frame range [{start_frame}, {end_frame})")
-    length = end_frame - start_frame
-    segments = np.arange(num_frames, dtype=np.int64)
-    if not jitter:
-        return start_frame + (length * (2 * segments + 1)) // (2 * num_frames)
-    generator = generator if generator is not None else np.random.default_rng()
-    midpoints = start_frame + length * (2 * segments + 1) / (2 * num_frames)
-    shifts = (generator.random(num_frames) - 0.5) * (length - 1) / num_frames
-    indices = np.floor(midpoints + shifts).astype(np.int64)
-    return np.clip(indices, start_frame, end_frame - 1)
-
-
-def frame_range_from_seconds(
-    start: float | None, end: float | None, fps: float, total_frames: int, name: str = "video"
-) -> tuple[int, int]:
-    """
-    The frame range [s, e) of the clip [start, end) seconds: s = round(start * fps), e = round(end * fps).
-
-    `start=None` means the first frame and `end=None` the end of the video. An `end` past the video's last frame is
-    clamped (annotation times are often a little past the end); a `start` at or past the end, a negative `start` or
-    `start >= end` raise ValueError naming the video.
-    """
-    if start is not None and start < 0:
-        raise ValueError(f"start={start} s is negative for {name}")
-    if start is not None and end is not None and start >= end:
-        raise ValueError(f"start={start} s must be smaller than end={end} s for {name}")
-    if start is not None or end is not None:
-        if fps is None or not fps > 0:
-            raise ValueError(f"{name}: start/end in seconds need a frame rate; pass video_fps=")
-    first = 0 if start is None else int(np.round(start * fps))
-    stop = total_frames if end is None else int(np.round(end * fps))
-    if first >= total_frames:
-        raise ValueError(
-            f"start={start} s (frame {first}) is beyond the end of {name} ({total_frames} frames"
-            + (f", {total_frames / fps:.2f} s)" if fps else ")")
-        )
-    if stop > total_frames:
-        logger.debug(f"{name}: end frame {stop} clamped to the video's {total_frames} frames")
-        stop = total_frames
-    # A clip shorter than one frame still shows its first frame.
-    return first, max(stop, first + 1)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Decoders. Each reader lives for one call only (see `open_video`).
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-# Serialises the swap of file descriptor 2: two threads swapping it at once could leave it pointing at a temp file.
-_NATIVE_STDERR_LOCK = threading.Lock()
-# decord / FFmpeg line prefixes: "[12:00:00] src/video/video_reader.cc:83: ", "[mov,mp4,... @ 0x55d0] ", "[path] ".
-_NATIVE_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*|\S+\.(?:cc|h):\d+:\s*)+")
-
-
-@contextmanager
-def _capture_native_stderr(lines: list[str]):
-    """
-    Send what native code writes to file descriptor 2 inside the block to a temp file, and append its lines to `lines`
-    on exit. decord and FFmpeg log failures there, outside Python, before decord raises a terse exception: the
-    lines belong in our error message, not on the user's terminal. Python's own stderr is flushed before the swap.
-    """
-    with _NATIVE_STDERR_LOCK, tempfile.TemporaryFile() as sink:
-        try:
-            saved = os.dup(2)
-        except OSError:  # no file descriptor 2 (a detached process): nothing to keep off a terminal
-            yield
-            return
-        sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
-
-
-def _decoder_messages(error: Exception, native_lines: list[str]) -> str:
-    """The decoder's log lines and exception text, without timestamp / source-file prefixes, each once."""
-    messages = [_NATIVE_LOG_PREFIX.sub("", line).strip() for line in [*native_lines, str(error)]]
-    return "; ".join(dict.fromkeys(message for message in messages if message))
-
-
-class _DecordReader:
-    """Frame-accurate random access with decord (the default)."""
-
-    def __init__(self, source, name: str, num_threads: int):
-        self.name = name
-        native_lines = []
-        try:
-            with _capture_native_stderr(native_lines):
-                self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
-        except (decord.DECORDError, RuntimeError, AssertionError) as error:
-            raise VideoDecodeError(
-                f"cannot open {name}: not a readable video, or truncated ({_decoder_messages(error, native_lines)})"
-            ) from None
-        if native_lines:
-            logger.debug(f"decord on {name}: " + " | ".join(native_lines))
-        self.num_frames = len(self._reader)
-        self.fps = float(self._reader.get_avg_fps())
-
-    def get_frames(self, indices: np.ndarray) -> np.ndarray:
-        # Short clips repeat frames: decode each distinct frame once.
-        unique, inverse = np.unique(indices, return_inverse=True)
-        try:
-            frames = self._reader.get_batch(unique.tolist()).asnumpy()
-        except (decord.DECORDError, RuntimeError) as error:
-            raise VideoDecodeError(
-                f"cannot decode frames {unique[0]}..{unique[-1]} of {self.name}: truncated or corrupt video ({error})"
-            ) from None
-        return frames[inverse]
-
-    def close(self):
-        self._reader = None
-
-
-class _PyAVReader:
-    """
-    PyAV fallback. Frames are counted in presentation order from the start of the stream, as decord numbers them.
-    When the first wanted frame is far into the video it seeks to the preceding keyframe instead and numbers frames
-    from their timestamps, which is exact for constant-frame-rate videos (camera footage, EPIC-Kitchens).
-    """
-
-    def __init__(self, source, name: str, num_threads: int):
-        self.name = name
-        try:
-            self._container = av.open(source, mode="r")
-        except av.error.FFmpegError as error:
-            raise VideoDecodeError(f"cannot open {name}: not a readable video ({error})") from None
-        if not self._container.streams.video:
-            self._container.close()
-            raise VideoDecodeError(f"{name} has no video stream")
-        stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = num_threads
-        self._stream = stream
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else 0.0
-        self.num_frames = stream.frames or self._count_frames()
-        if self.num_frames <= 0:
-            self._container.close()
-            raise VideoDecodeError(f"{name} has no frames")
-
-    def _count_frames(self) -> int:
-        """Containers without a frame count in their header: count the packets (no decoding), then rewind."""
-        try:
-            count = sum(1 for packet in self._container.demux(self._stream) if packet.size)
-            self._container.seek(0, stream=self._stream)
-        except av.error.FFmpegError as error:
-            raise VideoDecodeError(f"cannot read {self.name}: {error}") from None
-        return count
-
-    def _frame_index(self, frame) -> int:
-        stream = self._stream
-        offset = frame.pts - (stream.start_time or 0)
-        return int(round(float(offset * stream.time_base) * self.fps))
-
-    def get_frames(self, indices: np.ndarray) -> np.ndarray:
-        wanted = set(int(i) for i in indices)
-        found = {}
-        if self.fps > 0 and min(wanted) >= _PYAV_SEEK_THRESHOLD_SECONDS * self.fps:
-            found = self._decode(wanted, seek=True)
-        if len(found) < len(wanted):
-            # Decode from the first frame: always right, also where a seek landed badly.
-            found = self._decode(wanted, seek=False)
-        missing = sorted(wanted - set(found))
-        if missing:
-            raise VideoDecodeError(
-                f"{self.name}: the decoder returned no frame for indices {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''} (of {self.num_frames}); the video is truncated or corrupt"
-            )
-        return np.stack([found[int(i)] for i in indices])
-
-    def _decode(self, wanted: set[int], seek: bool) -> dict[int, np.ndarray]:
-        """Decode forward (from the keyframe before the first wanted frame when `seek`), keeping wanted frames."""
-        stream, found, last = self._stream, {}, max(wanted)
-        try:
-            if seek:
-                target = min(wanted) / self.fps / stream.time_base + (stream.start_time or 0)
-                self._container.seek(int(target), stream=stream, backward=True, any_frame=False)
-            else:
-                self._container.seek(0, stream=stream)
-            position = -1
-            for frame in self._container.decode(stream):
-                position = self._frame_index(frame) if seek and frame.pts is not None else position + 1
-                if position in wanted and position not in found:
-                    found[position] = frame.to_ndarray(format="rgb24")
-                if position >= last:
-                    break
-        except av.error.FFmpegError as error:
-            raise VideoDecodeError(f"cannot decode {self.name}: truncated or corrupt video ({error})") from None
-        return found
-
-    def close(self):
-        self._container.close()
-
-
-def _resolve_backend(backend: str) -> str:
-    if backend not in VIDEO_BACKENDS:
-        raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        if decord is not None:
-            return "decord"
-        if av is not None:
-            return "pyav"
-        raise ImportError("decoding videos needs decord (`pip install decord`) or PyAV (`pip install av`)")
-    if backend == "decord" and decord is None:
-        raise ImportError("video_backend='decord' but decord is not installed (`pip install decord`)")
-    if backend == "pyav" and av is None:
-        raise ImportError("video_backend='pyav' but PyAV is not installed (`pip install av`)")
-    return backend
-
-
-@contextmanager
-def open_video(source, name: str, backend: str = "auto", num_threads: int = 1):
-    """Open `source` (a path or a BytesIO) with the chosen decoder (`"auto"`, `"decord"` or `"pyav"`) and close it on
-    exit. The reader has `fps`, `num_frames` (frames numbered in presentation order from 0) and
-    `get_frames(indices)` -> (len(indices), H, W, 3) uint8; errors are `VideoDecodeError`s naming `name`."""
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    reader_class = _DecordReader if _resolve_backend(backend) == "decord" else _PyAVReader
-    reader = reader_class(source, name, num_threads)
-    try:
-        yield reader
-    finally:
-        reader.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -727,8 +430,15 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         backend = self.video_backend if video_backend is None else video_backend
         num_threads = self.num_threads if num_threads is None else num_threads
         name = name or _video_name(video, 0)
-        sample = dict(num_frames=num_frames, start=start, end=end, video_fps=video_fps, jitter=jitter,
-                      generator=generator, name=name)  # fmt: skip
+        sample = dict(
+            num_frames=num_frames,
+            start=start,
+            end=end,
+            video_fps=video_fps,
+            jitter=jitter,
+            generator=generator,
+            name=name,
+        )
 
         if not _is_encoded(video):
             frames = _frames_to_array(video, name)
@@ -833,16 +543,4 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         return video[..., top : top + crop_size, left : left + crop_size]
 
 
-__all__ = [
-    "AVION_MEAN",
-    "AVION_STD",
-    "Eva02AtVideoProcessor",
-    "VideoDecodeError",
-    "check_keywords",
-    "frame_range_from_seconds",
-    "make_batched_videos",
-    "open_video",
-    "per_video",
-    "sample_frame_indices",
-    "time_to_seconds",
-]
+__all__ = ["AVION_MEAN", "AVION_STD", "Eva02AtVideoProcessor", "check_keywords", "make_batched_videos", "per_video"]

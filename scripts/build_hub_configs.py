@@ -9,6 +9,7 @@ import os
 
 from modeling_eva02at import Eva02AtConfig
 
+
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
 
 # name: (video width, depth, heads, patch, text width, text heads)
@@ -46,7 +47,10 @@ def preset_config(width, depth, heads, patch, text_width, text_heads) -> Eva02At
     )
     config.architectures = ["Eva02AtModel"]
     # The same auto_map a saved model writes, so the folder plus the *_eva02at.py files is a remote-code repo.
-    config.auto_map = {"AutoConfig": "configuration_eva02at.Eva02AtConfig", "AutoModel": "modeling_eva02at.Eva02AtModel"}
+    config.auto_map = {
+        "AutoConfig": "configuration_eva02at.Eva02AtConfig",
+        "AutoModel": "modeling_eva02at.Eva02AtModel",
+    }
     return config
 
 

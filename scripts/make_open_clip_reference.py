@@ -34,6 +34,7 @@ import tempfile
 
 import torch
 
+
 WEIGHTS = "open_clip_weights.safetensors"
 REFERENCE = "reference.safetensors"
 META = "meta.json"
@@ -57,19 +58,39 @@ TINY_TIMM_ARGS = dict(
 )
 TINY_OPEN_CLIP = {
     "embed_dim": 24,
-    "vision_cfg": {"image_size": 32, "timm_model_name": TINY_TIMM_NAME, "timm_model_pretrained": False,
-                   "timm_pool": "token", "timm_proj": None},
+    "vision_cfg": {
+        "image_size": 32,
+        "timm_model_name": TINY_TIMM_NAME,
+        "timm_model_pretrained": False,
+        "timm_pool": "token",
+        "timm_proj": None,
+    },
     "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 2},
     "custom_text": True,
 }
 # The same sizes as an Eva02AtConfig (bos / eos are the two highest ids, as in CLIP's vocabulary).
 TINY_EVA02AT = {
     "projection_dim": 24,
-    "vision_config": {"hidden_size": 48, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 3,
-                      "image_size": 32, "patch_size": 8, "num_frames": 4},
-    "text_config": {"hidden_size": 32, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-                    "vocab_size": 64, "max_position_embeddings": 16, "bos_token_id": 62, "eos_token_id": 63,
-                    "pad_token_id": 0},
+    "vision_config": {
+        "hidden_size": 48,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 3,
+        "image_size": 32,
+        "patch_size": 8,
+        "num_frames": 4,
+    },
+    "text_config": {
+        "hidden_size": 32,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "vocab_size": 64,
+        "max_position_embeddings": 16,
+        "bos_token_id": 62,
+        "eos_token_id": 63,
+        "pad_token_id": 0,
+    },
 }
 
 
@@ -131,12 +152,17 @@ def make(kind: str, out: str, seed: int = 0) -> None:
         input_ids = torch.zeros(num_texts, ctx, dtype=torch.long)
         for row, length in enumerate((5, 9, ctx - 2)):
             input_ids[row, 0] = vocab - 2  # start of text
-            input_ids[row, 1:1 + length] = torch.randint(1, vocab - 2, (length,), generator=generator)
+            input_ids[row, 1 : 1 + length] = torch.randint(1, vocab - 2, (length,), generator=generator)
             input_ids[row, 1 + length] = vocab - 1  # end of text, the highest id (open_clip pools at the argmax)
     else:
         tokenizer = open_clip.get_tokenizer("EVA02-B-16")
-        input_ids = tokenizer(["a photo of a cat", "someone cuts an onion on a wooden board",
-                               "open the fridge door and take out the milk"])[:num_texts]
+        input_ids = tokenizer(
+            [
+                "a photo of a cat",
+                "someone cuts an onion on a wooden board",
+                "open the fridge door and take out the milk",
+            ]
+        )[:num_texts]
 
     with torch.no_grad():
         image_embeds = model.encode_image(pixel_values)
@@ -145,9 +171,13 @@ def make(kind: str, out: str, seed: int = 0) -> None:
     os.makedirs(out, exist_ok=True)
     save_file(state_dict, os.path.join(out, WEIGHTS))
     save_file(
-        {"pixel_values": pixel_values.contiguous(), "input_ids": input_ids.contiguous(),
-         "image_embeds": image_embeds.contiguous(), "text_embeds": text_embeds.contiguous(),
-         "logit_scale": model.logit_scale.detach().reshape(1).contiguous()},
+        {
+            "pixel_values": pixel_values.contiguous(),
+            "input_ids": input_ids.contiguous(),
+            "image_embeds": image_embeds.contiguous(),
+            "text_embeds": text_embeds.contiguous(),
+            "logit_scale": model.logit_scale.detach().reshape(1).contiguous(),
+        },
         os.path.join(out, REFERENCE),
     )
     meta = {
@@ -164,8 +194,10 @@ def make(kind: str, out: str, seed: int = 0) -> None:
     }
     with open(os.path.join(out, META), "w") as f:
         json.dump(meta, f, indent=2)
-    print(f"wrote {out}: {len(state_dict)} tensors ({meta['weights_dtype']}), image_embeds {tuple(image_embeds.shape)},"
-          f" text_embeds {tuple(text_embeds.shape)}; open_clip {open_clip.__version__}, timm {timm.__version__}")
+    print(
+        f"wrote {out}: {len(state_dict)} tensors ({meta['weights_dtype']}), image_embeds {tuple(image_embeds.shape)},"
+        f" text_embeds {tuple(text_embeds.shape)}; open_clip {open_clip.__version__}, timm {timm.__version__}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -189,13 +221,20 @@ def compare(folder: str, config_dir: str | None = None, tolerance: float = 1e-4)
             config_dir = os.path.join(work, "config")
             Eva02AtConfig(**meta["eva02at_config"]).save_pretrained(config_dir)
         output = os.path.join(work, "converted")
-        result = convert_checkpoint("open_clip", os.path.join(folder, WEIGHTS), config_dir, output,
-                                    projection_dim=projection_dim, save_processor=False)
+        result = convert_checkpoint(
+            "open_clip",
+            os.path.join(folder, WEIGHTS),
+            config_dir,
+            output,
+            projection_dim=projection_dim,
+            save_processor=False,
+        )
         print(result.summary())
         model = Eva02AtModel.from_pretrained(output, dtype=torch.float32).eval()
         with torch.no_grad():
             video = model.get_video_features(reference["pixel_values"].unsqueeze(1)).pooler_output
             text = model.get_text_features(reference["input_ids"]).pooler_output
+
     def max_diff(a, b, normalise=False):
         if normalise:
             a, b = torch.nn.functional.normalize(a, dim=-1), torch.nn.functional.normalize(b, dim=-1)
@@ -208,10 +247,14 @@ def compare(folder: str, config_dir: str | None = None, tolerance: float = 1e-4)
         "text_embeds_normalised": max_diff(text, reference["text_embeds"], normalise=True),
         "logit_scale": (model.logit_scale.detach() - reference["logit_scale"][0]).abs().item(),
     }
-    scale = {"image_embeds": reference["image_embeds"].abs().max().item(),
-             "text_embeds": reference["text_embeds"].abs().max().item()}
-    print(f"{meta['open_clip_model']} (open_clip {meta['versions']['open_clip']}, timm {meta['versions']['timm']}) vs "
-          f"converted Eva02AtModel, T = 1, heads kept:")
+    scale = {
+        "image_embeds": reference["image_embeds"].abs().max().item(),
+        "text_embeds": reference["text_embeds"].abs().max().item(),
+    }
+    print(
+        f"{meta['open_clip_model']} (open_clip {meta['versions']['open_clip']}, timm {meta['versions']['timm']}) vs "
+        f"converted Eva02AtModel, T = 1, heads kept:"
+    )
     for name, value in diffs.items():
         extra = f"  (largest |value| {scale[name]:.3g})" if name in scale else ""
         print(f"  max |diff| {name}: {value:.3e}{extra}")

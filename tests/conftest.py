@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+
 # Set before transformers / huggingface_hub / evaluate are imported by any test module.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -12,6 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
@@ -68,8 +70,10 @@ def splits(demo):
     """(train, test) `Ek100MirDataset`s of the demo data."""
     from modeling_eva02at.data.ek100 import Ek100MirAnnotations, Ek100MirDataset
 
-    train = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.train_csv, demo.train_sentence_csv), demo.video_root,
-                            train=True, seed=0)  # fmt: skip
-    test = Ek100MirDataset(Ek100MirAnnotations.from_files(demo.test_csv, demo.test_sentence_csv), demo.video_root,
-                           train=False)  # fmt: skip
+    train = Ek100MirDataset(
+        Ek100MirAnnotations.from_files(demo.train_csv, demo.train_sentence_csv), demo.video_root, train=True, seed=0
+    )
+    test = Ek100MirDataset(
+        Ek100MirAnnotations.from_files(demo.test_csv, demo.test_sentence_csv), demo.video_root, train=False
+    )
     return train, test

@@ -16,18 +16,34 @@ from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.trainer import Eva02AtTrainer
 
+
 GLOBAL_BATCH = 8
 
 
 def main(output_path: str, loss_name: str):
     config = Eva02AtConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=16, patch_size=8, num_frames=2),
-        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=8, bos_token_id=62, eos_token_id=63,
-                         pad_token_id=0),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+            num_frames=2,
+        ),
+        text_config=dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=62,
+            eos_token_id=63,
+            pad_token_id=0,
+        ),
         projection_dim=16,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = Eva02AtModel(config)
     generator = torch.Generator().manual_seed(1)

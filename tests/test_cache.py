@@ -14,17 +14,15 @@ import pickle
 import pandas as pd
 import pytest
 
-from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from modeling_eva02at.data.ek100 import Ek100MirAnnotations
+from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations, evaluate_charades_ego
 from modeling_eva02at.evaluation.ek100_mir import evaluate_ek100_mir
 from modeling_eva02at.evaluation.encoding import EncodeSettings
 
 from . import cli_runs
-from .conftest import REPO_ROOT, tiny_mir_model
+from .conftest import tiny_mir_model
 from .video_helpers import make_frames, write_video
-
-
 
 
 @pytest.fixture
@@ -47,9 +45,28 @@ def test_csv(tmp_path, demo):
 
 
 def run_ek100(model_dir, demo, test_csv, cache, *extra):
-    argv = ["--model", str(model_dir), "--video-root", demo.video_root, "--test-csv", str(test_csv),
-            "--sentence-csv", str(test_csv.parent / "sentences.csv"), "--cache-dir", str(cache), "--batch-size", "6",
-            "--num-workers", "0", "--device", "cpu", "--dtype", "float32", "--no-progress", *extra]  # fmt: skip
+    argv = [
+        "--model",
+        str(model_dir),
+        "--video-root",
+        demo.video_root,
+        "--test-csv",
+        str(test_csv),
+        "--sentence-csv",
+        str(test_csv.parent / "sentences.csv"),
+        "--cache-dir",
+        str(cache),
+        "--batch-size",
+        "6",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-progress",
+        *extra,
+    ]
     report = cli_runs.eval_ek100_mir(argv)
     return report["features_cache"]["hit"], report["features_cache"]["path"], report["metrics"]
 
@@ -65,8 +82,9 @@ def test_identical_inputs_reuse_the_cache(model_dir, demo, test_csv, tmp_path):
     relevancy = build_relevancy(read_retrieval_csv(test_csv), read_sentence_csv(test_csv.parent / "sentences.csv"))
     with open(tmp_path / "relevancy.pkl", "wb") as file:
         pickle.dump(relevancy * (relevancy == 1), file)  # another matrix of the same shape
-    hit, again_path, _ = run_ek100(model_dir, demo, test_csv, tmp_path / "cache", "--relevancy",
-                                   str(tmp_path / "relevancy.pkl"))  # fmt: skip
+    hit, again_path, _ = run_ek100(
+        model_dir, demo, test_csv, tmp_path / "cache", "--relevancy", str(tmp_path / "relevancy.pkl")
+    )
     assert hit and again_path == path
 
 
@@ -101,8 +119,9 @@ def test_pixel_settings_alone_are_in_the_key(mir_processor, tmp_path):
     other.image_processor.image_std = [0.5, 0.5, 0.5]
 
     def run(processor):
-        return evaluate_charades_ego(model, processor, annotations, str(root), settings, cache_dir=str(tmp_path / "c"),
-                                     model_id="the same model")  # fmt: skip
+        return evaluate_charades_ego(
+            model, processor, annotations, str(root), settings, cache_dir=str(tmp_path / "c"), model_id="the same model"
+        )
 
     assert not run(mir_processor).from_cache and run(mir_processor).from_cache
     changed = run(other)
@@ -113,8 +132,16 @@ def evaluate_in_process(model, processor, demo, test_csv, cache, model_id):
     """evaluate_ek100_mir as the script calls it, with a model already loaded (no folder to read)."""
     annotations = Ek100MirAnnotations.from_files(test_csv, test_csv.parent / "sentences.csv")
     settings = EncodeSettings(device="cpu", progress=False)
-    return evaluate_ek100_mir(model, processor, annotations, demo.video_root, settings, cache_dir=str(cache),
-                              model_id=model_id, data_files=[str(test_csv)])  # fmt: skip
+    return evaluate_ek100_mir(
+        model,
+        processor,
+        annotations,
+        demo.video_root,
+        settings,
+        cache_dir=str(cache),
+        model_id=model_id,
+        data_files=[str(test_csv)],
+    )
 
 
 def test_rewritten_annotation_file_is_re_encoded(mir_processor, demo, test_csv, tmp_path):

@@ -22,14 +22,20 @@ from modeling_eva02at.data.charades_ego import (
     split_actions,
 )
 from modeling_eva02at.data.rows import BadClipError
+from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.batch_relevancy import BatchRelevancy
 from modeling_eva02at.training.losses import sms_hard_loss
-from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.trainer import Eva02AtTrainer
 from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG, tiny_mir_model
 
-CLASSES = ["c000 Holding some clothes", "c001 Putting clothes somewhere", "c002 Taking a cup from somewhere",
-           "c003 Opening a door", "c004 Tidying some clothes, folding them"]  # fmt: skip
+
+CLASSES = [
+    "c000 Holding some clothes",
+    "c001 Putting clothes somewhere",
+    "c002 Taking a cup from somewhere",
+    "c003 Opening a door",
+    "c004 Tidying some clothes, folding them",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,23 @@ def write_charades_csv(folder, actions, videos=None):
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(CHARADES_EGO_COLUMNS)
         for video_id, action in actions:
-            writer.writerow([video_id, "S1", "Kitchen", "6", "7", "Yes", "A person ...", "clothes", "...", action, "30",
-                             "Yes", video_id.removesuffix("EGO")])  # fmt: skip
+            writer.writerow(
+                [
+                    video_id,
+                    "S1",
+                    "Kitchen",
+                    "6",
+                    "7",
+                    "Yes",
+                    "A person ...",
+                    "clothes",
+                    "...",
+                    action,
+                    "30",
+                    "Yes",
+                    video_id.removesuffix("EGO"),
+                ]
+            )
     (folder / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     (folder / "videos").mkdir(exist_ok=True)
     for video_id in videos if videos is not None else [video_id for video_id, _ in actions]:
@@ -57,15 +78,20 @@ def write_charades_csv(folder, actions, videos=None):
 
 
 def test_one_training_sample_per_action_segment(tmp_path):
-    csv_path, classes, videos = write_charades_csv(tmp_path, [
-        ("AB1EGO", "c004 0.00 1.50;c003 1.00 2.90"), ("AB2EGO", ""), ("AB3EGO", " c002 0.30 12.00 ")])  # fmt: skip
+    csv_path, classes, videos = write_charades_csv(
+        tmp_path, [("AB1EGO", "c004 0.00 1.50;c003 1.00 2.90"), ("AB2EGO", ""), ("AB3EGO", " c002 0.30 12.00 ")]
+    )
     dataset = CharadesEgoDataset(csv_path, classes, videos, train=True, seed=3)
     assert len(dataset) == 3 and dataset.num_unlabelled_videos == 1 and not dataset.skipped
     first, last = dataset[0], dataset[2]
     assert first["video"] == os.path.join(videos, "AB1EGO.mp4") and (first["start"], first["end"]) == (0.0, 1.5)
     assert first["caption"] == "Tidying some clothes, folding them" and first["class_ids"] == 4 and first["jitter"]
-    assert (last["start"], last["end"], last["class_ids"], last["caption"]) == (0.3, 12.0, 2, "Taking a cup from "
-                                                                                              "somewhere")  # fmt: skip
+    assert (last["start"], last["end"], last["class_ids"], last["caption"]) == (
+        0.3,
+        12.0,
+        2,
+        "Taking a cup from somewhere",
+    )
     assert last["where"] == f"Charades-Ego CSV {csv_path}, line 4 (id 'AB3EGO') action 'c002 0.30 12.00'"
     seeds = {dataset[0]["sample_seed"]}
     dataset.set_epoch(1)
@@ -75,22 +101,28 @@ def test_one_training_sample_per_action_segment(tmp_path):
 
 
 def test_bad_rows_raise_naming_the_line_or_are_skipped_and_counted(tmp_path, caplog):
-    csv_path, classes, videos = write_charades_csv(tmp_path, [
-        ("OK1EGO", "c000 0.00 1.00;c157 0.00 1.00"),  # line 2: an unknown class next to a good action
-        ("OK2EGO", "c001 2.00 2.00"),                 # line 3: end <= start
-        ("OK3EGO", "c001 0.5;c002 one 2.0"),          # line 4: not '<class> <start> <end>', twice
-        ("GONEEGO", "c003 0.00 1.00"),                # line 5: no video file
-    ], videos=["OK1EGO", "OK2EGO", "OK3EGO"])  # fmt: skip
+    csv_path, classes, videos = write_charades_csv(
+        tmp_path,
+        [
+            ("OK1EGO", "c000 0.00 1.00;c157 0.00 1.00"),  # line 2: an unknown class next to a good action
+            ("OK2EGO", "c001 2.00 2.00"),  # line 3: end <= start
+            ("OK3EGO", "c001 0.5;c002 one 2.0"),  # line 4: not '<class> <start> <end>', twice
+            ("GONEEGO", "c003 0.00 1.00"),  # line 5: no video file
+        ],
+        videos=["OK1EGO", "OK2EGO", "OK3EGO"],
+    )
     with pytest.raises(ValueError) as error:
         CharadesEgoDataset(csv_path, classes, videos)
     message = str(error.value)
     assert message.startswith(f"{csv_path}: bad rows: ") and "on_bad_row='skip' (--on-bad-row skip)" in message
     gone = os.path.join(videos, "GONEEGO.mp4")
-    for expected in (f"1 with a missing video file (first: line 5 (id 'GONEEGO'): {gone})",
-                     f"1 with a class id missing from the classes file {classes} (first: line 2 (id 'OK1EGO') "
-                     "'c157 0.00 1.00')", "1 with end <= start or a negative start (first: line 3 (id 'OK2EGO') "
-                     "'c001 2.00 2.00')", "2 with an action that is not '<class id> <start> <end>' (first: line 4 "
-                     "(id 'OK3EGO') 'c001 0.5', line 4 (id 'OK3EGO') 'c002 one 2.0')"):  # fmt: skip
+    for expected in (
+        f"1 with a missing video file (first: line 5 (id 'GONEEGO'): {gone})",
+        f"1 with a class id missing from the classes file {classes} (first: line 2 (id 'OK1EGO') 'c157 0.00 1.00')",
+        "1 with end <= start or a negative start (first: line 3 (id 'OK2EGO') 'c001 2.00 2.00')",
+        "2 with an action that is not '<class id> <start> <end>' (first: line 4 "
+        "(id 'OK3EGO') 'c001 0.5', line 4 (id 'OK3EGO') 'c002 one 2.0')",
+    ):
         assert expected in message, message
     with caplog.at_level("WARNING"):
         dataset = CharadesEgoDataset(csv_path, classes, videos, on_bad_row="skip")
@@ -154,9 +186,12 @@ def batch(class_ids):
     size = len(class_ids)
     input_ids = torch.randint(1, 49000, (size, 8), generator=generator)
     input_ids[:, -1] = 49407
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-            "pixel_values_videos": torch.randn(size, 2, 3, 16, 16, generator=generator),
-            "class_ids": torch.tensor(class_ids)}  # fmt: skip
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "pixel_values_videos": torch.randn(size, 2, 3, 16, 16, generator=generator),
+        "class_ids": torch.tensor(class_ids),
+    }
 
 
 def test_sms_hard_takes_the_class_labels_of_the_batch(tmp_path):
@@ -198,19 +233,65 @@ def test_two_process_fine_tune_lowers_the_loss_and_reports_map(charades, tmp_pat
     """A few sms_hard + LAMB steps of examples/finetune_charades_ego.py on 2 CPU processes (gloo, DDP, the hard
     labels gathered from both ranks), with the Charades-Ego mAP before and after."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    accelerate = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     flags = [
-        "--train-csv", charades.train_csv, "--test-csv", charades.test_csv, "--classes", charades.classes,
-        "--video-root", charades.video_root, "--model", TINY_MIR_CONFIG, "--init", "random", "--num-frames", "4",
-        "--output-dir", str(tmp_path / "run"), "--use-cpu", "--per-device-train-batch-size", "8", "--max-steps", "12",
-        "--logging-steps", "3", "--learning-rate", "2e-3", "--warmup-start-lr", "1e-5", "--warmup-steps", "2",
-        "--report-to", "none", "--save-strategy", "no", "--dataloader-num-workers", "0", "--seed", "0",
-        "--disable-tqdm", "true",
-    ]  # fmt: skip
+        "--train-csv",
+        charades.train_csv,
+        "--test-csv",
+        charades.test_csv,
+        "--classes",
+        charades.classes,
+        "--video-root",
+        charades.video_root,
+        "--model",
+        TINY_MIR_CONFIG,
+        "--init",
+        "random",
+        "--num-frames",
+        "4",
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--use-cpu",
+        "--per-device-train-batch-size",
+        "8",
+        "--max-steps",
+        "12",
+        "--logging-steps",
+        "3",
+        "--learning-rate",
+        "2e-3",
+        "--warmup-start-lr",
+        "1e-5",
+        "--warmup-steps",
+        "2",
+        "--report-to",
+        "none",
+        "--save-strategy",
+        "no",
+        "--dataloader-num-workers",
+        "0",
+        "--seed",
+        "0",
+        "--disable-tqdm",
+        "true",
+    ]
     script = os.path.join(REPO_ROOT, "examples", "finetune_charades_ego.py")
-    result = subprocess.run([*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-1500:])
     losses = [float(x) for x in re.search(r"Training loss every 3 steps: (.*)", result.stdout).group(1).split(", ")]

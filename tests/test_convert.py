@@ -31,6 +31,7 @@ from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed
 
 from . import cli_runs
 
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO_ROOT, "tests", "fixtures", "open_clip_tiny")
 HUB_B16 = os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16")
@@ -49,14 +50,28 @@ TOL = 1e-5
 
 # Where each source keeps the pieces of an EVA02 block: (vision prefix, text prefix, per-block names).
 TIMM_BLOCK = {
-    "q_w": "attn.q_proj.weight", "q_b": "attn.q_proj.bias", "k_w": "attn.k_proj.weight",
-    "v_w": "attn.v_proj.weight", "v_b": "attn.v_proj.bias", "inner": "attn.norm", "fc1_g": "mlp.fc1_g",
-    "fc1_x": "mlp.fc1_x", "ffn_ln": "mlp.norm", "fc2": "mlp.fc2",
+    "q_w": "attn.q_proj.weight",
+    "q_b": "attn.q_proj.bias",
+    "k_w": "attn.k_proj.weight",
+    "v_w": "attn.v_proj.weight",
+    "v_b": "attn.v_proj.bias",
+    "inner": "attn.norm",
+    "fc1_g": "mlp.fc1_g",
+    "fc1_x": "mlp.fc1_x",
+    "ffn_ln": "mlp.norm",
+    "fc2": "mlp.fc2",
 }
 EVA_CLIP_BLOCK = {
-    "q_w": "attn.q_proj.weight", "q_b": "attn.q_bias", "k_w": "attn.k_proj.weight",
-    "v_w": "attn.v_proj.weight", "v_b": "attn.v_bias", "inner": "attn.inner_attn_ln", "fc1_g": "mlp.w1",
-    "fc1_x": "mlp.w2", "ffn_ln": "mlp.ffn_ln", "fc2": "mlp.w3",
+    "q_w": "attn.q_proj.weight",
+    "q_b": "attn.q_bias",
+    "k_w": "attn.k_proj.weight",
+    "v_w": "attn.v_proj.weight",
+    "v_b": "attn.v_bias",
+    "inner": "attn.inner_attn_ln",
+    "fc1_g": "mlp.w1",
+    "fc1_x": "mlp.w2",
+    "ffn_ln": "mlp.ffn_ln",
+    "fc2": "mlp.w3",
 }
 LAYOUTS = {
     "open_clip": ("visual.trunk.", "text.", TIMM_BLOCK),
@@ -70,8 +85,9 @@ def _rand(generator, *shape, std=0.1, mean=0.0):
     return torch.randn(*shape, generator=generator) * std + mean
 
 
-def make_source(source, *, seed=0, fused_qkv=False, frames=None, linear_patch=False, proj=PROJ, hidden=D,
-                depth=DEPTH, mlp=MLP):
+def make_source(
+    source, *, seed=0, fused_qkv=False, frames=None, linear_patch=False, proj=PROJ, hidden=D, depth=DEPTH, mlp=MLP
+):
     """A random checkpoint in `source`'s layout (fp32). `frames`: rows of an EVA02-AT temporal_embed."""
     g = torch.Generator().manual_seed(seed)
     vp, tp, names = LAYOUTS[source]
@@ -243,12 +259,27 @@ def reference_text(sd, source, input_ids):
 def tiny_config(hidden=D, depth=DEPTH, mlp=MLP) -> Eva02AtConfig:
     return Eva02AtConfig(
         projection_dim=PROJ,
-        vision_config=dict(hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=depth,
-                           num_attention_heads=HEADS, image_size=IMAGE, patch_size=PATCH, num_frames=FRAMES,
-                           max_num_frames=16),
-        text_config=dict(hidden_size=W, intermediate_size=TEXT_MLP, num_hidden_layers=TEXT_DEPTH,
-                         num_attention_heads=TEXT_HEADS, vocab_size=VOCAB, max_position_embeddings=CTX,
-                         bos_token_id=VOCAB - 2, eos_token_id=VOCAB - 1, pad_token_id=0),
+        vision_config=dict(
+            hidden_size=hidden,
+            intermediate_size=mlp,
+            num_hidden_layers=depth,
+            num_attention_heads=HEADS,
+            image_size=IMAGE,
+            patch_size=PATCH,
+            num_frames=FRAMES,
+            max_num_frames=16,
+        ),
+        text_config=dict(
+            hidden_size=W,
+            intermediate_size=TEXT_MLP,
+            num_hidden_layers=TEXT_DEPTH,
+            num_attention_heads=TEXT_HEADS,
+            vocab_size=VOCAB,
+            max_position_embeddings=CTX,
+            bos_token_id=VOCAB - 2,
+            eos_token_id=VOCAB - 1,
+            pad_token_id=0,
+        ),
     )
 
 
@@ -274,7 +305,7 @@ def inputs(frames, batch=2, seed=1):
     ids = torch.zeros(3, CTX, dtype=torch.long)
     for row, length in enumerate((3, 6, CTX - 2)):
         ids[row, 0] = VOCAB - 2
-        ids[row, 1:1 + length] = torch.randint(1, VOCAB - 2, (length,), generator=g)
+        ids[row, 1 : 1 + length] = torch.randint(1, VOCAB - 2, (length,), generator=g)
         ids[row, 1 + length] = VOCAB - 1
     return pixels, ids
 
@@ -326,9 +357,16 @@ def test_round_trip_matches_reference_forward(case, config_dir, tmp_path):
         # An AVION training checkpoint: DDP-prefixed weights under "state_dict", argparse args and counters beside.
         stored = save(sd, tmp_path / "plain.pt")
         # A tensor and a numpy scalar at the top level too, as training scripts leave them.
-        torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3,
-                    "args": argparse.Namespace(model="EVA02_VIT_BASE_16", lr=3e-5), "best_acc1": torch.tensor(41.2),
-                    "best_map": np.float64(0.5)}, str(path))
+        torch.save(
+            {
+                "state_dict": {"module." + k: v for k, v in sd.items()},
+                "epoch": 3,
+                "args": argparse.Namespace(model="EVA02_VIT_BASE_16", lr=3e-5),
+                "best_acc1": torch.tensor(41.2),
+                "best_map": np.float64(0.5),
+            },
+            str(path),
+        )
     else:
         stored = save(sd, path, dtype)
 
@@ -401,8 +439,9 @@ def model_interpolation(emb, frames):
 def test_other_projection_dim_reinitialises_heads(config_dir, tmp_path):
     sd = make_source("open_clip", seed=3)
     stored = save(sd, tmp_path / "ckpt.safetensors")
-    result = convert_checkpoint("open_clip", tmp_path / "ckpt.safetensors", config_dir, tmp_path / "out",
-                                projection_dim=8)
+    result = convert_checkpoint(
+        "open_clip", tmp_path / "ckpt.safetensors", config_dir, tmp_path / "out", projection_dim=8
+    )
     assert result.heads_kept == {"visual_projection": False, "text_projection": False}
     assert set(result.initialised) >= {"visual_projection.weight", "visual_projection.bias", "text_projection.weight"}
     assert "NEW (random init)" in result.summary()
@@ -429,8 +468,13 @@ def test_matches_real_open_clip_fixture(tmp_path):
     reference = load_file(os.path.join(FIXTURE, "reference.safetensors"))
     config_dir = tmp_path / "config"
     Eva02AtConfig(**meta["eva02at_config"]).save_pretrained(config_dir)
-    result = convert_checkpoint("open_clip", os.path.join(FIXTURE, "open_clip_weights.safetensors"), config_dir,
-                                tmp_path / "out", projection_dim=reference["image_embeds"].shape[-1])
+    result = convert_checkpoint(
+        "open_clip",
+        os.path.join(FIXTURE, "open_clip_weights.safetensors"),
+        config_dir,
+        tmp_path / "out",
+        projection_dim=reference["image_embeds"].shape[-1],
+    )
     assert all(result.heads_kept.values())
     model = load(result.output_dir)
     video, text = embed(model, reference["pixel_values"].unsqueeze(1), reference["input_ids"])
@@ -473,9 +517,18 @@ def test_output_loads_as_remote_code_in_fresh_process(config_dir, tmp_path):
     save(sd, tmp_path / "ckpt.pt")
     result = convert_checkpoint("eva02at", tmp_path / "ckpt.pt", with_processor, tmp_path / "out")
     files = set(os.listdir(result.output_dir))
-    assert {"config.json", "model.safetensors", "configuration_eva02at.py", "modeling_eva02at.py",
-            "processing_eva02at.py", "video_processing_eva02at.py", "processor_config.json", "tokenizer.json",
-            "tokenizer_config.json"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_eva02at.py",
+        "modeling_eva02at.py",
+        "processing_eva02at.py",
+        "video_processing_eva02at.py",
+        "video_reading_eva02at.py",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= files
     with open(os.path.join(result.output_dir, "config.json")) as f:
         assert json.load(f)["auto_map"]["AutoModel"] == "modeling_eva02at.Eva02AtModel"
     with open(os.path.join(result.output_dir, "processor_config.json")) as f:
@@ -486,8 +539,14 @@ def test_output_loads_as_remote_code_in_fresh_process(config_dir, tmp_path):
     save_file({"pixels": pixels, "ids": ids}, data)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
-    run = subprocess.run([sys.executable, "-c", REMOTE_LOAD, result.output_dir, data], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, result.output_dir, data],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     remote = load_file(data + ".out")
     video, text = embed(load(result.output_dir), pixels, ids)
@@ -497,8 +556,21 @@ def test_output_loads_as_remote_code_in_fresh_process(config_dir, tmp_path):
 
 def test_cli(config_dir, tmp_path, capsys):
     save(make_source("eva_clip", seed=5), tmp_path / "ckpt.pt")
-    argv = ["--source", "eva_clip", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", config_dir,
-            "--output", str(tmp_path / "out"), "--projection-dim", str(PROJ), "--num-frames", "8", "-q"]
+    argv = [
+        "--source",
+        "eva_clip",
+        "--checkpoint",
+        str(tmp_path / "ckpt.pt"),
+        "--config",
+        config_dir,
+        "--output",
+        str(tmp_path / "out"),
+        "--projection-dim",
+        str(PROJ),
+        "--num-frames",
+        "8",
+        "-q",
+    ]
     cli_runs.convert_checkpoint(argv)
     out = capsys.readouterr().out
     assert "Converted eva_clip checkpoint" in out and "zeros for 8 frames" in out
@@ -558,20 +630,35 @@ def test_unexpected_missing_and_misshaped_keys_are_named(config_dir, tmp_path):
     sd["visual.trunk.blocks.0.gamma_1"] = torch.ones(D)
     sd["text.logit_bias"] = torch.zeros(())
     save(sd, tmp_path / "extra.safetensors")
-    _expect_failure("open_clip", tmp_path / "extra.safetensors", config_dir, tmp_path,
-                    r"visual\.trunk\.blocks\.0\.gamma_1.*text\.logit_bias|text\.logit_bias.*gamma_1")
+    _expect_failure(
+        "open_clip",
+        tmp_path / "extra.safetensors",
+        config_dir,
+        tmp_path,
+        r"visual\.trunk\.blocks\.0\.gamma_1.*text\.logit_bias|text\.logit_bias.*gamma_1",
+    )
 
     sd = make_source("open_clip")
     del sd["visual.trunk.blocks.1.attn.k_proj.weight"]
     save(sd, tmp_path / "missing.safetensors")
-    _expect_failure("open_clip", tmp_path / "missing.safetensors", config_dir, tmp_path,
-                    r"lacks 1 tensors.*vision_model\.encoder\.layers\.1\.self_attn\.k_proj\.weight")
+    _expect_failure(
+        "open_clip",
+        tmp_path / "missing.safetensors",
+        config_dir,
+        tmp_path,
+        r"lacks 1 tensors.*vision_model\.encoder\.layers\.1\.self_attn\.k_proj\.weight",
+    )
 
     sd = make_source("open_clip")
     sd["visual.trunk.blocks.0.attn.proj.bias"] = torch.zeros(D + 1)
     save(sd, tmp_path / "shape.safetensors")
-    _expect_failure("open_clip", tmp_path / "shape.safetensors", config_dir, tmp_path,
-                    r"wrong shape: visual\.trunk\.blocks\.0\.attn\.proj\.bias \(33,\)")
+    _expect_failure(
+        "open_clip",
+        tmp_path / "shape.safetensors",
+        config_dir,
+        tmp_path,
+        r"wrong shape: visual\.trunk\.blocks\.0\.attn\.proj\.bias \(33,\)",
+    )
 
     sd = make_source("open_clip", fused_qkv=True)
     sd["visual.trunk.blocks.0.attn.k_bias"] = torch.ones(D)  # a real key bias cannot be dropped
@@ -584,8 +671,13 @@ def test_wrong_source_layout_is_explained(config_dir, tmp_path):
     _expect_failure("open_clip", tmp_path / "eva.pt", config_dir, tmp_path, r"looks like a 'eva_clip' checkpoint")
     save(make_source("open_clip"), tmp_path / "oc.pt")
     _expect_failure("timm", tmp_path / "oc.pt", config_dir, tmp_path, r"looks like a 'open_clip' checkpoint")
-    _expect_failure("eva_clip", tmp_path / "oc.pt", config_dir, tmp_path,
-                    r"looks like a 'open_clip' checkpoint: check --source.*visual\.trunk\.cls_token")
+    _expect_failure(
+        "eva_clip",
+        tmp_path / "oc.pt",
+        config_dir,
+        tmp_path,
+        r"looks like a 'open_clip' checkpoint: check --source.*visual\.trunk\.cls_token",
+    )
 
 
 @pytest.mark.parametrize("kind", ["truncated_pt", "truncated_safetensors", "random_bytes", "empty", "not_a_dict"])
@@ -596,8 +688,11 @@ def test_unreadable_files(kind, config_dir, tmp_path):
         save(make_source("open_clip"), full)
         path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     elif kind == "random_bytes":
-        path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                       dtype=torch.uint8).numpy().tobytes())
+        path.write_bytes(
+            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+            .numpy()
+            .tobytes()
+        )
     elif kind == "empty":
         path.write_bytes(b"")
     else:
@@ -665,7 +760,9 @@ def test_temporal_switches_of_the_config_are_respected(config_dir, tmp_path):
     save(make_source("eva02at", seed=7, frames=4), tmp_path / "ckpt.pt")
     result = convert_checkpoint("eva02at", tmp_path / "ckpt.pt", no_time, tmp_path / "out")
     assert result.temporal == "none (use_temporal_embedding=false)"
-    assert result.dropped == {"temporal_embed (the config sets use_temporal_embedding=false)": ["visual.temporal_embed"]}
+    assert result.dropped == {
+        "temporal_embed (the config sets use_temporal_embedding=false)": ["visual.temporal_embed"]
+    }
     with open(tmp_path / "out" / "config.json") as handle:
         saved = json.load(handle)["vision_config"]
     assert saved["use_temporal_embedding"] is False and saved["use_temporal_rope"] is False

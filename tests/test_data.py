@@ -45,9 +45,13 @@ def test_training_items_draw_positives_reproducibly(splits):
         assert item["positive_relevancy"] == pytest.approx(train.relevancy[item["video_index"], item["sentence_index"]])
         assert item["caption"] == train.annotations.sentences["narration"].iloc[item["sentence_index"]]
         assert item["jitter"] and item["end"] > item["start"]
+
     def comparable(item):
-        return {**item, "verb_multi_hot": item["verb_multi_hot"].tolist(),
-                "noun_multi_hot": item["noun_multi_hot"].tolist()}
+        return {
+            **item,
+            "verb_multi_hot": item["verb_multi_hot"].tolist(),
+            "noun_multi_hot": item["noun_multi_hot"].tolist(),
+        }
 
     again = [comparable(train[i]) for i in range(len(train))]
     assert again == [comparable(item) for item in items]  # same epoch, same draws
@@ -141,8 +145,7 @@ def test_relevancy_pickle_of_the_wrong_split_is_refused(demo, tmp_path):
 
 def test_clip_without_positive_sentence_is_refused(splits):
     train, _ = splits
-    annotations = Ek100MirAnnotations(train.annotations.clips, train.annotations.sentences,
-                                      train.relevancy.copy())  # fmt: skip
+    annotations = Ek100MirAnnotations(train.annotations.clips, train.annotations.sentences, train.relevancy.copy())
     annotations.relevancy[4] = 0.05
     with pytest.raises(ValueError, match="4"):
         Ek100MirDataset(annotations, train.video_root, train=True)

@@ -10,11 +10,11 @@ import av  # a dependency: a broken install fails here rather than skipping the 
 import numpy as np
 import pytest
 
-from modeling_eva02at.demo import ek100 as demo_data
-from modeling_eva02at.demo.ek100 import format_timestamp, make_demo_dataset
-from modeling_eva02at.demo import scene
-from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.data.relevancy import build_relevancy, positive_sentences, read_retrieval_csv, read_sentence_csv
+from modeling_eva02at.demo import ek100 as demo_data
+from modeling_eva02at.demo import scene
+from modeling_eva02at.demo.ek100 import format_timestamp, make_demo_dataset
+from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 
 
 # Small but complete: several videos per split, two participants, every verb present in each split.

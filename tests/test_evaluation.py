@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
+from modeling_eva02at.data.egomcq import EgoMcqQuestions
+from modeling_eva02at.data.layouts import egovlp_chunk_spans, split_frames
+from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from modeling_eva02at.demo.ek100 import make_demo_dataset
 from modeling_eva02at.evaluation.cache import cached_features, feature_cache_path
 from modeling_eva02at.evaluation.charades_ego import CharadesEgoAnnotations
-from modeling_eva02at.data.egomcq import EgoMcqQuestions
-from modeling_eva02at.data.layouts import egovlp_chunk_spans, split_frames
-from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 from modeling_eva02at.evaluation.encoding import (
     ClipCollator,
     EncodeSettings,
@@ -30,15 +30,15 @@ from modeling_eva02at.evaluation.encoding import (
     encode_videos,
     load_model_for_inference,
 )
+from modeling_eva02at.evaluation.metrics import egomcq_accuracy
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-from modeling_eva02at.utils.processor import match_processor_to_model
-from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
-from .video_helpers import make_frames, write_video
-
 from modeling_eva02at.utils import runtime
+from modeling_eva02at.utils.processor import match_processor_to_model
 
 from . import cli_runs
 from .conftest import REPO_ROOT
+from .video_helpers import make_frames, write_video
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FPS = 10
@@ -63,9 +63,23 @@ def model_and_processor(model_dir):
 
 
 def common_args(model_dir, video_root, tmp_path, **extra):
-    args = ["--model", model_dir, "--video-root", str(video_root), "--batch-size", "4", "--num-workers", "0",
-            "--device", "cpu", "--dtype", "float32", "--no-progress", "--output-json",
-            str(tmp_path / "out.json")]  # fmt: skip
+    args = [
+        "--model",
+        model_dir,
+        "--video-root",
+        str(video_root),
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-progress",
+        "--output-json",
+        str(tmp_path / "out.json"),
+    ]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return args
@@ -153,8 +167,10 @@ def test_split_frames_and_chunk_spans():
     assert split_frames([1.0, 1.0], 4) == [2, 2] and split_frames([3.0, 1.0], 3) == [2, 1]
     assert sum(split_frames([0.7, 0.2, 0.1], 16)) == 16
     spans = egovlp_chunk_spans("/v/uid", 598.5, 601.0)
-    assert [(os.path.basename(s.path), s.local_start, s.local_end) for s in spans] == [("0.mp4", 598.5, 600.0),
-                                                                                       ("1.mp4", 0.0, 1.0)]  # fmt: skip
+    assert [(os.path.basename(s.path), s.local_start, s.local_end) for s in spans] == [
+        ("0.mp4", 598.5, 600.0),
+        ("1.mp4", 0.0, 1.0),
+    ]
     assert len(egovlp_chunk_spans("/v/uid", 10.0, 600.0)) == 1  # ends exactly at the boundary
 
 
@@ -166,8 +182,14 @@ def test_split_frames_and_chunk_spans():
 def test_eval_ek100_mir_end_to_end_and_cache(model_dir, tmp_path):
     demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=16)
     cache = tmp_path / "cache"
-    argv = common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
-                       sentence_csv=demo.test_sentence_csv, cache_dir=cache)  # fmt: skip
+    argv = common_args(
+        model_dir,
+        demo.video_root,
+        tmp_path,
+        test_csv=demo.test_csv,
+        sentence_csv=demo.test_sentence_csv,
+        cache_dir=cache,
+    )
     cli_runs.eval_ek100_mir(argv)
     first = json.loads((tmp_path / "out.json").read_text())
     keys = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
@@ -209,15 +231,27 @@ def test_dtype_auto_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch)
         assert runtime.resolve_dtype("auto", "cpu")[0] is None
 
 
-@pytest.mark.parametrize("native, flags, expected", [(None, [], "float32"), ("AMX", [], "bfloat16"),
-                                                     ("AMX", ["--dtype", "float32"], "float32"),
-                                                     (None, ["--dtype", "bfloat16"], "bfloat16")])  # fmt: skip
-def test_eval_scripts_say_and_record_the_dtype_they_chose(model_dir, tmp_path, monkeypatch, capsys, native, flags,
-                                                          expected):  # fmt: skip
+@pytest.mark.parametrize(
+    "native, flags, expected",
+    [
+        (None, [], "float32"),
+        ("AMX", [], "bfloat16"),
+        ("AMX", ["--dtype", "float32"], "float32"),
+        (None, ["--dtype", "bfloat16"], "bfloat16"),
+    ],
+)
+def test_eval_scripts_say_and_record_the_dtype_they_chose(
+    model_dir, tmp_path, monkeypatch, capsys, native, flags, expected
+):
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
     demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=8)
-    argv = [a for a in common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
-                                   sentence_csv=demo.test_sentence_csv) if a not in ("--dtype", "float32")]
+    argv = [
+        a
+        for a in common_args(
+            model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv, sentence_csv=demo.test_sentence_csv
+        )
+        if a not in ("--dtype", "float32")
+    ]
     report = cli_runs.eval_ek100_mir(argv + flags)
     assert report["settings"]["dtype"] == expected
     assert json.loads((tmp_path / "out.json").read_text())["settings"]["dtype"] == expected
@@ -236,8 +270,9 @@ def test_bf16_embeddings_match_float32(model_and_processor, two_videos):
     assert half.dtype == torch.float32 and not torch.equal(full, half)  # bf16 was used, and returned as float32
     assert F.cosine_similarity(full, half).min() > 0.999
     texts = ["cut an onion", "wash the pan"]
-    cosine = F.cosine_similarity(encode_texts(model, processor, texts, full_settings),
-                                 encode_texts(model, processor, texts, bf16_settings))
+    cosine = F.cosine_similarity(
+        encode_texts(model, processor, texts, full_settings), encode_texts(model, processor, texts, bf16_settings)
+    )
     assert cosine.min() > 0.999
 
 
@@ -255,8 +290,9 @@ def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir
     half = encode_videos(half_model, processor, *clips, bf16_settings)
     assert half.dtype == torch.float32 and F.cosine_similarity(full, half).min() > 0.999
     texts = ["cut an onion", "wash the pan"]
-    cosine = F.cosine_similarity(encode_texts(model, processor, texts, full_settings),
-                                 encode_texts(half_model, processor, texts, bf16_settings))
+    cosine = F.cosine_similarity(
+        encode_texts(model, processor, texts, full_settings), encode_texts(half_model, processor, texts, bf16_settings)
+    )
     assert cosine.min() > 0.999
 
 
@@ -265,8 +301,9 @@ def test_eval_ek100_missing_video(model_dir, tmp_path):
     clips = pd.read_csv(demo.test_csv)
     victim = os.path.join(demo.video_root, clips["participant_id"][0], f"{clips['video_id'][0]}.MP4")
     os.remove(victim)
-    argv = common_args(model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv,
-                       sentence_csv=demo.test_sentence_csv)  # fmt: skip
+    argv = common_args(
+        model_dir, demo.video_root, tmp_path, test_csv=demo.test_csv, sentence_csv=demo.test_sentence_csv
+    )
     with pytest.raises(FileNotFoundError, match=clips["video_id"][0]):
         cli_runs.eval_ek100_mir(argv)
 
@@ -277,9 +314,19 @@ def test_eval_ek100_missing_video(model_dir, tmp_path):
 
 
 def egomcq_clip(uid, start, end, text):
-    return {"clip_idx": 0, "video_uid": uid, "video_dur": 3.0, "narration_source": "narration_pass_1",
-            "narration_ind": 0, "narration_time": (start + end) / 2, "clip_start": start, "clip_end": end,
-            "clip_text": text, "tag_verb": "[1]", "tag_noun": "[2]"}  # fmt: skip
+    return {
+        "clip_idx": 0,
+        "video_uid": uid,
+        "video_dur": 3.0,
+        "narration_source": "narration_pass_1",
+        "narration_ind": 0,
+        "narration_time": (start + end) / 2,
+        "clip_start": start,
+        "clip_end": end,
+        "clip_text": text,
+        "tag_verb": "[1]",
+        "tag_noun": "[2]",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -293,17 +340,27 @@ def egomcq_data(tmp_path_factory):
         os.makedirs(root / "videos" / "e", exist_ok=True)
         write_video(str(root / "videos" / "e" / f"{k}.mp4"), frames[k * 2 * FPS : (k + 1) * 2 * FPS], FPS)
     questions = {
-        "0": {"query": egomcq_clip("a", 0.5, 1.5, "#C C opens a door"),
-              "choices": {str(i): egomcq_clip(uid, 0.5, 1.5, f"text {uid}") for i, uid in enumerate("abcde")},
-              "answer": 0, "types": 1},  # candidates from five videos: inter-video
-        "1": {"query": egomcq_clip("b", 1.0, 2.0, "#C C cuts a tomato"),
-              "choices": {str(i): egomcq_clip("b", 0.5 * i, 0.5 * i + 0.8, f"text b{i}") for i in range(5)},
-              "answer": 2, "types": 2},  # five clips of one video: intra-video
-        "2": {"query": egomcq_clip("e", 1.5, 2.5, "#C C washes a cup"),
-              "choices": {str(i): egomcq_clip(uid, -0.2 if uid == "c" else 1.5, 2.5, f"t{uid}")
-                          for i, uid in enumerate("ecdab")},
-              "answer": 0, "types": 1},
-    }  # fmt: skip
+        "0": {
+            "query": egomcq_clip("a", 0.5, 1.5, "#C C opens a door"),
+            "choices": {str(i): egomcq_clip(uid, 0.5, 1.5, f"text {uid}") for i, uid in enumerate("abcde")},
+            "answer": 0,
+            "types": 1,
+        },  # candidates from five videos: inter-video
+        "1": {
+            "query": egomcq_clip("b", 1.0, 2.0, "#C C cuts a tomato"),
+            "choices": {str(i): egomcq_clip("b", 0.5 * i, 0.5 * i + 0.8, f"text b{i}") for i in range(5)},
+            "answer": 2,
+            "types": 2,
+        },  # five clips of one video: intra-video
+        "2": {
+            "query": egomcq_clip("e", 1.5, 2.5, "#C C washes a cup"),
+            "choices": {
+                str(i): egomcq_clip(uid, -0.2 if uid == "c" else 1.5, 2.5, f"t{uid}") for i, uid in enumerate("ecdab")
+            },
+            "answer": 0,
+            "types": 1,
+        },
+    }
     path = root / "egomcq.json"
     path.write_text(json.dumps(questions))
     return root, path, questions
@@ -335,8 +392,13 @@ def test_eval_script_in_a_fresh_process_loads_a_saved_folder(model_dir, egomcq_d
     package must still load the folder without prompting for trust_remote_code (stdin is closed here)."""
     root, path, _ = egomcq_data
     argv = common_args(model_dir, root / "videos", tmp_path, egomcq_json=path, chunk_seconds=2)
-    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "examples", "eval_egomcq.py"), *argv],
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "examples", "eval_egomcq.py"), *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out.json").read_text())["metrics"]["num_inter_video"] == 2
 
@@ -435,8 +497,10 @@ def test_egomcq_missing_video(model_dir, egomcq_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.mp4") as error:
         cli_runs.eval_egomcq(argv)
     # The auto layout looked for a full video and, failing that, a chunk folder: the message says both.
-    assert str(error.value).startswith("EgoMCQ videos (<video_uid>.mp4, or chunks <video_uid>/<k>.mp4 where that "
-                                       f"folder exists) missing under {root / 'videos'} (first 1):")
+    assert str(error.value).startswith(
+        "EgoMCQ videos (<video_uid>.mp4, or chunks <video_uid>/<k>.mp4 where that "
+        f"folder exists) missing under {root / 'videos'} (first 1):"
+    )
 
 
 def test_model_folder_without_config_is_named(tmp_path):
@@ -458,15 +522,45 @@ def test_egomcq_unreadable_file_is_named(tmp_path):
 # Charades-Ego
 # ---------------------------------------------------------------------------------------------------------------------
 
-CHARADES_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
-                    "descriptions", "actions", "length"]  # fmt: skip
-CLASSES = ["c000 Holding some clothes", "c001 Putting clothes somewhere", "c002 Taking some clothes from somewhere",
-           "c003 Throwing clothes somewhere", "c004 Tidying some clothes, folding them"]  # fmt: skip
+CHARADES_COLUMNS = [
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+]
+CLASSES = [
+    "c000 Holding some clothes",
+    "c001 Putting clothes somewhere",
+    "c002 Taking some clothes from somewhere",
+    "c003 Throwing clothes somewhere",
+    "c004 Tidying some clothes, folding them",
+]
 
 
 def write_charades(folder, actions):
-    rows = [[video_id, "S1", "Kitchen", "6", "7", "Yes", "A person ...", "clothes;door", "A person holds clothes.",
-             action, "3.00"] for video_id, action in actions]  # fmt: skip
+    rows = [
+        [
+            video_id,
+            "S1",
+            "Kitchen",
+            "6",
+            "7",
+            "Yes",
+            "A person ...",
+            "clothes;door",
+            "A person holds clothes.",
+            action,
+            "3.00",
+        ]
+        for video_id, action in actions
+    ]
     pd.DataFrame(rows, columns=CHARADES_COLUMNS).to_csv(folder / "CharadesEgo_v1_test_only1st.csv", index=False)
     (folder / "Charades_v1_classes.txt").write_text("\n".join(CLASSES) + "\n")
     return folder / "CharadesEgo_v1_test_only1st.csv", folder / "Charades_v1_classes.txt"
@@ -475,8 +569,12 @@ def write_charades(folder, actions):
 @pytest.fixture(scope="module")
 def charades_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("charades")
-    actions = [("ABC1EGO", "c000 0.00 1.50;c004 1.00 2.90"), ("ABC2EGO", "c001 0.30 2.00"),
-               ("ABC3EGO", ""), ("ABC4EGO", "c002 0.00 3.00;c000 1.0 2.0")]  # fmt: skip
+    actions = [
+        ("ABC1EGO", "c000 0.00 1.50;c004 1.00 2.90"),
+        ("ABC2EGO", "c001 0.30 2.00"),
+        ("ABC3EGO", ""),
+        ("ABC4EGO", "c002 0.00 3.00;c000 1.0 2.0"),
+    ]
     for seed, (video_id, _) in enumerate(actions):
         if video_id != "ABC3EGO":  # unlabelled: excluded, so its video is never needed
             write_clip(root / "videos" / f"{video_id}.mp4", 3 * FPS, seed)
@@ -509,8 +607,10 @@ def test_charades_bad_input(model_dir, charades_data, tmp_path):
     with pytest.raises(ValueError, match=r"line 4 \(id 'ABC9EGO'\): unknown class id 'c157'") as error:
         CharadesEgoAnnotations.from_files(str(csv_path), str(classes_path))
     # The library names the files; only the scripts know the flags.
-    assert str(error.value) == (f"Charades-Ego CSV {csv_path}, line 4 (id 'ABC9EGO'): unknown class id 'c157' "
-                                f"(not in the classes file {classes_path})")
+    assert str(error.value) == (
+        f"Charades-Ego CSV {csv_path}, line 4 (id 'ABC9EGO'): unknown class id 'c157' "
+        f"(not in the classes file {classes_path})"
+    )
     bad_classes = tmp_path / "classes.txt"
     bad_classes.write_text("c000 Holding some clothes\nc000 Again\n")
     twice = rf"^classes file {re.escape(str(bad_classes))}: class id 'c000' appears twice"

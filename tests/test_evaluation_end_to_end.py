@@ -22,8 +22,9 @@ from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.trainer import Eva02AtTrainer
 
 from . import cli_runs
-from .conftest import REPO_ROOT, tiny_mir_model
+from .conftest import tiny_mir_model
 from .video_helpers import make_frames, write_video
+
 
 FPS = 10
 TOLERANCE = 1e-6
@@ -44,8 +45,23 @@ def model_dir(model, mir_processor, tmp_path_factory):
 
 
 def script_args(model_dir, video_root, output, **flags):
-    argv = ["--model", model_dir, "--video-root", str(video_root), "--batch-size", "3", "--num-workers", "0",
-            "--device", "cpu", "--dtype", "float32", "--no-progress", "--output-json", str(output)]  # fmt: skip
+    argv = [
+        "--model",
+        model_dir,
+        "--video-root",
+        str(video_root),
+        "--batch-size",
+        "3",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-progress",
+        "--output-json",
+        str(output),
+    ]
     for key, value in flags.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return argv
@@ -145,11 +161,18 @@ def ek100_by_hand(model, processor, test_csv, sentence_csv, video_root):
     """Each clip against each clip's own narration (clips x clips), the sentence CSV's columns of it, and the CSVs."""
     clips = pd.read_csv(test_csv)
     sentences = pd.read_csv(sentence_csv)
-    videos = np.stack([
-        clip_embedding(model, processor, os.path.join(video_root, row.participant_id, f"{row.video_id}.MP4"),
-                       seconds(row.start_timestamp), seconds(row.stop_timestamp))
-        for row in clips.itertuples()
-    ])  # fmt: skip
+    videos = np.stack(
+        [
+            clip_embedding(
+                model,
+                processor,
+                os.path.join(video_root, row.participant_id, f"{row.video_id}.MP4"),
+                seconds(row.start_timestamp),
+                seconds(row.stop_timestamp),
+            )
+            for row in clips.itertuples()
+        ]
+    )
     texts = np.stack([text_embedding(model, processor, narration) for narration in clips["narration"]])
     row_of = {narration_id: row for row, narration_id in enumerate(clips["narration_id"])}
     columns = [row_of[narration_id] for narration_id in sentences["narration_id"]]
@@ -166,8 +189,9 @@ def graded_relevancy(clips, sentences, seed=0):
 
 @pytest.fixture(scope="module")
 def ek100_expected(model, mir_processor, demo):
-    every_narration, columns, clips, sentences = ek100_by_hand(model, mir_processor, demo.test_csv,
-                                                               demo.test_sentence_csv, demo.video_root)  # fmt: skip
+    every_narration, columns, clips, sentences = ek100_by_hand(
+        model, mir_processor, demo.test_csv, demo.test_sentence_csv, demo.video_root
+    )
     similarity = every_narration[:, columns]
     assert_no_near_ties(similarity, axis=1)
     assert_no_near_ties(similarity, axis=0)
@@ -182,8 +206,14 @@ def test_eval_ek100_mir_script_matches_the_computation_by_hand(model_dir, demo, 
     relevancy = graded_relevancy(clips, sentences)
     with open(tmp_path / "relevancy.pkl", "wb") as file:
         pickle.dump(relevancy, file)
-    argv = script_args(model_dir, demo.video_root, tmp_path / "out.json", test_csv=demo.test_csv,
-                       sentence_csv=demo.test_sentence_csv, relevancy=tmp_path / "relevancy.pkl")  # fmt: skip
+    argv = script_args(
+        model_dir,
+        demo.video_root,
+        tmp_path / "out.json",
+        test_csv=demo.test_csv,
+        sentence_csv=demo.test_sentence_csv,
+        relevancy=tmp_path / "relevancy.pkl",
+    )
     report = cli_runs.eval_ek100_mir(argv)
     expected = mir_metrics_by_hand(similarity, relevancy)
     assert_metrics_equal(report["metrics"], expected)
@@ -194,10 +224,22 @@ def test_eval_ek100_mir_script_matches_the_computation_by_hand(model_dir, demo, 
 def test_trainer_evaluate_matches_the_computation_by_hand(model, mir_processor, splits, ek100_expected, tmp_path):
     _, test = splits
     similarity, misaligned, _, _ = ek100_expected
-    args = Eva02AtTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=5, use_cpu=True,
-                                    report_to="none", dataloader_num_workers=0, disable_tqdm=True)  # fmt: skip
-    trainer = Eva02AtTrainer(model=model, args=args, eval_dataset=test, data_collator=VideoTextCollator(mir_processor),
-                             processing_class=mir_processor, relevancy=test.relevancy)  # fmt: skip
+    args = Eva02AtTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=5,
+        use_cpu=True,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = Eva02AtTrainer(
+        model=model,
+        args=args,
+        eval_dataset=test,
+        data_collator=VideoTextCollator(mir_processor),
+        processing_class=mir_processor,
+        relevancy=test.relevancy,
+    )
     reported = trainer.evaluate()
     # The relevancy is the dataset's, built from the CSVs (tests/test_relevancy.py checks it against the official
     # pickle); everything that turns embeddings into numbers is computed here.
@@ -236,17 +278,31 @@ def egomcq_data(tmp_path_factory):
         write_video(str(root / "videos" / "e" / f"{k}.mp4"), frames[k * 2 * FPS : (k + 1) * 2 * FPS], FPS)
     inter = [("abcde", 0.5, 1.5), ("cadeb", 1.0, 3.0), ("edcba", 2.2, 3.6)]  # candidates from five videos
     intra = [("b", [0.0, 0.6, 1.2, 2.0, 3.0]), ("d", [3.1, 2.5, 0.4, 1.6, 0.9]), ("a", [1.0, 0.1, 2.9, 2.2, 1.5])]
-    queries = ["#C C opens the door", "#C C cuts a tomato", "#C C washes a cup", "#C C picks up a knife",
-               "#C C stirs the pot", "#C C opens the door"]  # a repeated query text is encoded once
+    queries = [
+        "#C C opens the door",
+        "#C C cuts a tomato",
+        "#C C washes a cup",
+        "#C C picks up a knife",
+        "#C C stirs the pot",
+        "#C C opens the door",
+    ]  # a repeated query text is encoded once
     questions = {}
     for number, (uids, start, end) in enumerate(inter):
         choices = {str(i): egomcq_clip(uid, start, end) for i, uid in enumerate(uids)}
-        questions[str(number)] = {"query": egomcq_clip(uids[0], start, end, queries[number]), "choices": choices,
-                                  "answer": number + 1, "types": 1}  # fmt: skip
+        questions[str(number)] = {
+            "query": egomcq_clip(uids[0], start, end, queries[number]),
+            "choices": choices,
+            "answer": number + 1,
+            "types": 1,
+        }
     for number, (uid, starts) in enumerate(intra, start=len(inter)):
         choices = {str(i): egomcq_clip(uid, start, start + 0.8) for i, start in enumerate(starts)}
-        questions[str(number)] = {"query": egomcq_clip(uid, 0.0, 1.0, queries[number]), "choices": choices,
-                                  "answer": (2 * number) % 5, "types": 2}  # fmt: skip
+        questions[str(number)] = {
+            "query": egomcq_clip(uid, 0.0, 1.0, queries[number]),
+            "choices": choices,
+            "answer": (2 * number) % 5,
+            "types": 2,
+        }
     path = root / "egomcq.json"
     path.write_text(json.dumps(questions))
     return root / "videos", path
@@ -277,8 +333,11 @@ def egomcq_by_hand(model, processor, video_root, path, chunk_seconds=2):
 
 def egomcq_accuracy_by_hand(similarity, answers, types) -> dict:
     correct = np.argmax(similarity, axis=1) == answers
-    return {"inter_video_accuracy": float(np.mean(correct[types == 1])),
-            "intra_video_accuracy": float(np.mean(correct[types == 2])), "accuracy": float(np.mean(correct))}
+    return {
+        "inter_video_accuracy": float(np.mean(correct[types == 1])),
+        "intra_video_accuracy": float(np.mean(correct[types == 2])),
+        "accuracy": float(np.mean(correct)),
+    }
 
 
 def test_eval_egomcq_script_matches_the_computation_by_hand(model, model_dir, mir_processor, egomcq_data, tmp_path):
@@ -300,14 +359,35 @@ def test_eval_egomcq_script_matches_the_computation_by_hand(model, model_dir, mi
 # Charades-Ego
 # ---------------------------------------------------------------------------------------------------------------------
 
-CHARADES_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
-                    "descriptions", "actions", "length"]  # fmt: skip
-CLASSES = {"c000": "Holding some clothes", "c001": "Putting clothes somewhere", "c002": "Opening a door",
-           "c003": "Throwing a towel somewhere", "c004": "Tidying some clothes, folding them"}  # fmt: skip
+CHARADES_COLUMNS = [
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+]
+CLASSES = {
+    "c000": "Holding some clothes",
+    "c001": "Putting clothes somewhere",
+    "c002": "Opening a door",
+    "c003": "Throwing a towel somewhere",
+    "c004": "Tidying some clothes, folding them",
+}
 # Labelled videos (one with no action: excluded by the metric, and never read), several positives per class.
-CHARADES_ACTIONS = {"V1EGO": "c000 0.00 1.50;c004 1.00 2.90", "V2EGO": "c001 0.30 2.00;c000 0.1 0.9",
-                    "V3EGO": "", "V4EGO": "c002 0.00 3.00;c000 1.0 2.0", "V5EGO": "c003 0.5 1.0;c001 1.0 2.0",
-                    "V6EGO": "c004 0.0 1.0;c002 0.2 0.4;c003 1.0 3.0"}  # fmt: skip
+CHARADES_ACTIONS = {
+    "V1EGO": "c000 0.00 1.50;c004 1.00 2.90",
+    "V2EGO": "c001 0.30 2.00;c000 0.1 0.9",
+    "V3EGO": "",
+    "V4EGO": "c002 0.00 3.00;c000 1.0 2.0",
+    "V5EGO": "c003 0.5 1.0;c001 1.0 2.0",
+    "V6EGO": "c004 0.0 1.0;c002 0.2 0.4;c003 1.0 3.0",
+}
 TEMPLATES = ["{}", "#C C {}"]
 
 
@@ -317,8 +397,10 @@ def charades_data(tmp_path_factory):
     for seed, (video_id, actions) in enumerate(CHARADES_ACTIONS.items()):
         if actions:
             write_clip(root / "videos" / f"{video_id}.mp4", 3 * FPS, seed + 10)
-    rows = [[video_id, "S1", "Kitchen", "6", "7", "Yes", "A person ...", "clothes", "A person.", actions, "3.00"]
-            for video_id, actions in CHARADES_ACTIONS.items()]  # fmt: skip
+    rows = [
+        [video_id, "S1", "Kitchen", "6", "7", "Yes", "A person ...", "clothes", "A person.", actions, "3.00"]
+        for video_id, actions in CHARADES_ACTIONS.items()
+    ]
     pd.DataFrame(rows, columns=CHARADES_COLUMNS).to_csv(root / "test.csv", index=False)
     (root / "classes.txt").write_text("".join(f"{cid} {name}\n" for cid, name in CLASSES.items()))
     return root
@@ -327,14 +409,19 @@ def charades_data(tmp_path_factory):
 def charades_by_hand(model, processor, video_root):
     """(scores videos x classes, 0/1 labels) of the labelled videos, each whole video against the template mean."""
     labelled = {video_id: actions for video_id, actions in CHARADES_ACTIONS.items() if actions}
-    videos = np.stack([clip_embedding(model, processor, os.path.join(video_root, f"{video_id}.mp4"))
-                       for video_id in labelled])  # fmt: skip
+    videos = np.stack(
+        [clip_embedding(model, processor, os.path.join(video_root, f"{video_id}.mp4")) for video_id in labelled]
+    )
     classes = []
     for name in CLASSES.values():
         mean = np.mean([text_embedding(model, processor, template.format(name)) for template in TEMPLATES], axis=0)
         classes.append(mean / np.linalg.norm(mean))
-    labels = np.array([[int(any(action.split()[0] == cid for action in actions.split(";"))) for cid in CLASSES]
-                       for actions in labelled.values()])  # fmt: skip
+    labels = np.array(
+        [
+            [int(any(action.split()[0] == cid for action in actions.split(";"))) for cid in CLASSES]
+            for actions in labelled.values()
+        ]
+    )
     return videos @ np.stack(classes).T, labels
 
 
@@ -350,12 +437,18 @@ def charades_map_by_hand(scores, labels) -> dict:
     return {"mAP": float(np.mean(aps))}
 
 
-def test_eval_charades_ego_script_matches_the_computation_by_hand(model, model_dir, mir_processor, charades_data,
-                                                                  tmp_path):  # fmt: skip
+def test_eval_charades_ego_script_matches_the_computation_by_hand(
+    model, model_dir, mir_processor, charades_data, tmp_path
+):
     scores, labels = charades_by_hand(model, mir_processor, charades_data / "videos")
     assert_no_near_ties(scores, axis=0)
-    argv = script_args(model_dir, charades_data / "videos", tmp_path / "out.json", csv=charades_data / "test.csv",
-                       classes=charades_data / "classes.txt")  # fmt: skip
+    argv = script_args(
+        model_dir,
+        charades_data / "videos",
+        tmp_path / "out.json",
+        csv=charades_data / "test.csv",
+        classes=charades_data / "classes.txt",
+    )
     report = cli_runs.eval_charades_ego(argv + ["--templates", *TEMPLATES])
     expected = charades_map_by_hand(scores, labels)
     assert_metrics_equal(report["metrics"], expected)

@@ -44,7 +44,9 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_
 
 
 def test_write_json_writes_non_finite_numbers_as_null(tmp_path):
-    write_json(str(tmp_path / "m.json"), {"map": float("nan"), "rows": [1.0, float("inf")], "nested": {"x": -float("inf")}})
+    write_json(
+        str(tmp_path / "m.json"), {"map": float("nan"), "rows": [1.0, float("inf")], "nested": {"x": -float("inf")}}
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == {"map": None, "rows": [1.0, None], "nested": {"x": None}}
 
 

@@ -38,12 +38,21 @@ from .conftest import REPO_ROOT, tiny_mir_model
 from .video_helpers import make_frames, write_numbered_video
 
 
-
 REPO_ID = "someone/eva02at-tiny"
 LABELS = ["cut onion", "wash pan", "open fridge"]
 TEMPLATE = "a video of {}."
-REPO_FILES = sorted(["README.md", "config.json", "handler.py", "model.safetensors", "processor_config.json",
-                     "tokenizer.json", "tokenizer_config.json", *REMOTE_CODE_FILES])  # fmt: skip
+REPO_FILES = sorted(
+    [
+        "README.md",
+        "config.json",
+        "handler.py",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        *REMOTE_CODE_FILES,
+    ]
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -144,11 +153,14 @@ def test_pipeline_clip_range_in_seconds_and_ek100_timestamps(pipe, model, mir_pr
 
 
 def test_pipeline_batch_encodes_the_captions_once(pipe, videos):
-    singles = [pipe(path, candidate_labels=LABELS, start=start) for path, start in
-               ((videos["clip"], 0), (videos["other"], "00:00:01.00"), (videos["clip"], 2))]  # fmt: skip
+    singles = [
+        pipe(path, candidate_labels=LABELS, start=start)
+        for path, start in ((videos["clip"], 0), (videos["other"], "00:00:01.00"), (videos["clip"], 2))
+    ]
     with mock.patch.object(pipe.model, "get_text_features", wraps=pipe.model.get_text_features) as text_tower:
-        batch = pipe([videos["clip"], videos["other"], videos["clip"]], candidate_labels=LABELS,
-                     start=[0, "00:00:01.00", 2])  # fmt: skip
+        batch = pipe(
+            [videos["clip"], videos["other"], videos["clip"]], candidate_labels=LABELS, start=[0, "00:00:01.00", 2]
+        )
     assert text_tower.call_count == 1
     assert len(batch) == 3
     for result, single in zip(batch, singles):
@@ -202,26 +214,40 @@ def test_dry_run_folder_holds_exactly_the_repo_files(repo_dir):
     assert check_repo_folder(repo_dir) == []
     with open(os.path.join(repo_dir, "config.json")) as file:
         config = json.load(file)
-    assert config["auto_map"] == {"AutoConfig": "configuration_eva02at.Eva02AtConfig",
-                                  "AutoModel": "modeling_eva02at.Eva02AtModel"}  # fmt: skip
-    assert config["custom_pipelines"] == {"zero-shot-video-classification": {
-        "impl": "pipeline_eva02at.ZeroShotVideoClassificationPipeline", "pt": ["AutoModel"], "tf": [],
-        "type": "multimodal"}}  # fmt: skip
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_eva02at.Eva02AtConfig",
+        "AutoModel": "modeling_eva02at.Eva02AtModel",
+    }
+    assert config["custom_pipelines"] == {
+        "zero-shot-video-classification": {
+            "impl": "pipeline_eva02at.ZeroShotVideoClassificationPipeline",
+            "pt": ["AutoModel"],
+            "tf": [],
+            "type": "multimodal",
+        }
+    }
     with open(os.path.join(REPO_ROOT, "modeling_eva02at", "hub", "handler.py")) as source:
         with open(os.path.join(repo_dir, "handler.py")) as copy:
             assert copy.read() == source.read()
 
 
-def test_the_pushed_repo_and_its_download_are_the_model_they_were_assembled_from(model_dir, repo_dir, tmp_path,
-                                                                                 monkeypatch):  # fmt: skip
+def test_the_pushed_repo_and_its_download_are_the_model_they_were_assembled_from(
+    model_dir, repo_dir, tmp_path, monkeypatch
+):
     """A search index or feature cache made with the training folder serves the Hub repo pushed from it and the
     repo's download (a Space loads the Hub id): assembly adds `custom_pipelines` and fills the sub-configs' dtype,
     which say how to load the model, not what it computes."""
     identity = fingerprint_identity(model_fingerprint(model_dir))
-    assert set(identity["model"]["files"]) == {"config.json", "model.safetensors", "processor_config.json",
-                                               "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
-    assert json.load(open(os.path.join(repo_dir, "config.json"))) != json.load(open(os.path.join(model_dir,
-                                                                                                 "config.json")))
+    assert set(identity["model"]["files"]) == {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    }
+    assert json.load(open(os.path.join(repo_dir, "config.json"))) != json.load(
+        open(os.path.join(model_dir, "config.json"))
+    )
     assert fingerprint_identity(model_fingerprint(repo_dir)) == identity
 
     cache = tmp_path / "hub"  # the Hub cache's layout after downloading REPO_ID
@@ -326,15 +352,21 @@ def fresh_process(repo_dir, videos, tmp_path_factory):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
     # `python -c` puts the working directory (the clone) first on sys.path, and nothing else of this checkout.
-    result = subprocess.run([sys.executable, "-c", script, str(clone), "clip.mp4", "other.mp4", json.dumps(LABELS)],
-                            cwd=clone, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(clone), "clip.mp4", "other.mp4", json.dumps(LABELS)],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return {"stdout": result.stdout, "script": script, "clone": str(clone)}
 
 
 def test_repo_loads_in_a_fresh_process_and_matches_the_package(fresh_process, repo_dir, videos):
     line = next(line for line in fresh_process["stdout"].splitlines() if line.startswith("RESULT "))
-    output = json.loads(line[len("RESULT "):])
+    output = json.loads(line[len("RESULT ") :])
     assert output["package_imported"] == []
     assert output["model_class"].startswith("transformers_modules.")
     assert output["pipeline_class"].endswith("pipeline_eva02at.ZeroShotVideoClassificationPipeline")
@@ -343,8 +375,9 @@ def test_repo_loads_in_a_fresh_process_and_matches_the_package(fresh_process, re
     model = Eva02AtModel.from_pretrained(repo_dir).eval()
     processor = Eva02AtProcessor.from_pretrained(repo_dir)
     with torch.no_grad():
-        video = F.normalize(model.get_video_features(**processor(videos=[videos["clip"], videos["other"]]))
-                            .pooler_output, dim=-1)  # fmt: skip
+        video = F.normalize(
+            model.get_video_features(**processor(videos=[videos["clip"], videos["other"]])).pooler_output, dim=-1
+        )
         text = F.normalize(model.get_text_features(**processor(text=LABELS)).pooler_output, dim=-1)
     np.testing.assert_allclose(output["video_embeds"], video.numpy(), atol=1e-5)
     np.testing.assert_allclose(output["text_embeds"], text.numpy(), atol=1e-5)
@@ -380,15 +413,19 @@ def handler(repo_dir):
         ({"inputs": "not base64!"}, "not base64"),
         ({"inputs": b"", "parameters": {"candidate_labels": LABELS}}, '"inputs" is empty'),
         ({"inputs": b"\x00" * 64}, 'needs a non-empty "candidate_labels"'),
-        ({"inputs": b"\x00" * 64, "parameters": {"candidate_labels": LABELS, "top_k": 2}},
-         r"unknown \"parameters\" \['top_k'\]"),
-        ({"inputs": b"\x00" * 64, "parameters": {"candidate_labels": LABELS}},
-         r"cannot classify the video: cannot open videos\[0\] \(64 bytes\)"),
+        (
+            {"inputs": b"\x00" * 64, "parameters": {"candidate_labels": LABELS, "top_k": 2}},
+            r"unknown \"parameters\" \['top_k'\]",
+        ),
+        (
+            {"inputs": b"\x00" * 64, "parameters": {"candidate_labels": LABELS}},
+            r"cannot classify the video: cannot open videos\[0\] \(64 bytes\)",
+        ),
         ({"inputs": {"texts": []}}, '"texts" must be a non-empty list'),
         ({"inputs": {"captions": ["a"]}}, 'takes exactly one key, "texts"'),
         ({"inputs": 3}, '"inputs" must be a video'),
     ],
-)  # fmt: skip
+)
 def test_handler_bad_requests(handler, request_data, message):
     with pytest.raises(ValueError, match=message) as error:
         handler(request_data)
@@ -404,12 +441,18 @@ def test_handler_bad_requests(handler, request_data, message):
 def hub_api():
     """HfApi's network methods, patched at class level; each records its calls."""
     commit = mock.Mock(commit_url=f"https://huggingface.co/{REPO_ID}/commit/0123")
-    with mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo, \
-            mock.patch.object(huggingface_hub.HfApi, "create_branch") as create_branch, \
-            mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit, \
-            mock.patch.object(huggingface_hub.HfApi, "upload_folder") as upload_folder:  # fmt: skip
-        yield mock.Mock(create_repo=create_repo, create_branch=create_branch, create_commit=create_commit,
-                        upload_folder=upload_folder)  # fmt: skip
+    with (
+        mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo,
+        mock.patch.object(huggingface_hub.HfApi, "create_branch") as create_branch,
+        mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit,
+        mock.patch.object(huggingface_hub.HfApi, "upload_folder") as upload_folder,
+    ):
+        yield mock.Mock(
+            create_repo=create_repo,
+            create_branch=create_branch,
+            create_commit=create_commit,
+            upload_folder=upload_folder,
+        )
 
 
 def assert_no_network(api):
@@ -425,8 +468,23 @@ def uploaded(api) -> list[str]:
 
 def test_cli_push_uploads_the_repo_files_in_one_commit(model_dir, hub_api, tmp_path, capsys):
     folder = str(tmp_path / "repo")
-    cli_runs.push_to_hub(["--model", model_dir, "--repo-id", REPO_ID, "--output", folder, "--token", "hf_test",
-                          "--private", "--revision", "v1", "--commit-message", "Tiny EVA02-AT"])  # fmt: skip
+    cli_runs.push_to_hub(
+        [
+            "--model",
+            model_dir,
+            "--repo-id",
+            REPO_ID,
+            "--output",
+            folder,
+            "--token",
+            "hf_test",
+            "--private",
+            "--revision",
+            "v1",
+            "--commit-message",
+            "Tiny EVA02-AT",
+        ]
+    )
     assert uploaded(hub_api) == REPO_FILES
     call = hub_api.create_commit.call_args
     assert call.args == (REPO_ID,)
@@ -441,13 +499,16 @@ def test_push_default_commit_message_and_no_branch(repo_dir, hub_api):
     push_to_hub(repo_dir, REPO_ID, token="hf_test")
     assert uploaded(hub_api) == REPO_FILES
     assert hub_api.create_commit.call_args.kwargs["commit_message"] == (
-        "Upload EVA02-AT model, processor, pipeline, handler and model card")
+        "Upload EVA02-AT model, processor, pipeline, handler and model card"
+    )
     assert hub_api.create_commit.call_args.kwargs["revision"] is None
     hub_api.create_branch.assert_not_called()
 
 
-@pytest.mark.parametrize("remove", ["handler.py", "pipeline_eva02at.py", "model.safetensors", "README.md",
-                                    "tokenizer.json", "processor_config.json"])  # fmt: skip
+@pytest.mark.parametrize(
+    "remove",
+    ["handler.py", "pipeline_eva02at.py", "model.safetensors", "README.md", "tokenizer.json", "processor_config.json"],
+)
 def test_push_refuses_a_folder_missing_a_file(repo_dir, hub_api, tmp_path, remove):
     folder = tmp_path / "repo"
     shutil.copytree(repo_dir, folder)
@@ -511,8 +572,14 @@ def write_eval_json(path, task: str, metrics: dict) -> str:
     return str(path)
 
 
-EK100_METRICS = {"vis2txt_mAP": 0.301, "txt2vis_mAP": 0.252, "avg_mAP": 0.2765, "vis2txt_nDCG": 0.31,
-                 "txt2vis_nDCG": 0.29, "avg_nDCG": 0.30}  # fmt: skip
+EK100_METRICS = {
+    "vis2txt_mAP": 0.301,
+    "txt2vis_mAP": 0.252,
+    "avg_mAP": 0.2765,
+    "vis2txt_nDCG": 0.31,
+    "txt2vis_nDCG": 0.29,
+    "avg_nDCG": 0.30,
+}
 
 
 def test_card_metadata_and_model_index(tmp_path):
@@ -531,8 +598,11 @@ def test_card_metadata_and_model_index(tmp_path):
     (tmp_path / "README.md").write_text(text)
     name, results = model_index_to_eval_results(metadata_load(tmp_path / "README.md")["model-index"])
     assert name == "eva02at-b16" and all(isinstance(result, EvalResult) for result in results)
-    paper = {(r.dataset_name, r.dataset_config, r.metric_name): r for r in results
-             if r.source_url == "https://arxiv.org/abs/2506.14356"}  # fmt: skip
+    paper = {
+        (r.dataset_name, r.dataset_config, r.metric_name): r
+        for r in results
+        if r.source_url == "https://arxiv.org/abs/2506.14356"
+    }
     assert paper[("EPIC-Kitchens-100 MIR", "zero-shot", "avg mAP")].metric_value == 34.3
     assert paper[("EPIC-Kitchens-100 MIR", "fine-tuned", "avg nDCG")].metric_value == 70.8
     assert paper[("Charades-Ego", "fine-tuned", "mAP")].metric_value == 38.0
@@ -570,5 +640,6 @@ def test_card_snippets_run_against_the_repo_folder(fresh_process, repo_dir):
     assert REPO_ID not in fresh_process["script"]
     output = fresh_process["stdout"]
     assert [line for line in output.splitlines() if line.startswith("--- snippet")] == [
-        f"--- snippet {index}" for index in range(4)]
+        f"--- snippet {index}" for index in range(4)
+    ]
     assert "cut onion" in output and "other.mp4" in output

@@ -1,16 +1,15 @@
 """modeling_eva02at.data.layouts: which files and times a clip of each video layout is read from, and the one loader
 that reads it (frame numbers stamped into the pixels say exactly which frames were read)."""
 
-import os
-
 import numpy as np
 import pytest
 
 from modeling_eva02at import Eva02AtVideoProcessor
 from modeling_eva02at.data.layouts import chunk_paths, egovlp_chunk_spans, load_clip, split_frames
-from modeling_eva02at.video_processing_eva02at import sample_frame_indices
+from modeling_eva02at.video_reading_eva02at import sample_frame_indices
 
 from . import video_helpers as sv
+
 
 BACKENDS = ["decord", "pyav"]
 

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from modeling_eva02at.training.arguments import LOSS_NAMES
-from modeling_eva02at.training.batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy, quantize_relevancy
+from modeling_eva02at.training.batch_relevancy import BatchRelevancy, quantize_relevancy
 from modeling_eva02at.training.losses import (
+    LOSSES,
     SMS_EDGE_CODE,
     SMS_EDGE_PAPER,
-    LOSSES,
     adaptive_max_margin_loss,
     egonce_loss,
     get_loss,
@@ -509,7 +509,9 @@ def _uniform_inputs(n):
     rng = np.random.default_rng(3)
     R = 0.5 * (rng.random((10, 10)) < 0.5) + 0.5 * rng.integers(0, 3, (10, 10)) / 2
     rel = BatchRelevancy.from_matrix(R, rng.integers(0, 10, n), rng.integers(0, 10, n))
-    return dict(batch_relevancy=rel, verb_multi_hot=one_hot([0, 0, 1, 2, 3, 4]), noun_multi_hot=one_hot([1, 1, 2, 2, 3, 3]))
+    return dict(
+        batch_relevancy=rel, verb_multi_hot=one_hot([0, 0, 1, 2, 3, 4]), noun_multi_hot=one_hot([1, 1, 2, 2, 3, 3])
+    )
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -621,8 +623,12 @@ def test_nan_sim_rejected():
 def test_margin_losses_need_two_pairs():
     sim = torch.ones(1, 1, dtype=torch.float64)
     one = torch.ones(1, dtype=torch.float64)
-    for call in (lambda: max_margin_loss(sim), lambda: adaptive_max_margin_loss(sim, one),
-                 lambda: sms_loss(sim, one[:, None], one), lambda: sms_hard_loss(sim, one[:, None])):
+    for call in (
+        lambda: max_margin_loss(sim),
+        lambda: adaptive_max_margin_loss(sim, one),
+        lambda: sms_loss(sim, one[:, None], one),
+        lambda: sms_hard_loss(sim, one[:, None]),
+    ):
         with pytest.raises(ValueError, match=r"at least 2.*\(1, 1\)"):
             call()
     assert infonce_loss(sim, 20.0).item() == 0.0  # a single pair is a (trivial) valid InfoNCE batch

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from modeling_eva02at.evaluation import metrics as metrics_module
 from modeling_eva02at.evaluation.metrics import (
     EGOMCQ_INTER_VIDEO,
@@ -18,7 +19,7 @@ from modeling_eva02at.evaluation.metrics import (
     ek100_mir_metrics,
     metric_path,
 )
-from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
+
 
 MIR_KEYS = ("vis2txt_mAP", "txt2vis_mAP", "avg_mAP", "vis2txt_nDCG", "txt2vis_nDCG", "avg_nDCG")
 
@@ -266,8 +267,9 @@ def test_egomcq_type_constants_follow_the_file_format():
     assert (EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO) == (1, 2)
 
 
-@pytest.mark.parametrize("only, present, absent", [(1, "inter_video", "intra_video"),
-                                                   (2, "intra_video", "inter_video")])
+@pytest.mark.parametrize(
+    "only, present, absent", [(1, "inter_video", "intra_video"), (2, "intra_video", "inter_video")]
+)
 def test_egomcq_single_type_gives_nan_for_the_other(only, present, absent):
     # A set with one type: the value decides the name, not its position among the values present.
     result = egomcq_accuracy(np.eye(5)[:3], np.array([0, 1, 0]), np.full(3, only))

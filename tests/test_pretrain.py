@@ -24,6 +24,7 @@ from modeling_eva02at.data.egoclip import (
 from modeling_eva02at.data.rows import BadClipError
 from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG
 
+
 # Short chunks so that demo clips straddle chunk boundaries in every chunked layout.
 CHUNKS = {"egovlp": 6, "lavila": 3, "avion": 15}
 
@@ -32,8 +33,9 @@ CHUNKS = {"egovlp": 6, "lavila": 3, "avion": 15}
 def ego(tmp_path_factory):
     from modeling_eva02at.demo.egoclip import make_egoclip_demo
 
-    return make_egoclip_demo(tmp_path_factory.mktemp("egoclip"), num_train=32, num_test=40, chunk_seconds=CHUNKS,
-                             num_egomcq=12)  # fmt: skip
+    return make_egoclip_demo(
+        tmp_path_factory.mktemp("egoclip"), num_train=32, num_test=40, chunk_seconds=CHUNKS, num_egomcq=12
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +86,17 @@ def test_pickled_clip_lists_are_read_restricted_and_narrations_sampled_per_epoch
 
 
 def test_bad_rows_raise_naming_them_or_are_skipped_and_counted(tmp_path, caplog):
-    path = write_tsv(tmp_path / "egoclip.csv", [
-        "0\tuid-a\t100.0\t1.0\t2.0\t\"#C C opens a door\"\t[1]\t\"[2, 3]\"",
-        "1\tuid-a\t100.0\t5.0\t5.0\t\"#C C clip_end equals clip_start\"\t[1]\t[2]",
-        "2\tuid-a\t100.0\t3.0\t4.0\t\"\"\t[1]\t[2]",
-        "3\tuid-a\t100.0\t3.0",
-        "4\tuid-a\t10.0\t30.0\t40.0\t\"#C C past the end of the video\"\t[1]\t[2]",
-        "5\tuid-b\t100.0\tnan\t4.0\t\"#C C no start\"\t[1]\t[2]",
-    ])  # fmt: skip
+    path = write_tsv(
+        tmp_path / "egoclip.csv",
+        [
+            '0\tuid-a\t100.0\t1.0\t2.0\t"#C C opens a door"\t[1]\t"[2, 3]"',
+            '1\tuid-a\t100.0\t5.0\t5.0\t"#C C clip_end equals clip_start"\t[1]\t[2]',
+            '2\tuid-a\t100.0\t3.0\t4.0\t""\t[1]\t[2]',
+            "3\tuid-a\t100.0\t3.0",
+            '4\tuid-a\t10.0\t30.0\t40.0\t"#C C past the end of the video"\t[1]\t[2]',
+            '5\tuid-b\t100.0\tnan\t4.0\t"#C C no start"\t[1]\t[2]',
+        ],
+    )
     with pytest.raises(ValueError, match=r"missing or extra columns \(first: '3\\tuid-a") as error:
         read_egoclip_tsv(path)
     assert "on_bad_row='skip'" in str(error.value)
@@ -100,8 +105,12 @@ def test_bad_rows_raise_naming_them_or_are_skipped_and_counted(tmp_path, caplog)
     assert metadata.table["row"].to_pylist() == [0]
     assert sum(metadata.skipped.values()) == 5
     log = caplog.text
-    for expected in ("clip_end <= clip_start (first: 1)", "an empty caption (first: 2)", "video is shorter than the "
-                     "clip) (first: 4)", "non-finite clip_start / clip_end (first: 5)"):  # fmt: skip
+    for expected in (
+        "clip_end <= clip_start (first: 1)",
+        "an empty caption (first: 2)",
+        "video is shorter than the clip) (first: 4)",
+        "non-finite clip_start / clip_end (first: 5)",
+    ):
         assert expected in log
     missing = write_tsv(tmp_path / "no_text.csv", ["0\tuid\t1.0\t0.0\t1.0\tx\t[1]\t[2]"])
     missing.write_text(missing.read_text().replace("clip_text", "caption"))
@@ -153,20 +162,65 @@ def test_missing_chunk_raises_naming_the_row_or_is_skipped(ego, processor4, tmp_
 def test_two_process_pretraining_lowers_the_loss_and_reports_zero_shot(ego, tmp_path):
     """A few InfoNCE steps of examples/pretrain_egoclip.py on 2 CPU processes (gloo, DDP, global negatives)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    accelerate = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     flags = [
-        "--metadata", ego.egoclip_tsv, "--video-root", ego.video_roots["avion"], "--video-layout", "avion",
-        "--model", TINY_MIR_CONFIG, "--init", "random", "--ek100-csv", ego.ek100.test_csv,
-        "--ek100-sentence-csv", ego.ek100.test_sentence_csv, "--ek100-video-root", ego.ek100.video_root,
-        "--egomcq-json", ego.egomcq_json, "--egomcq-video-root", ego.egomcq_video_root,
-        "--output-dir", str(tmp_path / "run"), "--use-cpu", "--per-device-train-batch-size", "8", "--max-steps", "12",
-        "--logging-steps", "3", "--learning-rate", "1e-3", "--report-to", "none", "--save-strategy", "no",
-        "--dataloader-num-workers", "0", "--seed", "0",
-    ]  # fmt: skip
+        "--metadata",
+        ego.egoclip_tsv,
+        "--video-root",
+        ego.video_roots["avion"],
+        "--video-layout",
+        "avion",
+        "--model",
+        TINY_MIR_CONFIG,
+        "--init",
+        "random",
+        "--ek100-csv",
+        ego.ek100.test_csv,
+        "--ek100-sentence-csv",
+        ego.ek100.test_sentence_csv,
+        "--ek100-video-root",
+        ego.ek100.video_root,
+        "--egomcq-json",
+        ego.egomcq_json,
+        "--egomcq-video-root",
+        ego.egomcq_video_root,
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--use-cpu",
+        "--per-device-train-batch-size",
+        "8",
+        "--max-steps",
+        "12",
+        "--logging-steps",
+        "3",
+        "--learning-rate",
+        "1e-3",
+        "--report-to",
+        "none",
+        "--save-strategy",
+        "no",
+        "--dataloader-num-workers",
+        "0",
+        "--seed",
+        "0",
+    ]
     script = os.path.join(REPO_ROOT, "examples", "pretrain_egoclip.py")
-    result = subprocess.run([*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [float(x) for x in re.search(r"Training loss every 3 steps: (.*)", result.stdout).group(1).split(", ")]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
@@ -214,6 +268,9 @@ def test_processes_that_would_each_train_alone_are_refused(tmp_path, monkeypatch
     Eva02AtTrainer(model=tiny_mir_model(), args=args)  # one process, no process group: fine
     launched = SimpleNamespace(is_available=lambda: True, is_initialized=lambda: True, get_world_size=lambda: 2)
     monkeypatch.setattr(trainer_module, "dist", launched)
-    with pytest.raises(RuntimeError, match=r"^2 processes were launched but the Trainer runs on 1 .*FSDP through "
-                                           r"accelerate needs GPUs .*--multi_gpu"):  # fmt: skip
+    with pytest.raises(
+        RuntimeError,
+        match=r"^2 processes were launched but the Trainer runs on 1 .*FSDP through "
+        r"accelerate needs GPUs .*--multi_gpu",
+    ):
         Eva02AtTrainer(model=tiny_mir_model(), args=args)

@@ -16,6 +16,7 @@ from modeling_eva02at.data.relevancy import (
     read_sentence_csv,
 )
 
+
 RETRIEVAL_HEADER = (
     "narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,start_frame,"
     "stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes"
@@ -25,7 +26,7 @@ RETRIEVAL_HEADER = (
 def retrieval_row(nid, verb_class, noun_classes, narration="do thing"):
     nouns = [f"n{c}" for c in noun_classes]
     return (
-        f'{nid},P01,P01_01,00:00:01.00,00:00:01.00,00:00:02.00,60,120,{narration},do,{verb_class},n,'
+        f"{nid},P01,P01_01,00:00:01.00,00:00:01.00,00:00:02.00,60,120,{narration},do,{verb_class},n,"
         f'{noun_classes[0] if noun_classes else 0},"{nouns}","{list(noun_classes)}"'
     )
 
@@ -82,8 +83,10 @@ def test_read_retrieval_csv_parses_literals_without_eval(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.csv"
     path.write_text(
-        RETRIEVAL_HEADER + "\n" + retrieval_row("A_0", 1, [2]).rsplit(",", 1)[0]
-        + f',"__import__(\'pathlib\').Path(\'{marker}\').touch()"\n'
+        RETRIEVAL_HEADER
+        + "\n"
+        + retrieval_row("A_0", 1, [2]).rsplit(",", 1)[0]
+        + f",\"__import__('pathlib').Path('{marker}').touch()\"\n"
     )
     with pytest.raises(ValueError, match="all_noun_classes.*A_0"):
         read_retrieval_csv(path)
@@ -98,7 +101,7 @@ def test_read_retrieval_csv_errors(tmp_path):
     path = write_retrieval(tmp_path / "dup.csv", [("A_0", 1, [2]), ("A_0", 1, [3])])
     with pytest.raises(ValueError, match="duplicate.*A_0"):
         read_retrieval_csv(path)
-    path.write_text(RETRIEVAL_HEADER + "\n" + retrieval_row("A_0", 1, [2]).rsplit(",", 1)[0] + ',"[\'x\']"\n')
+    path.write_text(RETRIEVAL_HEADER + "\n" + retrieval_row("A_0", 1, [2]).rsplit(",", 1)[0] + ",\"['x']\"\n")
     with pytest.raises(ValueError, match="list of int"):
         read_retrieval_csv(path)
 
@@ -136,8 +139,10 @@ def test_build_relevancy_matches_direct_formula(ek100):
     partial = np.argwhere((relevancy > 0) & (relevancy < 1))
     pairs += [tuple(p) for p in partial[rng.choice(len(partial), 300, replace=False)]]
     # The last 7 captions have texts shifted against their ids: they must take the classes of their own id.
-    pairs += [(int(clips.index[clips["narration_id"] == sentences["narration_id"].iloc[p]][0]), p)
-              for p in range(len(sentences) - 7, len(sentences))]
+    pairs += [
+        (int(clips.index[clips["narration_id"] == sentences["narration_id"].iloc[p]][0]), p)
+        for p in range(len(sentences) - 7, len(sentences))
+    ]
     for i, p in pairs:
         expected = direct_relevancy(clips.iloc[i], by_id.loc[sentences["narration_id"].iloc[p]])
         assert relevancy[i, p] == np.float32(expected), (i, p)

@@ -1,12 +1,13 @@
-"""Text-to-video search (modeling_eva02at.search, examples/index_videos.py and search_videos.py) and the app's logic (examples/app.py).
+"""Text-to-video search (modeling_eva02at.search, examples/index_videos.py and search_videos.py) and the app's logic
+(examples/app.py).
 
 The model is the tiny test model trained for a few seconds on four single-colour videos and their captions
 ("a red video", ...), so that each caption's embedding is nearest its colour's: the right clip must come first.
 """
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,21 +17,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_eva02at.utils.video_writer import write_video
+from modeling_eva02at.app.backend import AppBackend
 from modeling_eva02at.evaluation import encoding
-from modeling_eva02at.evaluation.fingerprint import model_fingerprint
 from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_for_inference
+from modeling_eva02at.evaluation.fingerprint import model_fingerprint
 from modeling_eva02at.search import build as index_module
 from modeling_eva02at.search.build import search_index, update_index
+from modeling_eva02at.search.preview import write_preview
 from modeling_eva02at.search.sources import Ek100Clips, VideoFolder, window_bounds
 from modeling_eva02at.search.store import IndexMismatchError, VideoIndex
-from modeling_eva02at.search.preview import write_preview
-from modeling_eva02at.app.backend import AppBackend
 from modeling_eva02at.utils import runtime
 from modeling_eva02at.utils.cli import UsageError
+from modeling_eva02at.utils.video_writer import write_video
+from tests.conftest import tiny_mir_model
 
 from . import cli_runs
-from tests.conftest import REPO_ROOT, tiny_mir_model
+
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 FPS = 10
@@ -291,8 +293,19 @@ def test_unreadable_videos_are_skipped_and_listed(tmp_path, colour_folder, loade
 def test_cli_lists_skipped_videos_at_the_end(tmp_path, colour_folder, colour_model, capsys):
     with open(os.path.join(colour_folder, "garbage.mp4"), "wb") as file:
         file.write(b"not a video" * 20)
-    cli_runs.index(["--model", colour_model, "--videos", colour_folder, "--index", str(tmp_path / "index"),
-                    "--num-workers", "0", "--no-progress"])  # fmt: skip
+    cli_runs.index(
+        [
+            "--model",
+            colour_model,
+            "--videos",
+            colour_folder,
+            "--index",
+            str(tmp_path / "index"),
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert "Encoded 4 new clips" in out and "holds 4 clips" in out
     assert out.rstrip().splitlines()[-2:][0] == "Skipped 1 unreadable videos (tried again on the next run):"
@@ -303,8 +316,9 @@ def test_cli_lists_skipped_videos_at_the_end(tmp_path, colour_folder, colour_mod
     assert [os.path.basename(hits[0]["path"]), hits[0]["rank"], len(hits)] == ["green.mp4", 1, 2]
 
 
-def test_cli_dtype_auto_extends_an_index_in_the_dtype_it_was_built_with(tmp_path, colour_folder, colour_model,
-                                                                        monkeypatch, capsys):  # fmt: skip
+def test_cli_dtype_auto_extends_an_index_in_the_dtype_it_was_built_with(
+    tmp_path, colour_folder, colour_model, monkeypatch, capsys
+):
     monkeypatch.setattr(runtime, "native_bf16", lambda device: None)  # a machine where auto means float32
     index = str(tmp_path / "index")
     flags = ["--model", colour_model, "--index", index, "--num-workers", "0", "--no-progress"]
@@ -341,14 +355,14 @@ def test_another_frame_count_or_model_is_refused(tmp_path, colour_folder, colour
     other_model, other_processor = load_model_for_inference(str(other_folder))
     other_id = model_fingerprint(str(other_folder))
     with pytest.raises(IndexMismatchError) as refused:
-        update_index(str(index_dir), VideoFolder(colour_folder), other_model, other_processor, SETTINGS,
-                     model_id=other_id)  # fmt: skip
+        update_index(
+            str(index_dir), VideoFolder(colour_folder), other_model, other_processor, SETTINGS, model_id=other_id
+        )
     message = str(refused.value)
     assert f"built with model {colour_model}, this run uses {other_folder}" in message
     assert "use a new --index folder" in message
     with pytest.raises(IndexMismatchError, match="this query"):
-        search_index(VideoIndex.load(str(index_dir)), other_model, other_processor, ["a red video"],
-                     model_id=other_id)  # fmt: skip
+        search_index(VideoIndex.load(str(index_dir)), other_model, other_processor, ["a red video"], model_id=other_id)
     assert (index_dir / "index.json").read_text() == manifest  # refused runs changed nothing
 
 
@@ -367,11 +381,14 @@ def test_cli_rejects_flag_combinations():
     for run, argv, message in [
         (cli_runs.index, ["--model", "m", "--index", "i", "--ek100-csv", "c.csv"], "--ek100-csv needs --video-root"),
         (cli_runs.index, ["--model", "m", "--index", "i", "--videos", "v", "--stride", "2"], "--stride needs --window"),
-        (cli_runs.index, ["--model", "m", "--index", "i", "--videos", "v", "--window", "-1"],
-         "--window must be a positive"),
+        (
+            cli_runs.index,
+            ["--model", "m", "--index", "i", "--videos", "v", "--window", "-1"],
+            "--window must be a positive",
+        ),
         (cli_runs.index, ["--model", "m", "--index", "i"], "give one source: --videos FOLDER or --ek100-csv"),
         (cli_runs.search, ["--index", "i", "--top-k", "0", "--query", "text"], "--top-k must be at least 1"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(UsageError, match=re.escape(message)):
             run(argv)
 
@@ -399,7 +416,10 @@ def test_ek100_csv_clips_are_indexed_with_their_narrations(tmp_path, demo, loade
     clip = VideoIndex.load(str(tmp_path / "index")).clips[0]
     row = rows.set_index("narration_id").loc[clip.label]
     assert (clip.caption, clip.start, clip.end) == (
-        row["narration"], timestamp_to_seconds(row["start_timestamp"]), timestamp_to_seconds(row["stop_timestamp"]))
+        row["narration"],
+        timestamp_to_seconds(row["start_timestamp"]),
+        timestamp_to_seconds(row["stop_timestamp"]),
+    )
 
 
 def test_preview_is_the_hit_window_as_a_playable_mp4(tmp_path, loaded):
@@ -415,8 +435,7 @@ def test_preview_is_the_hit_window_as_a_playable_mp4(tmp_path, loaded):
     assert np.abs(np.mean(frames, axis=(0, 1, 2)) - COLOURS["blue"]).max() < 20
 
 
-def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_path, colour_folder, colour_model,
-                                                                        loaded):  # fmt: skip
+def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_path, colour_folder, colour_model, loaded):
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     backend = AppBackend.load(colour_model, index_path=str(tmp_path / "index"))
     scores = backend.classify(colour_path(colour_folder, "yellow"), " red, yellow ,green,, blue", "a {} video")
@@ -450,8 +469,9 @@ def test_app_backend_refuses_an_index_of_another_model(tmp_path, colour_folder, 
         AppBackend.load(str(other), index_path=str(tmp_path / "index"))
 
 
-def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(tmp_path, colour_folder,
-                                                                                colour_model, loaded):  # fmt: skip
+def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(
+    tmp_path, colour_folder, colour_model, loaded
+):
     """The model is recognised by its files' content: a copy elsewhere (another machine, a Space) with new modification
     times is the same model; the same folder with one weight changed is not."""
     import shutil
@@ -509,8 +529,9 @@ except SystemExit as done:
 """
 
 
-def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_moving(tmp_path, colour_folder,
-                                                                                       colour_model, loaded):
+def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_moving(
+    tmp_path, colour_folder, colour_model, loaded
+):
     import shutil
 
     from huggingface_hub import metadata_load
@@ -519,10 +540,18 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
 
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     folder = tmp_path / "space"
-    files = assemble_space_folder(str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"),
-                                  examples=colour_folder, sdk_version="6.31.0")  # fmt: skip
-    assert {"README.md", "app.py", "requirements.txt", "modeling_eva02at/app/cli.py", "index/index.json",
-            "videos/more/green.mp4", "examples/00-blue.mp4"} <= set(files)  # fmt: skip
+    files = assemble_space_folder(
+        str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"), examples=colour_folder, sdk_version="6.31.0"
+    )
+    assert {
+        "README.md",
+        "app.py",
+        "requirements.txt",
+        "modeling_eva02at/app/cli.py",
+        "index/index.json",
+        "videos/more/green.mp4",
+        "examples/00-blue.mp4",
+    } <= set(files)
     assert not any("__pycache__" in name for name in files)
     card = metadata_load(folder / "README.md")
     assert (card["sdk"], card["sdk_version"], card["app_file"]) == ("gradio", "6.31.0", "app.py")
@@ -535,8 +564,9 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
     shutil.rmtree(colour_folder)  # and the original videos are not there
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     env.pop("EVA02AT_INDEX", None)
-    run = subprocess.run([sys.executable, "-c", RUN_SPACE], cwd=moved, env=env, capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_SPACE], cwd=moved, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["hit"] == str(moved / "videos" / "more" / "green.mp4") and result["preview_bytes"] > 0
@@ -556,8 +586,9 @@ def test_space_refuses_an_index_of_another_model_and_writes_nothing(tmp_path, co
     assert sorted(os.listdir(tmp_path)) == ["index", "other_model", "videos"]
 
 
-def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_network_call(tmp_path, colour_model,
-                                                                                         monkeypatch, capsys):
+def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_network_call(
+    tmp_path, colour_model, monkeypatch, capsys
+):
     from unittest import mock
 
     import huggingface_hub
@@ -565,13 +596,27 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
     from modeling_eva02at.app.space import push_space, space_files
 
     commit = mock.Mock(commit_url=f"https://huggingface.co/spaces/{SPACE_ID}/commit/0123")
-    with mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo, \
-            mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit:  # fmt: skip
+    with (
+        mock.patch.object(huggingface_hub.HfApi, "create_repo") as create_repo,
+        mock.patch.object(huggingface_hub.HfApi, "create_commit", return_value=commit) as create_commit,
+    ):
         folder = tmp_path / "space"
-        cli_runs.push_space(["--model", colour_model, "--space-id", SPACE_ID, "--output", str(folder), "--token",
-                             "hf_test", "--private"])  # fmt: skip
-        create_repo.assert_called_once_with(SPACE_ID, repo_type="space", space_sdk="gradio", private=True,
-                                            exist_ok=True)  # fmt: skip
+        cli_runs.push_space(
+            [
+                "--model",
+                colour_model,
+                "--space-id",
+                SPACE_ID,
+                "--output",
+                str(folder),
+                "--token",
+                "hf_test",
+                "--private",
+            ]
+        )
+        create_repo.assert_called_once_with(
+            SPACE_ID, repo_type="space", space_sdk="gradio", private=True, exist_ok=True
+        )
         create_commit.assert_called_once()
         operations = create_commit.call_args.kwargs["operations"]
         assert sorted(op.path_in_repo for op in operations) == space_files(str(folder))
@@ -587,6 +632,7 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
         with pytest.raises(PermissionError, match="no Hugging Face token"):
             cli_runs.push_space(["--model", colour_model, "--space-id", SPACE_ID])
         with pytest.raises(ValueError, match="invalid repo id 'not a space id'"):
-            cli_runs.push_space(["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output",
-                                 str(tmp_path / "x")])  # fmt: skip
+            cli_runs.push_space(
+                ["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output", str(tmp_path / "x")]
+            )
         create_repo.assert_not_called(), create_commit.assert_not_called()

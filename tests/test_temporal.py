@@ -13,20 +13,37 @@ import pytest
 import torch
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
-from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.demo.motion import DIRECTION_PAIRS, motion_verb_accuracy, verb_probe_captions
+from modeling_eva02at.demo.scene import DEMO_NOUNS, DEMO_VERBS
 from modeling_eva02at.modeling_eva02at import interpolate_temporal_embed, st_rope_angles
 
 
 def video_model(rope: bool, embedding: bool, frames: int = 4) -> Eva02AtModel:
     config = Eva02AtConfig(
         projection_dim=16,
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=16, patch_size=4, num_frames=frames, use_temporal_rope=rope,
-                           use_temporal_embedding=embedding),
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=64, max_position_embeddings=16, bos_token_id=62, eos_token_id=63, pad_token_id=0),
-    )  # fmt: skip
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
+            num_frames=frames,
+            use_temporal_rope=rope,
+            use_temporal_embedding=embedding,
+        ),
+        text_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=64,
+            max_position_embeddings=16,
+            bos_token_id=62,
+            eos_token_id=63,
+            pad_token_id=0,
+        ),
+    )
     torch.manual_seed(0)
     model = Eva02AtModel(config).eval()
     if embedding:  # the init is small (std 0.02); a trained embedding is not
@@ -65,8 +82,9 @@ def test_each_source_of_temporal_order_tells_a_clip_from_its_reversal(rope, embe
     assert difference > 1e-3, difference  # 100x the tolerance the set-over-frames model meets
 
 
-@pytest.mark.parametrize("head_dim, frames, row_range, column_max", [(24, 4, (0.065, 3.0), 0.03),
-                                                                      (64, 16, (0.2, 15.0), 0.15)])
+@pytest.mark.parametrize(
+    "head_dim, frames, row_range, column_max", [(24, 4, (0.065, 3.0), 0.03), (64, 16, (0.2, 15.0), 0.15)]
+)
 def test_time_shares_the_row_pairs_of_the_rope_not_the_column_pairs(head_dim, frames, row_range, column_max):
     """docs/demo.md's table: over a clip, the temporal angle is large in the pairs that carry the row and at most
     `column_max` in those that carry the column, read off the model's own angle table (last frame minus first, at
@@ -107,8 +125,9 @@ def test_resize_num_frames_equals_the_forward_time_interpolation(tmp_path):
     assert model.config.vision_config.num_frames == 16
     assert model.vision_model.embeddings.temporal_embed.shape == (16, 32)
     assert model.vision_model.embeddings.temporal_embed.requires_grad
-    torch.testing.assert_close(model.vision_model.embeddings.temporal_embed.detach(),
-                               interpolate_temporal_embed(before, 16), atol=0, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        model.vision_model.embeddings.temporal_embed.detach(), interpolate_temporal_embed(before, 16), atol=0, rtol=0
+    )
     torch.testing.assert_close(embeddings(model, clip), at_sixteen, atol=1e-6, rtol=0)
     model.save_pretrained(tmp_path)
     loaded = Eva02AtModel.from_pretrained(tmp_path).eval()
@@ -134,17 +153,19 @@ def test_motion_verb_accuracy_against_a_direct_count():
     but up over down, clip 3 (shrink) shrink."""
     num_verbs = len(DEMO_VERBS)
     verbs = np.array([0, 1, 2, 5])
-    wanted = np.array([
-        [0.5, 0.9, 0.0, 0.0, 0.0, 0.0],
-        [0.1, 0.8, 0.0, 0.0, 0.0, 0.0],
-        [0.0, 0.0, 0.6, 0.2, 0.7, 0.0],
-        [0.0, 0.0, 0.0, 0.0, 0.3, 0.4],
-    ])  # fmt: skip
+    wanted = np.array(
+        [
+            [0.5, 0.9, 0.0, 0.0, 0.0, 0.0],
+            [0.1, 0.8, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.6, 0.2, 0.7, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.3, 0.4],
+        ]
+    )
     # Unit video vectors e_i and caption vectors whose dot product with e_i is the wanted score.
     videos = np.eye(4, 8)
     captions = np.zeros((4 * num_verbs, 8))
     for clip in range(4):
-        captions[clip * num_verbs:(clip + 1) * num_verbs, clip] = wanted[clip]
+        captions[clip * num_verbs : (clip + 1) * num_verbs, clip] = wanted[clip]
     result = motion_verb_accuracy(videos, captions, verbs)
     assert result["verb_top1"] == pytest.approx(2 / 4)
     assert result["top1/move-left"] == 0.0 and result["top1/move-right"] == 1.0
@@ -166,8 +187,9 @@ def load_ablation_script():
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                        "ablation_temporal.py")  # fmt: skip
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "ablation_temporal.py"
+    )
     spec = importlib.util.spec_from_file_location("ablation_temporal", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -192,13 +214,20 @@ def test_ablation_trains_each_variant_and_seed_once_and_resumes(tmp_path, monkey
     with open(tmp_path / "ablation_temporal.json") as handle:
         saved = json.load(handle)
     assert {variant: [run["seed"] for run in runs] for variant, runs in saved["runs"].items()} == {
-        "both": [0], "rope only": [0], "embedding only": [0]}  # the three finished runs are kept
+        "both": [0],
+        "rope only": [0],
+        "embedding only": [0],
+    }  # the three finished runs are kept
     assert not (tmp_path / "ablation_temporal.md").exists()
 
     ablation.main(argv)  # resumes: only the five missing runs (calls[3] is the interrupted one)
     assert [(flags, seed) for flags, seed, _ in calls[4:]] == [
-        (("--no-temporal-rope", "--no-temporal-embedding"), 0), ((), 1), (("--no-temporal-embedding",), 1),
-        (("--no-temporal-rope",), 1), (("--no-temporal-rope", "--no-temporal-embedding"), 1)]
+        (("--no-temporal-rope", "--no-temporal-embedding"), 0),
+        ((), 1),
+        (("--no-temporal-embedding",), 1),
+        (("--no-temporal-rope",), 1),
+        (("--no-temporal-rope", "--no-temporal-embedding"), 1),
+    ]
     assert all(epochs == 2.0 for *_, epochs in calls)
     table = (tmp_path / "ablation_temporal.md").read_text()
     # both sources, seeds 0 and 1: values 0.20 and 0.21, mean 20.5 %, population std 0.5 %

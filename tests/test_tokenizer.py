@@ -18,7 +18,6 @@ import unicodedata
 
 import pytest
 import regex
-
 from transformers import CLIPTokenizer
 
 

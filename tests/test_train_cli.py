@@ -24,7 +24,9 @@ from modeling_eva02at.training.setup import REPOSITORY_PROCESSOR
 from modeling_eva02at.utils.cli import UsageError
 
 from . import cli_runs
-from .conftest import TINY_MIR_CONFIG as TINY_CONFIG, tiny_mir_model as tiny_model
+from .conftest import TINY_MIR_CONFIG as TINY_CONFIG
+from .conftest import tiny_mir_model as tiny_model
+
 
 run_mir = cli_runs.train_mir
 
@@ -32,11 +34,34 @@ run_mir = cli_runs.train_mir
 def run_args(demo, output_dir, *extra, model=TINY_CONFIG, init="random"):
     """A 2-step run of the tiny model on the small demo dataset, without evaluation or checkpoints."""
     argv = [
-        "--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root", demo.video_root,
-        "--model", model, "--num-frames", "2", "--output-dir", str(output_dir), "--max-steps", "2",
-        "--per-device-train-batch-size", "8", "--use-cpu", "--save-strategy", "no", "--report-to", "none",
-        "--disable-tqdm", "true", "--dataloader-num-workers", "0", "--logging-steps", "1",
-    ]  # fmt: skip
+        "--train-csv",
+        demo.train_csv,
+        "--sentence-csv",
+        demo.train_sentence_csv,
+        "--video-root",
+        demo.video_root,
+        "--model",
+        model,
+        "--num-frames",
+        "2",
+        "--output-dir",
+        str(output_dir),
+        "--max-steps",
+        "2",
+        "--per-device-train-batch-size",
+        "8",
+        "--use-cpu",
+        "--save-strategy",
+        "no",
+        "--report-to",
+        "none",
+        "--disable-tqdm",
+        "true",
+        "--dataloader-num-workers",
+        "0",
+        "--logging-steps",
+        "1",
+    ]
     return argv + (["--init", init] if init else []) + list(extra)
 
 
@@ -59,11 +84,14 @@ def underscored(argv):
         (["--sms-edge", "wide"], "sms_edge must be 'code' or 'paper' or a number; got 'wide'"),
         (["--positive-threshold", "1"], "--positive-threshold must be in [0, 1)"),
         (["--init", "pretrained"], "--init pretrained needs --model (the demo's own small model has no weights)"),
-        (["--train-csv", "t.csv", "--sentence-csv", "s.csv", "--video-root", "v"], "--model is required with --train-csv"),
+        (
+            ["--train-csv", "t.csv", "--sentence-csv", "s.csv", "--video-root", "v"],
+            "--model is required with --train-csv",
+        ),
         (["--train-csv", "t.csv"], "--sentence-csv is required with --train-csv"),
         (["--learning-rat", "1e-3"], "unrecognized arguments: --learning-rat 1e-3"),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments_are_named_before_anything_runs(flags, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         run_mir(flags)
@@ -77,11 +105,16 @@ def test_without_the_demo_the_dataclasses_defaults_apply(demo, tmp_path):
     assert training.quantize_relevancy is True and training.output_dir == str(tmp_path)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], dict(loss="egonce", warmup_start_lr=1e-5, min_lr=1e-4, learning_rate=3e-4)),
-    (["--loss", "sms", "--min-lr", "2e-6", "--learning-rate", "1e-4"],
-     dict(loss="sms", warmup_start_lr=1e-5, min_lr=2e-6, learning_rate=1e-4)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], dict(loss="egonce", warmup_start_lr=1e-5, min_lr=1e-4, learning_rate=3e-4)),
+        (
+            ["--loss", "sms", "--min-lr", "2e-6", "--learning-rate", "1e-4"],
+            dict(loss="sms", warmup_start_lr=1e-5, min_lr=2e-6, learning_rate=1e-4),
+        ),
+    ],
+)
 def test_the_demo_defaults_reach_the_training_arguments_and_flags_beat_them(flags, expected):
     """The demo's settings (DEMO_TRAINING) are used where no flag is given, and a flag overrides each."""
     _, data, training = train_mir.parse_mir_arguments(flags)
@@ -104,8 +137,16 @@ def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(ek100.Ek100MirDataset, "__init__", spy)
-    files = ["--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root",
-             demo.video_root, "--model", TINY_CONFIG]  # fmt: skip
+    files = [
+        "--train-csv",
+        demo.train_csv,
+        "--sentence-csv",
+        demo.train_sentence_csv,
+        "--video-root",
+        demo.video_root,
+        "--model",
+        TINY_CONFIG,
+    ]
     for flags, threshold in ((files, 0.1), ([*files, "--positive-threshold", "0.6"], 0.6)):
         seen.clear()
         train_mir.build_mir_datasets(train_mir.parse_mir_arguments(flags)[1], seed=0)
@@ -116,22 +157,51 @@ def test_the_demo_trains_on_its_own_positives(demo, monkeypatch):
     monkeypatch.setattr(demo_dataset, "make_demo_dataset", lambda *args, **kwargs: demo)
     seen.clear()
     train_mir.build_mir_datasets(train_mir.parse_mir_arguments([])[1], seed=0)
-    assert seen == [(True, train_mir.DEMO_POSITIVE_THRESHOLD), (False, None)] and train_mir.DEMO_POSITIVE_THRESHOLD == 0.9
+    assert (
+        seen == [(True, train_mir.DEMO_POSITIVE_THRESHOLD), (False, None)] and train_mir.DEMO_POSITIVE_THRESHOLD == 0.9
+    )
 
 
 def test_both_flag_spellings_parse_alike(demo, tmp_path):
-    argv = run_args(demo, tmp_path, "--loss", "mimm", "--sms-edge", "paper", "--no-quantize-relevancy",
-                    "--warmup-start-lr", "1e-6", "--min-lr", "2e-6", "--learning-rate", "1e-3")  # fmt: skip
+    argv = run_args(
+        demo,
+        tmp_path,
+        "--loss",
+        "mimm",
+        "--sms-edge",
+        "paper",
+        "--no-quantize-relevancy",
+        "--warmup-start-lr",
+        "1e-6",
+        "--min-lr",
+        "2e-6",
+        "--learning-rate",
+        "1e-3",
+    )
     dashed, underscore = (train_mir.parse_mir_arguments(spelling) for spelling in (argv, underscored(argv)))
     assert dashed[:2] == underscore[:2]
     assert dashed[1].train_csv == demo.train_csv
     training = dashed[2]
-    for name in ("loss", "sms_edge", "quantize_relevancy", "warmup_start_lr", "min_lr", "learning_rate", "max_steps",
-                 "per_device_train_batch_size", "output_dir", "use_cpu"):  # fmt: skip
+    for name in (
+        "loss",
+        "sms_edge",
+        "quantize_relevancy",
+        "warmup_start_lr",
+        "min_lr",
+        "learning_rate",
+        "max_steps",
+        "per_device_train_batch_size",
+        "output_dir",
+        "use_cpu",
+    ):
         assert getattr(training, name) == getattr(underscore[2], name), name
     assert (training.loss, training.sms_edge, training.quantize_relevancy) == ("mimm", "paper", False)
-    assert (training.warmup_start_lr, training.min_lr, training.learning_rate, training.max_steps) == (1e-6, 2e-6,
-                                                                                                       1e-3, 2)
+    assert (training.warmup_start_lr, training.min_lr, training.learning_rate, training.max_steps) == (
+        1e-6,
+        2e-6,
+        1e-3,
+        2,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -241,8 +311,9 @@ def test_resume_from_checkpoint_true_resumes_the_last_complete_checkpoint(demo, 
     first = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2")
     run_mir(underscored(first))  # steps 1-2, saved as checkpoint-2
     (tmp_path / "checkpoint-5").mkdir()  # an interrupted save: never picked
-    resumed = run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "1",
-                       "--resume-from-checkpoint", value)  # fmt: skip
+    resumed = run_args(
+        demo, tmp_path, "--save-strategy", "steps", "--save-steps", "1", "--resume-from-checkpoint", value
+    )
     resumed[resumed.index("--max-steps") + 1] = "3"
     run_mir(resumed)
     checkpoints = sorted(name for name in os.listdir(tmp_path) if name.startswith("checkpoint-"))
@@ -253,19 +324,30 @@ def test_resume_from_checkpoint_true_resumes_the_last_complete_checkpoint(demo, 
 
 def test_resume_from_a_checkpoint_path(demo, tmp_path):
     run_mir(run_args(demo, tmp_path, "--save-strategy", "steps", "--save-steps", "2"))
-    resumed = run_args(demo, tmp_path / "again", "--resume-from-checkpoint", str(tmp_path / "checkpoint-2"),
-                       "--save-strategy", "steps", "--save-steps", "3")  # fmt: skip
+    resumed = run_args(
+        demo,
+        tmp_path / "again",
+        "--resume-from-checkpoint",
+        str(tmp_path / "checkpoint-2"),
+        "--save-strategy",
+        "steps",
+        "--save-steps",
+        "3",
+    )
     resumed[resumed.index("--max-steps") + 1] = "3"
     run_mir(resumed)
     assert os.listdir(tmp_path / "again").count("checkpoint-3") == 1
     assert not os.path.exists(tmp_path / "again" / "checkpoint-2")
 
 
-@pytest.mark.parametrize("value, message", [
-    ("True", r"no complete checkpoint-N folder .* in output_dir"),
-    ("last", r"no complete checkpoint-N folder .* in output_dir"),
-    ("missing/checkpoint-9", r"'missing/checkpoint-9' \(--resume-from-checkpoint\) is not a folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("True", r"no complete checkpoint-N folder .* in output_dir"),
+        ("last", r"no complete checkpoint-N folder .* in output_dir"),
+        ("missing/checkpoint-9", r"'missing/checkpoint-9' \(--resume-from-checkpoint\) is not a folder"),
+    ],
+)
 def test_nothing_to_resume_is_a_clear_error(demo, tmp_path, value, message):
     with pytest.raises(FileNotFoundError, match=message):
         run_mir(run_args(demo, tmp_path, "--resume-from-checkpoint", value))
@@ -279,21 +361,39 @@ def test_nothing_to_resume_is_a_clear_error(demo, tmp_path, value, message):
 def test_demo_trains_its_own_model_from_random_initialisation(tmp_path, monkeypatch, capsys):
     """`make demo` runs the script without arguments; here on a smaller demo dataset, for one step."""
     import modeling_eva02at.demo.ek100 as demo_dataset
-
     from modeling_eva02at.training.trainer import Eva02AtTrainer
 
-    monkeypatch.setattr(demo_dataset, "make_demo_dataset",
-                        functools.partial(demo_dataset.make_demo_dataset, num_train=32, num_test=16))  # fmt: skip
+    monkeypatch.setattr(
+        demo_dataset, "make_demo_dataset", functools.partial(demo_dataset.make_demo_dataset, num_train=32, num_test=16)
+    )
     encoded = []
     encode = Eva02AtTrainer.encode
-    monkeypatch.setattr(Eva02AtTrainer, "encode", lambda self, dataset, **kw: encoded.append(len(dataset))
-                        or encode(self, dataset, **kw))  # fmt: skip
-    flags = ["--demo-dir", str(tmp_path / "demo"), "--max-steps", "1", "--disable-tqdm", "true", "--report-to",
-             "none", "--dataloader-num-workers", "0"]  # fmt: skip
+    monkeypatch.setattr(
+        Eva02AtTrainer,
+        "encode",
+        lambda self, dataset, **kw: encoded.append(len(dataset)) or encode(self, dataset, **kw),
+    )
+    flags = [
+        "--demo-dir",
+        str(tmp_path / "demo"),
+        "--max-steps",
+        "1",
+        "--disable-tqdm",
+        "true",
+        "--report-to",
+        "none",
+        "--dataloader-num-workers",
+        "0",
+    ]
     rows = run_mir([*flags, "--output-dir", str(tmp_path / "run")])
     assert encoded == [16, 16]  # the MIR table and the motion table share each encoding of the eval clips
-    assert set(rows) == {"random scores", "before training", "after training", "motion before training",
-                         "motion after training"}  # fmt: skip
+    assert set(rows) == {
+        "random scores",
+        "before training",
+        "after training",
+        "motion before training",
+        "motion after training",
+    }
     for name in ("left/right", "up/down", "enlarge/shrink"):
         assert 0 <= rows["motion after training"][f"pair/{name}"] <= 1
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -346,8 +446,10 @@ def sms_by_hand(sim, relevancy, clips, sentences, margin, tau, edge, quantized) 
         for b in range(n):
             if a == b:
                 continue
-            for delta, d in ((positive - candidate[clips[b], sentences[a]], sim[a, a] - sim[a, b]),  # text a -> videos
-                             (positive - candidate[clips[a], sentences[b]], sim[a, a] - sim[b, a])):  # video a -> texts
+            for delta, d in (
+                (positive - candidate[clips[b], sentences[a]], sim[a, a] - sim[a, b]),  # text a -> videos
+                (positive - candidate[clips[a], sentences[b]], sim[a, a] - sim[b, a]),
+            ):  # video a -> texts
                 if delta > edge:
                     terms.append(max(margin * delta - d, 0.0))
                 elif abs(delta) < edge:
@@ -364,8 +466,10 @@ def adaptive_mimm_by_hand(sim, relevancy, clips, sentences, margin) -> float:
         anchor_margin = margin * float(relevancy[clips[a], sentences[a]])
         for b in range(n):
             if a != b:
-                terms += [max(anchor_margin - (sim[a, a] - sim[a, b]), 0.0),
-                          max(anchor_margin - (sim[a, a] - sim[b, a]), 0.0)]  # fmt: skip
+                terms += [
+                    max(anchor_margin - (sim[a, a] - sim[a, b]), 0.0),
+                    max(anchor_margin - (sim[a, a] - sim[b, a]), 0.0),
+                ]
     return float(np.mean(terms))
 
 
@@ -380,11 +484,18 @@ def first_training_step(monkeypatch, argv):
         loss = original(self, model, inputs, *args, **kwargs)
         if not seen:
             with torch.no_grad():
-                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            pixel_values_videos=inputs["pixel_values_videos"])  # fmt: skip
-            seen.update(trainer=self, loss=loss.item(), clips=inputs["video_index"].numpy(),
-                        sentences=inputs["sentence_index"].numpy(),
-                        sim=(out.text_embeds.double() @ out.video_embeds.double().T).numpy())  # fmt: skip
+                out = model(
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs["attention_mask"],
+                    pixel_values_videos=inputs["pixel_values_videos"],
+                )
+            seen.update(
+                trainer=self,
+                loss=loss.item(),
+                clips=inputs["video_index"].numpy(),
+                sentences=inputs["sentence_index"].numpy(),
+                sim=(out.text_embeds.double() @ out.video_embeds.double().T).numpy(),
+            )
         return loss
 
     monkeypatch.setattr(Eva02AtTrainer, "compute_loss", spy)
@@ -394,16 +505,23 @@ def first_training_step(monkeypatch, argv):
 
 SMS_OPTIONS = [
     ([], DEFAULT_SMS, True),
-    (["--sms-edge", "0.3", "--margin", "0.9", "--sms-tau", "0.25", "--no-quantize-relevancy", "--no-temporal-rope"],
-     {"margin": 0.9, "tau": 0.25, "edge": 0.3, "quantized": False}, False),
-    (["--sms-edge", "paper", "--quantize-relevancy", "false", "--margin", "0.45"],
-     {"margin": 0.45, "tau": 0.1, "edge": 0.1, "quantized": False}, True),
-]  # fmt: skip
+    (
+        ["--sms-edge", "0.3", "--margin", "0.9", "--sms-tau", "0.25", "--no-quantize-relevancy", "--no-temporal-rope"],
+        {"margin": 0.9, "tau": 0.25, "edge": 0.3, "quantized": False},
+        False,
+    ),
+    (
+        ["--sms-edge", "paper", "--quantize-relevancy", "false", "--margin", "0.45"],
+        {"margin": 0.45, "tau": 0.1, "edge": 0.1, "quantized": False},
+        True,
+    ),
+]
 
 
 @pytest.mark.parametrize("flags, expected, temporal_rope", SMS_OPTIONS, ids=["defaults", "every_flag", "paper_edge"])
-def test_sms_flags_reach_the_loss_of_a_training_step(demo, tmp_path, monkeypatch, graded_train_relevancy, flags,
-                                                     expected, temporal_rope):  # fmt: skip
+def test_sms_flags_reach_the_loss_of_a_training_step(
+    demo, tmp_path, monkeypatch, graded_train_relevancy, flags, expected, temporal_rope
+):
     """--sms-edge, --margin, --sms-tau, --(no-)quantize-relevancy: the trainer's loss object holds them, and the loss
     of the first step equals SMS computed by hand with them; --no-temporal-rope reaches the trained model."""
     path, relevancy = graded_train_relevancy

@@ -18,15 +18,27 @@ from modeling_eva02at.training.losses import SMS_EDGE_PAPER, egonce_loss, get_lo
 from modeling_eva02at.training.optimization import warmup_cosine_schedule
 from modeling_eva02at.training.trainer import Eva02AtTrainer, last_complete_checkpoint
 
-from .conftest import REPO_ROOT, tiny_mir_model as tiny_model
+from .conftest import REPO_ROOT
+from .conftest import tiny_mir_model as tiny_model
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def training_args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=16,
-                  learning_rate=1e-3, use_cpu=True, report_to="none", seed=0, dataloader_num_workers=0,
-                  logging_steps=1, save_strategy="no", disable_tqdm=True)  # fmt: skip
+    values = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to="none",
+        seed=0,
+        dataloader_num_workers=0,
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     values.update(overrides)
     return Eva02AtTrainingArguments(**values)
 
@@ -54,12 +66,16 @@ def test_compute_loss_is_sms_of_the_batch(tmp_path, splits, mir_processor):
     model = trainer.model.eval()
     loss = trainer.compute_loss(model, batch)
     with torch.no_grad():
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values_videos=batch["pixel_values_videos"],
+        )
     # sms_loss and BatchRelevancy are checked against plain loops in tests/test_losses.py, and the same step
     # from the command line against SMS written out by hand in tests/test_train_cli.py.
-    batch_relevancy = BatchRelevancy.from_matrix(train.relevancy, batch["video_index"], batch["sentence_index"],
-                                                 positive_relevancy=batch["positive_relevancy"])  # fmt: skip
+    batch_relevancy = BatchRelevancy.from_matrix(
+        train.relevancy, batch["video_index"], batch["sentence_index"], positive_relevancy=batch["positive_relevancy"]
+    )
     expected = sms_loss(out.text_embeds @ out.video_embeds.T, batch_relevancy.pairwise, batch_relevancy.positive)
     torch.testing.assert_close(loss.detach(), expected.to(loss.dtype))
     assert not trainer.model.logit_scale.requires_grad  # SMS does not use it: frozen, so DDP sees no unused param
@@ -76,8 +92,11 @@ def test_compute_loss_is_egonce_of_the_batch_with_the_clips_classes(tmp_path, sp
     model = trainer.model.eval()
     loss = trainer.compute_loss(model, batch)
     with torch.no_grad():
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values_videos=batch["pixel_values_videos"])  # fmt: skip
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values_videos=batch["pixel_values_videos"],
+        )
         verbs = torch.tensor(np.stack([item["verb_multi_hot"] for item in items]))
         nouns = torch.tensor(np.stack([item["noun_multi_hot"] for item in items]))
         # egonce_loss is checked against a hand-written cross-entropy in tests/test_losses.py
@@ -210,10 +229,23 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, los
     script = os.path.join(HERE, "distributed_loss_check.py")
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     subprocess.run([sys.executable, script, str(one), loss], check=True, env=env, cwd=tmp_path, timeout=300)
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    result = subprocess.run([*accelerate, script, str(two), loss], env=env, cwd=tmp_path, timeout=300,
-                            capture_output=True, text=True)  # fmt: skip
+    accelerate = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    result = subprocess.run(
+        [*accelerate, script, str(two), loss], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     single, double = load_file(one), load_file(two)
     assert single["world_size"].item() == 1 and double["world_size"].item() == 2
@@ -230,15 +262,43 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
     """examples/train_mir.py on real-format files: trains, evaluates, saves a folder that loads as remote code."""
     output = tmp_path / "run"
     command = [
-        sys.executable, os.path.join(REPO_ROOT, "examples", "train_mir.py"),
-        "--train-csv", demo.train_csv, "--sentence-csv", demo.train_sentence_csv, "--video-root", demo.video_root,
-        "--eval-csv", demo.test_csv, "--eval-sentence-csv", demo.test_sentence_csv,
-        "--model", os.path.join(HERE, "fixtures", "tiny_mir_config"), "--init", "random", "--num-frames", "2",
-        "--output-dir", str(output), "--max-steps", "3", "--per-device-train-batch-size", "8", "--use-cpu",
-        "--save-strategy", "no", "--report-to", "tensorboard", "--logging-steps", "1", "--disable-tqdm", "true",
-    ]  # fmt: skip
-    result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=600,
-                            capture_output=True, text=True)  # fmt: skip
+        sys.executable,
+        os.path.join(REPO_ROOT, "examples", "train_mir.py"),
+        "--train-csv",
+        demo.train_csv,
+        "--sentence-csv",
+        demo.train_sentence_csv,
+        "--video-root",
+        demo.video_root,
+        "--eval-csv",
+        demo.test_csv,
+        "--eval-sentence-csv",
+        demo.test_sentence_csv,
+        "--model",
+        os.path.join(HERE, "fixtures", "tiny_mir_config"),
+        "--init",
+        "random",
+        "--num-frames",
+        "2",
+        "--output-dir",
+        str(output),
+        "--max-steps",
+        "3",
+        "--per-device-train-batch-size",
+        "8",
+        "--use-cpu",
+        "--save-strategy",
+        "no",
+        "--report-to",
+        "tensorboard",
+        "--logging-steps",
+        "1",
+        "--disable-tqdm",
+        "true",
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=600, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "after training" in result.stdout and "random scores" in result.stdout
     events = [f for _, _, files in os.walk(output) for f in files if f.startswith("events.out.tfevents")]
@@ -249,8 +309,14 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
         "p = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True);"
         "print(type(m).__module__, type(p).__name__, m.config.vision_config.num_frames)"
     )
-    loaded = subprocess.run([sys.executable, "-c", loader, str(output)], env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    loaded = subprocess.run(
+        [sys.executable, "-c", loader, str(output)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     module, processor_name, frames = loaded.stdout.split()
     assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
@@ -276,15 +342,39 @@ def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, monk
     repo_url = RepoUrl("https://huggingface.co/someone/eva02at-test", endpoint="https://huggingface.co")
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, *args, **kwargs: repo_url)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(HfApi, "upload_folder", mock.Mock(side_effect=AssertionError("pushes go through create_commit")))
-    trainer = make_trainer(tmp_path, splits, mir_processor, max_steps=2, save_strategy="steps", save_steps=1,
-                           push_to_hub=True, hub_model_id="someone/eva02at-test", hub_token="hf_fake")  # fmt: skip
+    monkeypatch.setattr(
+        HfApi, "upload_folder", mock.Mock(side_effect=AssertionError("pushes go through create_commit"))
+    )
+    trainer = make_trainer(
+        tmp_path,
+        splits,
+        mir_processor,
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=1,
+        push_to_hub=True,
+        hub_model_id="someone/eva02at-test",
+        hub_token="hf_fake",
+    )
     trainer.train()
     trainer.push_to_hub()
-    expected = sorted(["README.md", "config.json", "handler.py", "model.safetensors", "processor_config.json",
-                       "tokenizer.json", "tokenizer_config.json", *REMOTE_CODE_FILES])  # fmt: skip
+    expected = sorted(
+        [
+            "README.md",
+            "config.json",
+            "handler.py",
+            "model.safetensors",
+            "processor_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            *REMOTE_CODE_FILES,
+        ]
+    )
     assert [message for message, _ in pushes] == [
-        "Training in progress, step 1", "Training in progress, step 2", "End of training"]
+        "Training in progress, step 1",
+        "Training in progress, step 2",
+        "End of training",
+    ]
     for message, files in pushes:
         assert files == expected, message
 
@@ -318,21 +408,29 @@ def test_a_few_dozen_steps_on_a_fixed_batch_lower_the_loss_and_raise_retrieval(t
     annotations = train.annotations
     # 8 clips whose narration_id opens a caption of the sentence CSV, with those 8 captions: clip i <-> sentence i.
     rows = np.flatnonzero(annotations.clips["narration_id"].isin(annotations.sentences["narration_id"]))[:8]
-    columns = [int(np.flatnonzero(annotations.sentences["narration_id"] == annotations.clips["narration_id"][row])[0])
-               for row in rows]  # fmt: skip
-    subset = Ek100MirAnnotations(annotations.clips.iloc[rows].reset_index(drop=True),
-                                 annotations.sentences.iloc[columns].reset_index(drop=True),
-                                 annotations.relevancy[np.ix_(rows, columns)])  # fmt: skip
+    columns = [
+        int(np.flatnonzero(annotations.sentences["narration_id"] == annotations.clips["narration_id"][row])[0])
+        for row in rows
+    ]
+    subset = Ek100MirAnnotations(
+        annotations.clips.iloc[rows].reset_index(drop=True),
+        annotations.sentences.iloc[columns].reset_index(drop=True),
+        annotations.relevancy[np.ix_(rows, columns)],
+    )
     collate = VideoTextCollator(mir_processor)
     training = Ek100MirDataset(subset, train.video_root, train=True, seed=0)
     evaluation = Ek100MirDataset(subset, train.video_root, train=False)
     fixed = FixedBatch(collate([training[i] for i in range(8)]), subset.relevancy)
     own_captions = FixedBatch(collate([evaluation[i] for i in range(8)]), subset.relevancy)
     trainer = Eva02AtTrainer(
-        model=tiny_model(seed=0), args=training_args(tmp_path, max_steps=24, learning_rate=2e-3, warmup_steps=0,
-                                                     per_device_eval_batch_size=8, logging_steps=10),
-        train_dataset=fixed, data_collator=torch.utils.data.default_collate, relevancy=subset.relevancy,
-    )  # fmt: skip
+        model=tiny_model(seed=0),
+        args=training_args(
+            tmp_path, max_steps=24, learning_rate=2e-3, warmup_steps=0, per_device_eval_batch_size=8, logging_steps=10
+        ),
+        train_dataset=fixed,
+        data_collator=torch.utils.data.default_collate,
+        relevancy=subset.relevancy,
+    )
     batch = torch.utils.data.default_collate([fixed[i] for i in range(8)])
 
     def loss_and_metrics():

@@ -21,18 +21,17 @@ import pytest
 import torch
 from PIL import Image
 
-import modeling_eva02at.video_processing_eva02at as video_module
-from . import video_helpers as sv
+import modeling_eva02at.video_reading_eva02at as video_module
 from modeling_eva02at.processing_eva02at import Eva02AtProcessor
-from modeling_eva02at.video_processing_eva02at import (
-    AVION_MEAN,
-    AVION_STD,
-    Eva02AtVideoProcessor,
+from modeling_eva02at.video_processing_eva02at import AVION_MEAN, AVION_STD, Eva02AtVideoProcessor
+from modeling_eva02at.video_reading_eva02at import (
     VideoDecodeError,
     frame_range_from_seconds,
     sample_frame_indices,
     time_to_seconds,
 )
+
+from . import video_helpers as sv
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,8 +150,9 @@ def test_decoded_clip_starts_and_ends_at_the_rounded_frames(videos, backend, sta
     processor = Eva02AtVideoProcessor(video_backend=backend)
     frames = processor.load_frames(videos["long"], stop - first, start=start, end=end)
     assert sv.read_frame_numbers(frames) == list(range(first, stop))
-    as_timestamps = processor.load_frames(videos["long"], stop - first, start=f"00:00:{start:05.2f}",
-                                          end=f"00:00:{end:05.2f}")  # fmt: skip
+    as_timestamps = processor.load_frames(
+        videos["long"], stop - first, start=f"00:00:{start:05.2f}", end=f"00:00:{end:05.2f}"
+    )
     assert sv.read_frame_numbers(as_timestamps) == list(range(first, stop))
 
 
@@ -260,9 +260,18 @@ def test_clip_times_as_ek100_timestamps(videos, processor):
 
 @pytest.mark.parametrize(
     "value, seconds",
-    [("00:01:02.50", 62.5), ("01:00:00.00", 3600.0), ("1:02", 62.0), ("75:00", 4500.0), ("62.5", 62.5), (" 7 ", 7.0),
-     (62.5, 62.5), (np.float32(2.5), 2.5), (None, None)],
-)  # fmt: skip
+    [
+        ("00:01:02.50", 62.5),
+        ("01:00:00.00", 3600.0),
+        ("1:02", 62.0),
+        ("75:00", 4500.0),
+        ("62.5", 62.5),
+        (" 7 ", 7.0),
+        (62.5, 62.5),
+        (np.float32(2.5), 2.5),
+        (None, None),
+    ],
+)
 def test_time_to_seconds(value, seconds):
     assert time_to_seconds(value) == seconds
 

@@ -24,21 +24,28 @@ class AppBackend:
         self.preview_dir = preview_dir or tempfile.mkdtemp(prefix="eva02at-previews-")
 
     @classmethod
-    def load(cls, model_path: str, processor_path: str | None = None, index_path: str | None = None, device=None,
-             dtype: str = "auto"):  # fmt: skip
+    def load(
+        cls,
+        model_path: str,
+        processor_path: str | None = None,
+        index_path: str | None = None,
+        device=None,
+        dtype: str = "auto",
+    ):
         """The model in the dtype `dtype` resolves to (`resolve_dtype`: auto is bfloat16 on hardware that computes it
         natively), its processor, and the index checked against it."""
         from ..evaluation.encoding import load_model_for_inference
-        from ..utils.runtime import resolve_device, resolve_dtype
         from ..evaluation.fingerprint import model_fingerprint
         from ..search.store import VideoIndex
+        from ..utils.runtime import resolve_device, resolve_dtype
 
         index = VideoIndex.load(index_path) if index_path else None
         device = resolve_device(device)
         torch_dtype, reason = resolve_dtype(dtype, device)
         print(f"The app computes in {reason}")
-        model, processor = load_model_for_inference(model_path, processor_path=processor_path, device=device,
-                                                    dtype=torch_dtype)  # fmt: skip
+        model, processor = load_model_for_inference(
+            model_path, processor_path=processor_path, device=device, dtype=torch_dtype
+        )
         model_id = model_fingerprint(model_path, processor_path)
         if index is not None:
             # Fail at start-up, not at the first query, when the index is another model's.
@@ -63,8 +70,9 @@ class AppBackend:
             raise ValueError("no index loaded: start the app with --index (made by examples/index_videos.py)")
         if not (query or "").strip():
             raise ValueError("type what you are looking for, e.g. 'cut an onion'")
-        hits = search_index(self.index, self.model, self.processor, [query], model_id=self.model_id,
-                            top_k=int(top_k))[0]
+        hits = search_index(self.index, self.model, self.processor, [query], model_id=self.model_id, top_k=int(top_k))[
+            0
+        ]
         results = []
         for hit in hits:
             key = hashlib.sha1(f"{hit.path}|{hit.start}|{hit.end}".encode()).hexdigest()[:16]

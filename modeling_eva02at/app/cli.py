@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..utils.runtime import DTYPE_CHOICES
 
+
 GRADIO_MISSING = "the app needs gradio, an optional extra of this package: pip install 'modeling-eva02at[app]'"
 
 
@@ -37,9 +38,12 @@ class AppArguments:
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
     dtype: str = field(
         default_factory=lambda: os.environ.get("EVA02AT_DTYPE", "auto"),
-        metadata={"help": "dtype the model is loaded and computes in: auto is bfloat16 on hardware with native bf16 "
-                          "(default: $EVA02AT_DTYPE, else auto)", "choices": DTYPE_CHOICES},
-    )  # fmt: skip
+        metadata={
+            "help": "dtype the model is loaded and computes in: auto is bfloat16 on hardware with native bf16 "
+            "(default: $EVA02AT_DTYPE, else auto)",
+            "choices": DTYPE_CHOICES,
+        },
+    )
 
     def __post_init__(self):
         if not self.model:
@@ -67,7 +71,9 @@ class SpaceArguments:
 
     model: str = field(metadata={"help": "what the Space loads: a Hub model id (or a folder path there)"})
     space_id: str = field(metadata={"help": "the Space, 'owner/name'"})
-    index: str | None = field(default=None, metadata={"help": "a search index made with --model, copied with its videos"})
+    index: str | None = field(
+        default=None, metadata={"help": "a search index made with --model, copied with its videos"}
+    )
     examples: str | None = field(
         default=None, metadata={"help": "a folder of example videos (the first 12 are copied)"}
     )
@@ -99,8 +105,16 @@ def push_space_from_arguments(args: SpaceArguments):
     token = None if args.dry_run else resolve_token(args.token)  # fail before the assembly, not after
     with tempfile.TemporaryDirectory(prefix="eva02at-space-") as staging:
         folder = args.output or os.path.join(staging, "space")
-        files = assemble_space_folder(folder, args.space_id, args.model, index=args.index, examples=args.examples,
-                                      title=args.title, sdk_version=args.sdk_version, overwrite=args.overwrite)
+        files = assemble_space_folder(
+            folder,
+            args.space_id,
+            args.model,
+            index=args.index,
+            examples=args.examples,
+            title=args.title,
+            sdk_version=args.sdk_version,
+            overwrite=args.overwrite,
+        )
         print(f"Assembled {folder} ({len(files)} files)")
         if args.dry_run:
             return None

@@ -24,9 +24,10 @@ import shutil
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from ..utils.files import staged_folder
 from ..hub.assemble import check_repo_id
 from ..hub.push import resolve_token
+from ..utils.files import staged_folder
+
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ def runtime_requirements() -> list[str]:
 
         pyproject = os.path.join(os.path.dirname(PACKAGE_DIR), "pyproject.toml")
         if not os.path.isfile(pyproject):
-            raise FileNotFoundError("cannot tell this package's requirements: it is not installed (pip install -e .) "
-                                    f"and {pyproject} does not exist") from None  # fmt: skip
+            raise FileNotFoundError(
+                "cannot tell this package's requirements: it is not installed (pip install -e .) "
+                f"and {pyproject} does not exist"
+            ) from None
         with open(pyproject, "rb") as handle:
             requirements = tomllib.load(handle)["project"]["dependencies"]
     return [line for line in requirements if "extra ==" not in line]
@@ -82,16 +85,26 @@ def gradio_version() -> str:
 def space_card(space_id: str, model: str, *, title: str | None, with_index: bool, sdk_version: str) -> str:
     name = title or space_id.split("/")[-1]
     metadata = {
-        "title": name, "emoji": "🎬", "colorFrom": "blue", "colorTo": "green", "sdk": "gradio",
-        "sdk_version": sdk_version, "python_version": "3.11", "app_file": "app.py", "pinned": False,
+        "title": name,
+        "emoji": "🎬",
+        "colorFrom": "blue",
+        "colorTo": "green",
+        "sdk": "gradio",
+        "sdk_version": sdk_version,
+        "python_version": "3.11",
+        "app_file": "app.py",
+        "pinned": False,
         "short_description": "Zero-shot video classification and text-to-video search with EVA02-AT",
-    }  # fmt: skip
+    }
     if "/" in model and not os.path.exists(model):
         metadata["models"] = [model]
     front = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in metadata.items())
     model_line = f"[{model}](https://huggingface.co/{model})" if "models" in metadata else f"`{model}`"
-    search = ("a second tab searches the videos of this Space's index" if with_index
-              else "the search tab needs an index (examples/push_space.py --index)")  # fmt: skip
+    search = (
+        "a second tab searches the videos of this Space's index"
+        if with_index
+        else "the search tab needs an index (examples/push_space.py --index)"
+    )
     return (
         f"---\n{front}\n---\n\n# {name}\n\n"
         f"Zero-shot video classification with the EVA02-AT model {model_line}: upload a video, type labels, see the "
@@ -141,23 +154,29 @@ def assemble_space_folder(
     check_repo_id(space_id)
     output_dir = os.path.abspath(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} is not empty: choose another, or overwrite it "
-                              f"(--overwrite / overwrite=True)")  # fmt: skip
+        raise FileExistsError(
+            f"output folder {output_dir} is not empty: choose another, or overwrite it (--overwrite / overwrite=True)"
+        )
     loaded_index = VideoIndex.load(index) if index else None
     if loaded_index is not None:
         fingerprint = model_fingerprint(model)
         if isinstance(fingerprint["model"], dict):
             loaded_index.check_model(fingerprint, what=f"the Space's model {model}")
         else:
-            logger.warning(f"the model {model} is neither a folder nor in the local Hub cache: the index {index} "
-                           "cannot be checked against it here (the app checks at start-up)")  # fmt: skip
+            logger.warning(
+                f"the model {model} is neither a folder nor in the local Hub cache: the index {index} "
+                "cannot be checked against it here (the app checks at start-up)"
+            )
     example_paths = VideoFolder(examples).video_paths()[:12] if examples else []
     if examples and not example_paths:
         raise FileNotFoundError(f"no videos in the examples folder {examples}")
 
     with staged_folder(output_dir) as staging:
-        shutil.copytree(PACKAGE_DIR, os.path.join(staging, "modeling_eva02at"),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        shutil.copytree(
+            PACKAGE_DIR,
+            os.path.join(staging, "modeling_eva02at"),
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
         settings = [("EVA02AT_MODEL", model, False)]
         if loaded_index is not None:
             copy_index_with_videos(loaded_index, os.path.join(staging, "index"), os.path.join(staging, "videos"))
@@ -172,32 +191,50 @@ def assemble_space_folder(
         with open(os.path.join(staging, "requirements.txt"), "w") as handle:
             handle.write("\n".join(runtime_requirements()) + "\n")
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(space_card(space_id, model, title=title, with_index=loaded_index is not None,
-                                    sdk_version=sdk_version or gradio_version()))  # fmt: skip
+            handle.write(
+                space_card(
+                    space_id,
+                    model,
+                    title=title,
+                    with_index=loaded_index is not None,
+                    sdk_version=sdk_version or gradio_version(),
+                )
+            )
     return space_files(output_dir)
 
 
 def space_files(folder: str) -> list[str]:
     """Every file of a Space folder, relative to it, sorted."""
-    return sorted(os.path.relpath(os.path.join(root, name), folder)
-                  for root, _, names in os.walk(folder) for name in names)  # fmt: skip
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names
+    )
 
 
-def push_space(folder: str, space_id: str, token: str | None = None, private: bool | None = None,
-               commit_message: str = "Upload the EVA02-AT app"):  # fmt: skip
+def push_space(
+    folder: str,
+    space_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload the EVA02-AT app",
+):
     """Create the gradio Space `space_id` if needed and upload the Space folder `folder` in ONE commit; refuses an
     incomplete folder, a bad id or a missing token before any network call. Returns huggingface_hub's `CommitInfo`."""
     check_repo_id(space_id)
-    missing = [name for name in (*SPACE_FILES, "modeling_eva02at/app/cli.py")
-               if not os.path.isfile(os.path.join(folder, name))]  # fmt: skip
+    missing = [
+        name for name in (*SPACE_FILES, "modeling_eva02at/app/cli.py") if not os.path.isfile(os.path.join(folder, name))
+    ]
     if missing:
-        raise FileNotFoundError(f"not uploading {folder}: it lacks {', '.join(missing)}. Assemble it with "
-                                f"examples/push_space.py --dry-run --output {folder}")  # fmt: skip
+        raise FileNotFoundError(
+            f"not uploading {folder}: it lacks {', '.join(missing)}. Assemble it with "
+            f"examples/push_space.py --dry-run --output {folder}"
+        )
     token = resolve_token(token)
     api = HfApi(token=token)
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name))
-                  for name in space_files(folder)]  # fmt: skip
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name))
+        for name in space_files(folder)
+    ]
     return api.create_commit(space_id, repo_type="space", operations=operations, commit_message=commit_message)
 
 

@@ -22,6 +22,7 @@ import os
 
 from .backend import AppBackend, example_videos
 
+
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
 
 
@@ -44,32 +45,50 @@ def build_ui(backend: AppBackend, examples=()):
             results = backend.search(query, top_k)
         except (ValueError, OSError) as error:
             raise gr.Error(str(error)) from None
-        gallery = [(preview, f"#{hit.rank}  {hit.score:.3f}  {os.path.basename(hit.path)}  "
-                             f"{hit.start:.1f}-{hit.end:.1f} s") for hit, preview in results]  # fmt: skip
-        table = pd.DataFrame([{"rank": hit.rank, "score": round(hit.score, 4), "video": os.path.basename(hit.path),
-                               "start (s)": round(hit.start, 2), "end (s)": round(hit.end, 2),
-                               "label": hit.caption or hit.label} for hit, _ in results])  # fmt: skip
+        gallery = [
+            (preview, f"#{hit.rank}  {hit.score:.3f}  {os.path.basename(hit.path)}  {hit.start:.1f}-{hit.end:.1f} s")
+            for hit, preview in results
+        ]
+        table = pd.DataFrame(
+            [
+                {
+                    "rank": hit.rank,
+                    "score": round(hit.score, 4),
+                    "video": os.path.basename(hit.path),
+                    "start (s)": round(hit.start, 2),
+                    "end (s)": round(hit.end, 2),
+                    "label": hit.caption or hit.label,
+                }
+                for hit, _ in results
+            ]
+        )
         return gallery, table
 
     with gr.Blocks(title="EVA02-AT") as demo:
-        gr.Markdown("# EVA02-AT: egocentric video-language model\nZero-shot video classification and text-to-video "
-                    "search with one dual encoder.")  # fmt: skip
+        gr.Markdown(
+            "# EVA02-AT: egocentric video-language model\nZero-shot video classification and text-to-video "
+            "search with one dual encoder."
+        )
         with gr.Tab("Zero-shot classification", elem_id="tab-classify"):
             with gr.Row():
                 with gr.Column():
                     video = gr.Video(label="Video", sources=["upload"], elem_id="classify-video")
-                    labels = gr.Textbox(label="Labels, comma-separated", value=DEFAULT_LABELS,
-                                        elem_id="classify-labels")  # fmt: skip
-                    template = gr.Textbox(label="Caption template ({} is the label)", value=DEFAULT_TEMPLATE,
-                                          elem_id="classify-template")  # fmt: skip
+                    labels = gr.Textbox(
+                        label="Labels, comma-separated", value=DEFAULT_LABELS, elem_id="classify-labels"
+                    )
+                    template = gr.Textbox(
+                        label="Caption template ({} is the label)", value=DEFAULT_TEMPLATE, elem_id="classify-template"
+                    )
                     run = gr.Button("Classify", variant="primary", elem_id="classify-run")
                     if examples:
                         gr.Examples(examples=[[path] for path in examples], inputs=[video], label="Example videos")
                 with gr.Column():
-                    chart = gr.BarPlot(x="label", y="score", y_lim=[0, 1], sort="-y", label="Scores",
-                                       elem_id="classify-chart")  # fmt: skip
-                    scores = gr.Dataframe(headers=["label", "score"], label="Scores", interactive=False,
-                                          elem_id="classify-scores")  # fmt: skip
+                    chart = gr.BarPlot(
+                        x="label", y="score", y_lim=[0, 1], sort="-y", label="Scores", elem_id="classify-chart"
+                    )
+                    scores = gr.Dataframe(
+                        headers=["label", "score"], label="Scores", interactive=False, elem_id="classify-scores"
+                    )
             run.click(classify, [video, labels, template], [chart, scores])
         with gr.Tab("Search", elem_id="tab-search"):
             if backend.index is None:
@@ -87,8 +106,9 @@ def build_ui(backend: AppBackend, examples=()):
     return demo
 
 
-def launch(backend: AppBackend, examples_folder: str | None = None, *, host: str | None = None,
-           port: int | None = None) -> None:  # fmt: skip
+def launch(
+    backend: AppBackend, examples_folder: str | None = None, *, host: str | None = None, port: int | None = None
+) -> None:
     """Build the UI over `backend` with the videos of `examples_folder` as examples, and serve it until interrupted."""
     demo = build_ui(backend, example_videos(examples_folder))
     allowed = [os.path.abspath(examples_folder)] if examples_folder else []

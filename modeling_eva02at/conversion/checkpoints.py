@@ -48,7 +48,6 @@ class CheckpointError(ValueError):
     """The checkpoint cannot be read, is not of the requested layout, or does not fit the configuration."""
 
 
-
 def _sniff_format(path: str) -> str:
     """'zip' (torch.save), 'safetensors' or 'pickle' (legacy torch.save / anything else), from the first bytes."""
     with open(path, "rb") as f:
@@ -86,8 +85,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=fmt == "zip")
     except pickle.UnpicklingError as error:
         if "Unsupported global" not in str(error):  # not a pickle at all, or a damaged one
-            raise CheckpointError(f"{path} is not a readable checkpoint (not a torch / safetensors file, or "
-                                  f"damaged): {_refusal_reason(error)}") from error
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (not a torch / safetensors file, or "
+                f"damaged): {_refusal_reason(error)}"
+            ) from error
         # weights_only refused to build an object: the message names the global the file asked for.
         raise CheckpointError(
             f"{path} cannot be loaded safely: it needs Python objects that weights_only loading refuses to build "
@@ -95,8 +96,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "state dict (torch.save(ckpt['state_dict'], 'weights.pt')) or convert it to safetensors."
         ) from error
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile, struct.error, KeyError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch / safetensors file): "
-                              f"{_first_line(error)}") from error
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a torch / safetensors file): {_first_line(error)}"
+        ) from error
     except Exception as error:  # safetensors raises its own SafetensorError, and torch may raise others on junk
         raise CheckpointError(
             f"{path} is not a readable checkpoint: {type(error).__name__}: {_first_line(error)}"
@@ -140,7 +142,7 @@ def _flatten_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
             continue
         for prefix in _PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         if key in state_dict:
             raise CheckpointError(f"{path}: two tensors map to {key!r} once the 'module.' prefixes are removed")
         state_dict[key] = value

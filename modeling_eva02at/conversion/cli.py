@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from . import SOURCES
 
+
 SAVED_DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -22,13 +23,16 @@ class ConversionArguments:
     config: str = field(metadata={"help": "folder with config.json (e.g. hub_configs/eva02at-b16)"})
     output: str = field(metadata={"help": "folder to create"})
     projection_dim: int | None = field(
-        default=None, metadata={"help": "embedding size; heads of another size are re-initialised (default: the config's)"}
+        default=None,
+        metadata={"help": "embedding size; heads of another size are re-initialised (default: the config's)"},
     )
     num_frames: int | None = field(
         default=None,
         metadata={"help": "frames of the temporal embedding (default: the config's); interpolated if it differs"},
     )
-    saved_dtype: str = field(default="float32", metadata={"help": "dtype of the saved weights", "choices": SAVED_DTYPES})
+    saved_dtype: str = field(
+        default="float32", metadata={"help": "dtype of the saved weights", "choices": SAVED_DTYPES}
+    )
     seed: int = field(default=0, metadata={"help": "seed for the weights the checkpoint does not provide"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty output folder"})
     no_processor: bool = field(default=False, metadata={"help": "do not copy the processor / tokenizer files"})

@@ -104,8 +104,9 @@ def convert_state_dict(
     notes: list[str] = []
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in state_dict.values()})
 
-    mapped, origin, dropped = map_state_dict(state_dict, source, config, notes, checkpoint_name=checkpoint_name,
-                                             config_name=config_name)  # fmt: skip
+    mapped, origin, dropped = map_state_dict(
+        state_dict, source, config, notes, checkpoint_name=checkpoint_name, config_name=config_name
+    )
     found = infer_architecture(mapped, origin)
     check_against_config(found, config, config_name, checkpoint_name)
 
@@ -175,7 +176,8 @@ def convert_state_dict(
     expected = model.state_dict()
     misshaped = [
         f"{origin.get(k, k)} {tuple(t.shape)} -> {k} {tuple(expected[k].shape)}"
-        for k, t in mapped.items() if k in expected and tuple(t.shape) != tuple(expected[k].shape)
+        for k, t in mapped.items()
+        if k in expected and tuple(t.shape) != tuple(expected[k].shape)
     ]
     extra = [f"{origin.get(k, k)} -> {k}" for k in mapped if k not in expected]
     if misshaped or extra:
@@ -190,7 +192,8 @@ def convert_state_dict(
     if not_allowed:
         raise CheckpointError(
             f"{checkpoint_name}: the {source} checkpoint lacks {len(not_allowed)} tensors the model needs: "
-            + ", ".join(not_allowed[:20]) + (" ..." if len(not_allowed) > 20 else "")
+            + ", ".join(not_allowed[:20])
+            + (" ..." if len(not_allowed) > 20 else "")
         )
     model.load_state_dict(mapped, strict=False)
     if source == "timm":
@@ -293,8 +296,14 @@ def convert_checkpoint(
     state_dict = load_checkpoint(checkpoint)
     logger.info("Mapping %d tensors from the %s layout", len(state_dict), source)
     model, result = convert_state_dict(
-        state_dict, source, config, projection_dim=projection_dim, num_frames=num_frames,
-        checkpoint_name=checkpoint, config_name=config_dir, seed=seed,
+        state_dict,
+        source,
+        config,
+        projection_dim=projection_dim,
+        num_frames=num_frames,
+        checkpoint_name=checkpoint,
+        config_name=config_dir,
+        seed=seed,
     )
     del state_dict
 

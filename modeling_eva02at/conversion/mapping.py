@@ -114,17 +114,17 @@ def _to_canonical(state_dict: dict[str, torch.Tensor], source: str) -> dict[str,
             name = "logit_scale"
         elif key.split(".")[-1] == "attn_mask" and key.count(".") <= 1:  # (text. / textual.)attn_mask buffer
             name = "text.attn_mask"
-        elif text_prefix is not None and key.startswith(text_prefix) and (
-            text_prefix or key.startswith(_TEXT_TOP_LEVEL)
+        elif (
+            text_prefix is not None and key.startswith(text_prefix) and (text_prefix or key.startswith(_TEXT_TOP_LEVEL))
         ):
-            name = "text." + key[len(text_prefix):]
+            name = "text." + key[len(text_prefix) :]
         elif source == "timm" or key.startswith(vision_prefix):
-            name = "vision." + key[len(vision_prefix):]
+            name = "vision." + key[len(vision_prefix) :]
             if source == "eva_clip":
                 for old, new in _EVA_CLIP_RENAMES:
                     name = name.replace(old, new)
             elif source == "eva02at" and name.startswith("vision.conv1."):
-                name = "vision.patch_embed.proj." + name[len("vision.conv1."):]
+                name = "vision.patch_embed.proj." + name[len("vision.conv1.") :]
         else:
             name = "unexpected." + key
         if source == "timm" and name.startswith("vision.") and not _is_timm_vision_key(name):
@@ -229,9 +229,9 @@ def _map_to_model(
             put("logit_scale", source_key, tensor.reshape(()))
             continue
         if name.startswith("vision."):
-            rules, local = _VISION_RULES, name[len("vision."):]
+            rules, local = _VISION_RULES, name[len("vision.") :]
         elif name.startswith("text."):
-            rules, local = _TEXT_RULES, name[len("text."):]
+            rules, local = _TEXT_RULES, name[len("text.") :]
             if local == "text_projection":  # open_clip's (W, E) parameter, applied as x @ P
                 put("text_projection.weight", source_key, tensor.T)
                 continue
@@ -364,12 +364,10 @@ def infer_architecture(mapped: dict[str, torch.Tensor], origin: dict[str, str]) 
 
 
 def _last(keys, prefix: str) -> str:
-    return max((k for k in keys if k.startswith(prefix)), key=lambda k: int(k[len(prefix):].split(".", 1)[0]))
+    return max((k for k in keys if k.startswith(prefix)), key=lambda k: int(k[len(prefix) :].split(".", 1)[0]))
 
 
-def check_against_config(
-    found: dict[str, tuple[int, str]], config: Eva02AtConfig, config_name: str, path: str
-) -> None:
+def check_against_config(found: dict[str, tuple[int, str]], config: Eva02AtConfig, config_name: str, path: str) -> None:
     mismatches = []
     for name, (value, evidence) in found.items():
         sub, attr = name.split(".")
@@ -378,7 +376,8 @@ def check_against_config(
             mismatches.append(f"  {name}: the checkpoint has {value} ({evidence}), {config_name} has {expected}")
     if mismatches:
         raise CheckpointError(
-            f"{path} does not match the configuration {config_name}:\n" + "\n".join(mismatches)
+            f"{path} does not match the configuration {config_name}:\n"
+            + "\n".join(mismatches)
             + "\n(is this a checkpoint of another model size? pick the matching --config)"
         )
 

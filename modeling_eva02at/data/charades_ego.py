@@ -31,10 +31,22 @@ from torch.utils.data import Dataset
 from .collate import VideoTextCollator
 from .rows import BadClipError, check_bad_row_setting, report_bad_rows
 
+
 CHARADES_EGO_COLUMNS = (
-    "id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions",
-    "length", "egocentric", "charades_video",
-)  # fmt: skip
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+    "egocentric",
+    "charades_video",
+)
 """The columns of ``CharadesEgo_v1_{train,test}_only1st.csv``, in file order."""
 
 CHARADES_EGO_REQUIRED_COLUMNS = ("id", "actions")
@@ -154,8 +166,10 @@ class CharadesEgoDataset(Dataset):
         self.skipped: Counter = Counter()
         report_bad_rows(csv_path, bad, on_bad_row, self.skipped)
         if not segments:
-            raise ValueError(f"Charades-Ego CSV {csv_path}: no usable action segment (every row was bad, unlabelled "
-                             "or the file is empty)")  # fmt: skip
+            raise ValueError(
+                f"Charades-Ego CSV {csv_path}: no usable action segment (every row was bad, unlabelled "
+                "or the file is empty)"
+            )
         self.segments = pd.DataFrame(segments, columns=["where", "video_id", "class_index", "start", "end"])
 
     def video_path(self, video_id: str) -> str:

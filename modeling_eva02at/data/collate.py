@@ -11,6 +11,7 @@ import torch
 from .layouts import load_clip
 from .rows import check_bad_row_setting
 
+
 logger = logging.getLogger(__name__)
 
 

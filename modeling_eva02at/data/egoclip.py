@@ -11,7 +11,7 @@ Metadata comes in two forms, both turned into one columnar `pyarrow.Table` (neve
   restricted unpickler of :mod:`.relevancy`, so a tampered file cannot run code.
 
 Videos are whole files or EgoVLP / LaViLa / AVION chunks (``layout``, see :mod:`.layouts`); a clip that straddles two
-chunks is read from both. Decoding and frame sampling are the processor's (`video_processing_eva02at.py`).
+chunks is read from both. Decoding and frame sampling are the remote code's (`video_reading_eva02at.py`).
 
 Bad input is never turned into a zero or black clip. Rows with missing columns, a missing or non-numeric time,
 ``clip_end <= clip_start``, a clip ending after ``video_dur`` or an empty caption are found when the metadata is
@@ -40,12 +40,22 @@ from .layouts import VIDEO_LAYOUTS, check_layout, chunk_paths, egovlp_chunk_span
 from .relevancy import RestrictedRelevancyUnpickler
 from .rows import BadClipError, check_bad_row_setting, report_bad_rows
 
+
 logger = logging.getLogger(__name__)
 
 EGOCLIP_COLUMNS = (
-    "clip_idx", "video_uid", "video_dur", "narration_source", "narration_ind", "narration_time", "clip_start",
-    "clip_end", "clip_text", "tag_verb", "tag_noun",
-)  # fmt: skip
+    "clip_idx",
+    "video_uid",
+    "video_dur",
+    "narration_source",
+    "narration_ind",
+    "narration_time",
+    "clip_start",
+    "clip_end",
+    "clip_text",
+    "tag_verb",
+    "tag_noun",
+)
 """The columns of EgoVLP's ``egoclip.csv``, in file order."""
 
 EGOCLIP_REQUIRED_COLUMNS = ("video_uid", "clip_start", "clip_end", "clip_text")
@@ -54,6 +64,7 @@ EGOCLIP_REQUIRED_COLUMNS = ("video_uid", "clip_start", "clip_end", "clip_text")
 EGOCLIP_NUM_VERBS = 118
 EGOCLIP_NUM_NOUNS = 582
 """EgoVLP's verb / noun classes that ``tag_verb`` / ``tag_noun`` index."""
+
 
 class RestrictedClipListUnpickler(RestrictedRelevancyUnpickler):
     """LaViLa / AVION clip lists are builtins (lists, tuples, strings, floats) plus, at most, numpy scalars."""
@@ -75,7 +86,7 @@ class EgoClipMetadata:
     def __len__(self) -> int:
         return self.table.num_rows
 
-    def shard(self, index: int, count: int) -> "EgoClipMetadata":
+    def shard(self, index: int, count: int) -> EgoClipMetadata:
         """The `index`-th of `count` contiguous, disjoint shards (e.g. one per rank in a custom loop). The Trainer
         needs no shard: its sampler splits the indices across ranks."""
         if not 0 <= index < count:
@@ -108,8 +119,7 @@ def _validate(table: pa.Table, path: str, on_bad_row: str, skipped: Counter) -> 
         # a clip may end a little after the annotated duration (rounding), not a second past it
         masks["clip_end past video_dur (the video is shorter than the clip)"] = end > duration + 1.0
     rows = table["row"].to_numpy(zero_copy_only=False)
-    report_bad_rows(path, {f"row {reason}": rows[mask].tolist() for reason, mask in masks.items()}, on_bad_row,
-                     skipped)  # fmt: skip
+    report_bad_rows(path, {f"row {reason}": rows[mask].tolist() for reason, mask in masks.items()}, on_bad_row, skipped)
     bad = np.logical_or.reduce(list(masks.values()))
     return table.filter(pa.array(~bad)) if bad.any() else table
 
@@ -134,10 +144,19 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
         header = handle.readline().rstrip("\r\n").split("\t")
     missing = [column for column in EGOCLIP_REQUIRED_COLUMNS if column not in header]
     if missing:
-        raise ValueError(f"EgoClip metadata {path} lacks the column(s) {missing}; its header has {header}. Is it "
-                         "tab-separated (EgoVLP's egoclip.csv)?")  # fmt: skip
-    types = {"video_uid": pa.string(), "clip_text": pa.string(), "tag_verb": pa.string(), "tag_noun": pa.string(),
-             "clip_start": pa.float64(), "clip_end": pa.float64(), "video_dur": pa.float64()}  # fmt: skip
+        raise ValueError(
+            f"EgoClip metadata {path} lacks the column(s) {missing}; its header has {header}. Is it "
+            "tab-separated (EgoVLP's egoclip.csv)?"
+        )
+    types = {
+        "video_uid": pa.string(),
+        "clip_text": pa.string(),
+        "tag_verb": pa.string(),
+        "tag_noun": pa.string(),
+        "clip_start": pa.float64(),
+        "clip_end": pa.float64(),
+        "video_dur": pa.float64(),
+    }
     table = pa_csv.read_csv(
         path,
         parse_options=pa_csv.ParseOptions(delimiter="\t", invalid_row_handler=invalid_row),
@@ -149,10 +168,16 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
     )
     report_bad_rows(path, {"missing or extra columns": ragged}, on_bad_row, skipped)
     rows = table["clip_idx"] if "clip_idx" in header else pa.array(np.arange(len(table)))
-    captions = pa.ListArray.from_arrays(pa.array(np.arange(len(table) + 1, dtype=np.int32)),
-                                        table["clip_text"].combine_chunks())  # fmt: skip
-    columns = {"row": rows, "video_uid": table["video_uid"], "clip_start": table["clip_start"],
-               "clip_end": table["clip_end"], "captions": captions}  # fmt: skip
+    captions = pa.ListArray.from_arrays(
+        pa.array(np.arange(len(table) + 1, dtype=np.int32)), table["clip_text"].combine_chunks()
+    )
+    columns = {
+        "row": rows,
+        "video_uid": table["video_uid"],
+        "clip_start": table["clip_start"],
+        "clip_end": table["clip_end"],
+        "captions": captions,
+    }
     for optional in ("video_dur", "tag_verb", "tag_noun"):
         if optional in header:
             columns[optional] = table[optional]
@@ -172,12 +197,15 @@ def read_clip_pickle(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
     with open(path, "rb") as handle:
         clips = RestrictedClipListUnpickler(io.BytesIO(handle.read())).load()
     if not isinstance(clips, (list, tuple)):
-        raise ValueError(f"{path}: expected a pickled list of (video_uid, start_sec, end_sec, narration) tuples, "
-                         f"got {type(clips).__name__}")  # fmt: skip
+        raise ValueError(
+            f"{path}: expected a pickled list of (video_uid, start_sec, end_sec, narration) tuples, "
+            f"got {type(clips).__name__}"
+        )
     skipped: Counter = Counter()
     short = [row for row, clip in enumerate(clips) if not isinstance(clip, (list, tuple)) or len(clip) < 4]
-    report_bad_rows(path, {"fewer than 4 fields (video_uid, start_sec, end_sec, narration)": short}, on_bad_row,
-                     skipped)  # fmt: skip
+    report_bad_rows(
+        path, {"fewer than 4 fields (video_uid, start_sec, end_sec, narration)": short}, on_bad_row, skipped
+    )
     keep = np.setdiff1d(np.arange(len(clips)), short)
     kept = [clips[row] for row in keep]
 
@@ -190,13 +218,15 @@ def read_clip_pickle(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
     def sentences(narration) -> list[str]:
         return [str(text) for text in narration] if isinstance(narration, (list, tuple)) else [str(narration)]
 
-    table = pa.table({
-        "row": pa.array(keep, pa.int64()),
-        "video_uid": pa.array([str(clip[0]) for clip in kept], pa.string()),
-        "clip_start": pa.array([seconds(clip[1]) for clip in kept], pa.float64()),
-        "clip_end": pa.array([seconds(clip[2]) for clip in kept], pa.float64()),
-        "captions": pa.array([sentences(clip[3]) for clip in kept], pa.list_(pa.string())),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "row": pa.array(keep, pa.int64()),
+            "video_uid": pa.array([str(clip[0]) for clip in kept], pa.string()),
+            "clip_start": pa.array([seconds(clip[1]) for clip in kept], pa.float64()),
+            "clip_end": pa.array([seconds(clip[2]) for clip in kept], pa.float64()),
+            "captions": pa.array([sentences(clip[3]) for clip in kept], pa.list_(pa.string())),
+        }
+    )
     return EgoClipMetadata(_validate(table, path, on_bad_row, skipped), path, skipped)
 
 
@@ -259,12 +289,15 @@ class EgoClipDataset(Dataset):
     def _multi_hot(self, text: str, column: str, row) -> np.ndarray:
         try:
             ids = json.loads(text)
-            if not isinstance(ids, list) or not all(isinstance(i, int) and 0 <= i < self.num_classes[column]
-                                                    for i in ids):  # fmt: skip
+            if not isinstance(ids, list) or not all(
+                isinstance(i, int) and 0 <= i < self.num_classes[column] for i in ids
+            ):
                 raise ValueError
         except ValueError:
-            raise BadClipError(f"{self.metadata.path}: row {row}: {column} {text!r} is not a list of class ids in "
-                               f"[0, {self.num_classes[column]})") from None  # fmt: skip
+            raise BadClipError(
+                f"{self.metadata.path}: row {row}: {column} {text!r} is not a list of class ids in "
+                f"[0, {self.num_classes[column]})"
+            ) from None
         multi_hot = np.zeros(self.num_classes[column], dtype=np.uint8)
         multi_hot[ids] = 1
         return multi_hot
@@ -298,28 +331,37 @@ class EgoClipCollator(VideoTextCollator):
     naming its row (``on_bad_row="raise"``), or is dropped from the batch and counted (``on_bad_row="skip"``).
     """
 
-    def __init__(self, processor, dataset: EgoClipDataset, *, num_frames: int | None = None,
-                 on_bad_row: str = "raise"):  # fmt: skip
+    def __init__(self, processor, dataset: EgoClipDataset, *, num_frames: int | None = None, on_bad_row: str = "raise"):
         super().__init__(processor, num_frames=num_frames, on_bad_row=on_bad_row, chunk_ext=dataset.video_ext)
         self.dataset = dataset
 
     def load(self, item: dict):
         data = self.dataset
         try:
-            paths = chunk_paths(data.video_root, item["video_uid"], item["start"], item["end"], data.layout,
-                                chunk_seconds=data.chunk_seconds, video_ext=data.video_ext)  # fmt: skip
+            paths = chunk_paths(
+                data.video_root,
+                item["video_uid"],
+                item["start"],
+                item["end"],
+                data.layout,
+                chunk_seconds=data.chunk_seconds,
+                video_ext=data.video_ext,
+            )
             missing = [path for path in paths if not os.path.isfile(path)]
             if missing:
                 what = "video file" if data.layout == "full" else f"{data.layout} chunk(s)"
                 raise FileNotFoundError(f"{what} missing (or the video ends before the clip): {', '.join(missing)}")
             if data.layout == "egovlp":
-                spans = egovlp_chunk_spans(item["video"], item["start"], item["end"], data.chunk_seconds,
-                                           data.video_ext)  # fmt: skip
+                spans = egovlp_chunk_spans(
+                    item["video"], item["start"], item["end"], data.chunk_seconds, data.video_ext
+                )
                 item = {**item, "video": tuple(spans)}
             return super().load(item)
         except (OSError, ValueError) as error:
-            raise BadClipError(f"EgoClip row {item['row']} (video_uid {item['video_uid']}, "
-                               f"[{item['start']:.2f}, {item['end']:.2f}) s): {error}") from error  # fmt: skip
+            raise BadClipError(
+                f"EgoClip row {item['row']} (video_uid {item['video_uid']}, "
+                f"[{item['start']:.2f}, {item['end']:.2f}) s): {error}"
+            ) from error
 
 
 __all__ = [

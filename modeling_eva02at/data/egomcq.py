@@ -85,7 +85,7 @@ class EgoMcqQuestions:
     types: np.ndarray
 
     @classmethod
-    def from_json(cls, path: str) -> "EgoMcqQuestions":
+    def from_json(cls, path: str) -> EgoMcqQuestions:
         """Read and validate ``egomcq.json``.
 
         Raises:
@@ -128,8 +128,10 @@ class EgoMcqQuestions:
             if not _is_integer(answer) or not 0 <= answer < num_choices:
                 raise ValueError(f"{where}: answer {answer!r} is not an integer in [0, {num_choices})")
             if not _is_integer(question["types"]) or question["types"] not in (EGOMCQ_INTER_VIDEO, EGOMCQ_INTRA_VIDEO):
-                raise ValueError(f"{where}: types {question['types']!r} must be {EGOMCQ_INTER_VIDEO} (inter-video) or "
-                                 f"{EGOMCQ_INTRA_VIDEO} (intra-video)")
+                raise ValueError(
+                    f"{where}: types {question['types']!r} must be {EGOMCQ_INTER_VIDEO} (inter-video) or "
+                    f"{EGOMCQ_INTRA_VIDEO} (intra-video)"
+                )
             rows = []
             for choice_key in expected_keys:
                 uid, start, end = _egomcq_clip(options[choice_key], f"{where}, choice {choice_key!r}")
@@ -140,9 +142,15 @@ class EgoMcqQuestions:
             types.append(int(question["types"]))
         clips = pd.DataFrame(list(clip_rows), columns=["video_uid", "start", "end"])
         _check_egomcq_types(path, list(data), clips, choices, types)
-        return cls(path=path, question_ids=list(data), query_texts=query_texts, clips=clips,
-                   choices=np.array(choices, dtype=np.int64), answers=np.array(answers, dtype=np.int64),
-                   types=np.array(types, dtype=np.int64))  # fmt: skip
+        return cls(
+            path=path,
+            question_ids=list(data),
+            query_texts=query_texts,
+            clips=clips,
+            choices=np.array(choices, dtype=np.int64),
+            answers=np.array(answers, dtype=np.int64),
+            types=np.array(types, dtype=np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.question_ids)
@@ -193,10 +201,12 @@ class EgoMcqQuestions:
                 starts.append(None)
                 ends.append(None)
         # Say where each clip was looked for: with "auto", a missing full video also means no chunk folder.
-        what = {"full": f"EgoMCQ videos <video_uid>.{video_ext}",
-                "egovlp": f"EgoMCQ video chunks <video_uid>/<k>.{video_ext}",
-                "auto": f"EgoMCQ videos (<video_uid>.{video_ext}, or chunks <video_uid>/<k>.{video_ext} where that "
-                        "folder exists)"}[layout]  # fmt: skip
+        what = {
+            "full": f"EgoMCQ videos <video_uid>.{video_ext}",
+            "egovlp": f"EgoMCQ video chunks <video_uid>/<k>.{video_ext}",
+            "auto": f"EgoMCQ videos (<video_uid>.{video_ext}, or chunks <video_uid>/<k>.{video_ext} where that "
+            "folder exists)",
+        }[layout]
         require_paths(needed, what, video_root)
         return videos, starts, ends
 
@@ -217,8 +227,9 @@ def _egomcq_clip(clip, where: str) -> tuple[str, float, float]:
     try:
         start, end = max(float(clip["clip_start"]), 0.0), max(float(clip["clip_end"]), 0.0)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: clip_start / clip_end must be numbers, got {clip['clip_start']!r}, "
-                         f"{clip['clip_end']!r}") from None  # fmt: skip
+        raise ValueError(
+            f"{where}: clip_start / clip_end must be numbers, got {clip['clip_start']!r}, {clip['clip_end']!r}"
+        ) from None
     if not (math.isfinite(start) and math.isfinite(end)) or end < start:
         raise ValueError(f"{where}: clip_end {end} is before clip_start {start}")
     if end == start:  # a zero-length clip shows its frame at `start`

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import Dataset
 
-from ..video_processing_eva02at import time_to_seconds
+from ..video_reading_eva02at import time_to_seconds
 from .relevancy import (
     POSITIVE_THRESHOLD,
     build_relevancy,
@@ -25,6 +25,7 @@ from .relevancy import (
     read_retrieval_csv,
     read_sentence_csv,
 )
+
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Ek100MirAnnotations:
     relevancy: np.ndarray  # (num_clips, num_sentences) float32
 
     @classmethod
-    def from_files(cls, retrieval_csv, sentence_csv, relevancy=None) -> "Ek100MirAnnotations":
+    def from_files(cls, retrieval_csv, sentence_csv, relevancy=None) -> Ek100MirAnnotations:
         """Read the CSVs; `relevancy` is the official pickle's path, or None to build it from the CSVs
         (docs/relevancy.md)."""
         clips = read_retrieval_csv(retrieval_csv)
@@ -116,9 +117,9 @@ class Ek100MirDataset(Dataset):
     `positive_relevancy` (r_a, unquantised), `jitter` (train: frames jittered within segments, else midpoints),
     `sample_seed` (the jitter's seed), and EgoNCE's class labels of the item's *clip* (retrieval CSV), multi-hot:
     `verb_multi_hot` (its `verb_class`, `num_verb_classes` wide) and `noun_multi_hot` (its `all_noun_classes`,
-    `num_noun_classes` wide, so that two clips share a noun as they do in the relevancy, docs/relevancy.md). They are the clip's classes, not its drawn
-    caption's (one of the clip's R > 0.1 sentences, whose verb or nouns may differ): every split's retrieval CSV
-    has them, the test sentence CSV has no classes.
+    `num_noun_classes` wide, so that two clips share a noun as they do in the relevancy, docs/relevancy.md). They are
+    the clip's classes, not its drawn caption's (one of the clip's R > 0.1 sentences, whose verb or nouns may differ):
+    every split's retrieval CSV has them, the test sentence CSV has no classes.
     """
 
     def __init__(

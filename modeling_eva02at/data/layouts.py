@@ -15,7 +15,7 @@ Frames of an AVION / LaViLa chunk folder are numbered over the whole video, as A
 over several EgoVLP chunks is given as a tuple of :class:`ChunkSpan` (:func:`egovlp_chunk_spans`); its frames are
 shared among the pieces in proportion to their durations.
 
-Decoding and frame sampling are the video processor's (`video_processing_eva02at.py`); this module only decides which
+Decoding and frame sampling are the remote code's (`video_reading_eva02at.py`); this module only decides which
 files and which times a clip is read from.
 """
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def load_clip(
 
 def _load_from_chunk_folder(video_processor, video_dir, start, end, num_frames, ext, *, jitter, generator):
     # Imported here: the layouts' path logic serves readers (EgoMCQ's, the metrics') that need no torch.
-    from ..video_processing_eva02at import frame_range_from_seconds, open_video, sample_frame_indices
+    from ..video_reading_eva02at import frame_range_from_seconds, open_video, sample_frame_indices
 
     chunks = list_chunks(video_dir, ext)
     backend, threads = video_processor.video_backend, video_processor.num_threads

@@ -63,8 +63,7 @@ def _parse_literal_list(text: str, *, column: str, narration_id: str, path, item
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as error:
         raise ValueError(
-            f"{path}: column {column!r} of narration_id {narration_id!r} is not a Python-literal list: "
-            f"{text!r}"
+            f"{path}: column {column!r} of narration_id {narration_id!r} is not a Python-literal list: {text!r}"
         ) from error
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, item_type) for item in value):
         raise ValueError(
@@ -423,9 +422,7 @@ def positive_sentences(relevancy, threshold: float = POSITIVE_THRESHOLD) -> Posi
     empty = np.flatnonzero(counts == 0)
     if len(empty):
         shown = ", ".join(str(i) for i in empty[:20]) + (", ..." if len(empty) > 20 else "")
-        raise ValueError(
-            f"{len(empty)} clip(s) have no sentence with relevancy > {threshold}: clip indices [{shown}]"
-        )
+        raise ValueError(f"{len(empty)} clip(s) have no sentence with relevancy > {threshold}: clip indices [{shown}]")
     indptr = np.zeros(relevancy.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     indices = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)

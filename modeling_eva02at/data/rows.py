@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+
 logger = logging.getLogger(__name__)
 
 BAD_ROW_SETTINGS = ("raise", "skip")

@@ -30,6 +30,7 @@ from ..utils.video_writer import write_video
 from .ek100 import parameters_manifest_matches, write_parameters_manifest
 from .scene import DEMO_NOUNS, DEMO_VERBS, DemoClip, balanced_choices, render_video
 
+
 CHARADES_DEMO_VERSION = 2
 TRAIN_CSV_NAME = "CharadesEgo_v1_train_only1st.csv"
 TEST_CSV_NAME = "CharadesEgo_v1_test_only1st.csv"
@@ -40,8 +41,27 @@ MANIFEST_NAME = "charades_ego_manifest.json"
 NUM_SHOWN_CLASSES = 10
 """Classes that the demo videos show (the others are listed, never shown)."""
 
-_UNSEEN_OBJECTS = ("towel", "book", "phone", "door", "shoe", "laptop", "pillow", "broom", "mirror", "blanket", "box",
-                   "chair", "table", "window", "sandwich", "medicine", "picture", "camera", "vacuum")  # fmt: skip
+_UNSEEN_OBJECTS = (
+    "towel",
+    "book",
+    "phone",
+    "door",
+    "shoe",
+    "laptop",
+    "pillow",
+    "broom",
+    "mirror",
+    "blanket",
+    "box",
+    "chair",
+    "table",
+    "window",
+    "sandwich",
+    "medicine",
+    "picture",
+    "camera",
+    "vacuum",
+)
 _SCENES = ("Kitchen", "Living room", "Bedroom", "Bathroom")
 
 
@@ -71,12 +91,15 @@ def demo_classes() -> tuple[list[str], list[int]]:
     names = [class_name(verb, noun.key) for verb in range(len(DEMO_VERBS)) for noun in DEMO_NOUNS]
     names += [class_name(verb, obj) for obj in _UNSEEN_OBJECTS for verb in range(len(DEMO_VERBS))]
     if len(names) < CHARADES_NUM_CLASSES:
-        raise ValueError(f"the demo verbs and objects give {len(names)} class names, fewer than Charades' "
-                         f"{CHARADES_NUM_CLASSES}")  # fmt: skip
+        raise ValueError(
+            f"the demo verbs and objects give {len(names)} class names, fewer than Charades' {CHARADES_NUM_CLASSES}"
+        )
     shown = [(i % len(DEMO_VERBS)) * len(DEMO_NOUNS) + i % len(DEMO_NOUNS) for i in range(NUM_SHOWN_CLASSES)]
     if len(set(shown)) != len(shown):
-        raise ValueError(f"{NUM_SHOWN_CLASSES} shown classes repeat a (verb, noun) pair with {len(DEMO_VERBS)} verbs "
-                         f"and {len(DEMO_NOUNS)} nouns")  # fmt: skip
+        raise ValueError(
+            f"{NUM_SHOWN_CLASSES} shown classes repeat a (verb, noun) pair with {len(DEMO_VERBS)} verbs "
+            f"and {len(DEMO_NOUNS)} nouns"
+        )
     return names[:CHARADES_NUM_CLASSES], shown
 
 
@@ -96,8 +119,9 @@ def _plan_videos(rng, num_videos: int, shown: list[int], *, fps: float, clip_sec
         for class_index in classes:
             verb, noun = divmod(class_index, len(DEMO_NOUNS))
             length = int(rng.integers(low, high + 1))
-            clips.append(DemoClip(f"{stem}_{len(clips)}", f"DM{index % 4:02d}", stem, cursor, cursor + length, verb,
-                               (noun,)))  # fmt: skip
+            clips.append(
+                DemoClip(f"{stem}_{len(clips)}", f"DM{index % 4:02d}", stem, cursor, cursor + length, verb, (noun,))
+            )
             cursor += length + int(rng.integers(1, fps // 2 + 1))
         videos.append({"stem": stem, "clips": clips, "classes": classes, "labelled": labelled, "num_frames": cursor})
     return videos
@@ -105,16 +129,32 @@ def _plan_videos(rng, num_videos: int, shown: list[int], *, fps: float, clip_sec
 
 def _csv_row(video: dict, fps: float) -> list[str]:
     clips = video["clips"]
-    actions = ";".join(f"c{class_index:03d} {clip.start_frame / fps:.2f} {clip.stop_frame / fps:.2f}"
-                       for class_index, clip in zip(video["classes"], clips)) if video["labelled"] else ""  # fmt: skip
+    actions = (
+        ";".join(
+            f"c{class_index:03d} {clip.start_frame / fps:.2f} {clip.stop_frame / fps:.2f}"
+            for class_index, clip in zip(video["classes"], clips)
+        )
+        if video["labelled"]
+        else ""
+    )
     steps = [clip.narration for clip in clips]
     objects = sorted({DEMO_NOUNS[clip.noun_classes[0]].key for clip in clips})
     index = int(video["stem"][1:])
     return [
-        f"{video['stem']}EGO", f"DM{index % 4:02d}", _SCENES[index % len(_SCENES)], "6", "7", "Yes",
-        "A person will " + ", then ".join(steps) + ".", ";".join(objects),
-        "Seen by the person: " + "; ".join(steps) + ".", actions, str(round(video["num_frames"] / fps)), "Yes", video["stem"],
-    ]  # fmt: skip
+        f"{video['stem']}EGO",
+        f"DM{index % 4:02d}",
+        _SCENES[index % len(_SCENES)],
+        "6",
+        "7",
+        "Yes",
+        "A person will " + ", then ".join(steps) + ".",
+        ";".join(objects),
+        "Seen by the person: " + "; ".join(steps) + ".",
+        actions,
+        str(round(video["num_frames"] / fps)),
+        "Yes",
+        video["stem"],
+    ]
 
 
 def make_charades_ego_demo(
@@ -135,11 +175,22 @@ def make_charades_ego_demo(
         width / height / fps / clip_seconds: as :func:`modeling_eva02at.demo.ek100.make_demo_dataset`.
     """
     root = os.path.abspath(os.fspath(root))
-    parameters = {"version": CHARADES_DEMO_VERSION, "seed": seed, "num_train_videos": num_train_videos,
-                  "num_test_videos": num_test_videos, "width": width, "height": height, "fps": fps,
-                  "clip_seconds": clip_seconds}  # fmt: skip
-    paths = CharadesEgoDemoPaths(os.path.join(root, TRAIN_CSV_NAME), os.path.join(root, TEST_CSV_NAME),
-                                 os.path.join(root, CLASSES_NAME), os.path.join(root, VIDEO_DIR_NAME))  # fmt: skip
+    parameters = {
+        "version": CHARADES_DEMO_VERSION,
+        "seed": seed,
+        "num_train_videos": num_train_videos,
+        "num_test_videos": num_test_videos,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "clip_seconds": clip_seconds,
+    }
+    paths = CharadesEgoDemoPaths(
+        os.path.join(root, TRAIN_CSV_NAME),
+        os.path.join(root, TEST_CSV_NAME),
+        os.path.join(root, CLASSES_NAME),
+        os.path.join(root, VIDEO_DIR_NAME),
+    )
     manifest = os.path.join(root, MANIFEST_NAME)
     if parameters_manifest_matches(manifest, parameters):
         return paths
@@ -152,15 +203,18 @@ def make_charades_ego_demo(
     with open(paths.classes, "w", encoding="utf-8") as handle:
         handle.writelines(f"c{index:03d} {name}\n" for index, name in enumerate(names))
     rng = np.random.default_rng(seed)
-    for split, num_videos, csv_path in (("train", num_train_videos, paths.train_csv),
-                                        ("test", num_test_videos, paths.test_csv)):  # fmt: skip
+    for split, num_videos, csv_path in (
+        ("train", num_train_videos, paths.train_csv),
+        ("test", num_test_videos, paths.test_csv),
+    ):
         videos = _plan_videos(rng, num_videos, shown, fps=fps, clip_seconds=clip_seconds, split=split)
         for number, video in enumerate(videos):
             # a video's pixels depend only on (seed, split, its number)
             video_rng = np.random.default_rng([seed, 0 if split == "train" else 1, number])
             frames = render_video(video_rng, video["clips"], video["num_frames"], height, width)
-            write_video(os.path.join(paths.video_root, f"{video['stem']}EGO.mp4"), frames, fps,
-                        gop_size=max(1, round(fps)))  # fmt: skip
+            write_video(
+                os.path.join(paths.video_root, f"{video['stem']}EGO.mp4"), frames, fps, gop_size=max(1, round(fps))
+            )
         with open(csv_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(CHARADES_EGO_COLUMNS)

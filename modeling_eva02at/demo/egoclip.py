@@ -27,9 +27,10 @@ import numpy as np
 from ..data.egoclip import EGOCLIP_COLUMNS
 from ..data.layouts import VIDEO_LAYOUTS
 from ..data.relevancy import read_retrieval_csv
-from ..video_processing_eva02at import open_video, time_to_seconds
-from .ek100 import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
 from ..utils.video_writer import write_video
+from ..video_reading_eva02at import open_video, time_to_seconds
+from .ek100 import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
+
 
 EGOCLIP_DEMO_VERSION = 1
 
@@ -76,7 +77,7 @@ def _write_layouts(source: str, uid: str, roots: dict, chunk_seconds: dict) -> N
         duration = len(frames) / fps
         for index in range(int(np.ceil(duration / length))):
             # chunk k holds frames [int(k L fps), int((k + 1) L fps)), as the readers number them
-            piece = frames[int(index * length * fps): int((index + 1) * length * fps)]
+            piece = frames[int(index * length * fps) : int((index + 1) * length * fps)]
             name = f"{index}.mp4" if layout == "egovlp" else f"{index * length}.mp4"
             write_video(os.path.join(folder, name), piece, fps, gop_size=max(1, round(fps)))
 
@@ -87,11 +88,23 @@ def _egoclip_rows(clips, durations: dict) -> list[str]:
         start, end = time_to_seconds(clip.start_timestamp), time_to_seconds(clip.stop_timestamp)
         uid = ego4d_uid(clip.video_id)
         # quoted as in the real file: the narration and the multi-element noun list
-        lines.append("\t".join([
-            str(index), uid, f"{durations[clip.video_id]:.6f}", "narration_pass_1", str(index),
-            f"{(start + end) / 2:.4f}", f"{start:.6f}", f"{end:.6f}", f'"{narration(clip.narration)}"',
-            f"[{clip.verb_class}]", f'"{list(clip.all_noun_classes)}"',
-        ]))  # fmt: skip
+        lines.append(
+            "\t".join(
+                [
+                    str(index),
+                    uid,
+                    f"{durations[clip.video_id]:.6f}",
+                    "narration_pass_1",
+                    str(index),
+                    f"{(start + end) / 2:.4f}",
+                    f"{start:.6f}",
+                    f"{end:.6f}",
+                    f'"{narration(clip.narration)}"',
+                    f"[{clip.verb_class}]",
+                    f'"{list(clip.all_noun_classes)}"',
+                ]
+            )
+        )
     return lines
 
 
@@ -101,15 +114,23 @@ def _egomcq_questions(clips, rng: np.random.Generator, num_questions: int) -> di
     rows = list(clips.itertuples(index=False))
 
     def clip_dict(clip) -> dict:
-        return {"video_uid": ego4d_uid(clip.video_id), "clip_start": time_to_seconds(clip.start_timestamp),
-                "clip_end": time_to_seconds(clip.stop_timestamp), "clip_text": narration(clip.narration)}  # fmt: skip
+        return {
+            "video_uid": ego4d_uid(clip.video_id),
+            "clip_start": time_to_seconds(clip.start_timestamp),
+            "clip_end": time_to_seconds(clip.stop_timestamp),
+            "clip_text": narration(clip.narration),
+        }
 
     questions = {}
     for number, answer_row in enumerate(rng.permutation(len(rows))[:num_questions]):
         answer = rows[answer_row]
         kind = 1 if number % 2 == 0 else 2
-        others = [clip for clip in rows if clip.narration != answer.narration
-                  and (clip.video_id != answer.video_id if kind == 1 else clip.video_id == answer.video_id)]  # fmt: skip
+        others = [
+            clip
+            for clip in rows
+            if clip.narration != answer.narration
+            and (clip.video_id != answer.video_id if kind == 1 else clip.video_id == answer.video_id)
+        ]
         if kind == 1:  # one clip per other video
             by_video = {others[i].video_id: others[i] for i in rng.permutation(len(others))}
             others = list(by_video.values())
@@ -118,9 +139,12 @@ def _egomcq_questions(clips, rng: np.random.Generator, num_questions: int) -> di
         picks = [others[i] for i in rng.choice(len(others), 4, replace=False)]
         position = int(rng.integers(5))
         picks.insert(position, answer)
-        questions[str(len(questions))] = {"query": clip_dict(answer),
-                                          "choices": {str(i): clip_dict(c) for i, c in enumerate(picks)},
-                                          "answer": position, "types": kind}  # fmt: skip
+        questions[str(len(questions))] = {
+            "query": clip_dict(answer),
+            "choices": {str(i): clip_dict(c) for i, c in enumerate(picks)},
+            "answer": position,
+            "types": kind,
+        }
     return questions
 
 
@@ -143,8 +167,14 @@ def make_egoclip_demo(
     """
     root = os.path.abspath(os.fspath(root))
     lengths = {layout: (chunk_seconds or {}).get(layout, seconds) for layout, seconds in VIDEO_LAYOUTS.items()}
-    parameters = {"version": EGOCLIP_DEMO_VERSION, "seed": seed, "num_train": num_train, "num_test": num_test,
-                  "chunk_seconds": lengths, "num_egomcq": num_egomcq}  # fmt: skip
+    parameters = {
+        "version": EGOCLIP_DEMO_VERSION,
+        "seed": seed,
+        "num_train": num_train,
+        "num_test": num_test,
+        "chunk_seconds": lengths,
+        "num_egomcq": num_egomcq,
+    }
     ek100 = make_demo_dataset(os.path.join(root, "ek100"), seed=seed, num_train=num_train, num_test=num_test)
     paths = EgoClipDemoPaths(
         egoclip_tsv=os.path.join(root, "egoclip.csv"),
@@ -173,10 +203,14 @@ def make_egoclip_demo(
     with open(paths.egoclip_tsv, "w", encoding="utf-8") as handle:
         handle.write("\n".join(_egoclip_rows(train, durations)) + "\n")
     clip_list = [
-        (ego4d_uid(clip.video_id), time_to_seconds(clip.start_timestamp), time_to_seconds(clip.stop_timestamp),
-         [narration(clip.narration), f"The camera wearer does this: {clip.narration}."])
+        (
+            ego4d_uid(clip.video_id),
+            time_to_seconds(clip.start_timestamp),
+            time_to_seconds(clip.stop_timestamp),
+            [narration(clip.narration), f"The camera wearer does this: {clip.narration}."],
+        )
         for clip in train.itertuples(index=False)
-    ]  # fmt: skip
+    ]
     with open(paths.egoclip_pickle, "wb") as handle:
         pickle.dump(clip_list, handle)
     questions = _egomcq_questions(test, np.random.default_rng(seed), num_egomcq)

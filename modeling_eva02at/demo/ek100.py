@@ -120,7 +120,6 @@ def _format_list(values) -> str:
     return repr(list(values))
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,9 +196,7 @@ def _write_split(
         participant_dir = os.path.join(video_root, clips[0].participant_id)
         os.makedirs(participant_dir, exist_ok=True)
         # A keyframe every second keeps seeking to a clip cheap for decord / PyAV.
-        write_video(
-            os.path.join(participant_dir, f"{clips[0].video_id}.MP4"), frames, fps, gop_size=max(1, round(fps))
-        )
+        write_video(os.path.join(participant_dir, f"{clips[0].video_id}.MP4"), frames, fps, gop_size=max(1, round(fps)))
 
     clips = [clip for video in videos for clip in video]
     names = (TRAIN_CSV_NAME, TRAIN_SENTENCE_CSV_NAME) if split == "train" else (TEST_CSV_NAME, TEST_SENTENCE_CSV_NAME)

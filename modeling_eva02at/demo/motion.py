@@ -18,6 +18,7 @@ import numpy as np
 
 from .scene import DEMO_NOUNS, DEMO_VERBS
 
+
 DIRECTION_PAIRS = {"left/right": (0, 1), "up/down": (2, 3), "enlarge/shrink": (4, 5)}
 """Opposite verbs, as indices of DEMO_VERBS."""
 
@@ -74,8 +75,9 @@ def format_motion_table(rows: dict[str, dict[str, float]]) -> str:
     columns = [c for c in columns if any(c in metrics for metrics in rows.values())]
     lines = [f"{'':<16}" + "".join(f"{c.split('/', 1)[-1]:>15}" for c in columns)]
     for name, metrics in rows.items():
-        lines.append(f"{name:<16}" + "".join(f"{100 * metrics[c]:>15.1f}" if c in metrics else f"{'-':>15}"
-                                             for c in columns))  # fmt: skip
+        lines.append(
+            f"{name:<16}" + "".join(f"{100 * metrics[c]:>15.1f}" if c in metrics else f"{'-':>15}" for c in columns)
+        )
     return "\n".join(lines)
 
 

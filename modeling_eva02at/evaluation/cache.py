@@ -9,11 +9,10 @@ atomically.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 FEATURE_CACHE_VERSION = 1
 """Part of every cache key: bumped when the way features are computed changes, so old cache files are not reused."""
+
 
 class CachedFeatures(NamedTuple):
     """What :func:`cached_features` returns: the tensors, the cache file (None without a cache) and whether the
@@ -79,9 +79,14 @@ def cached_features(
 
 
 def _cache_key(task: str, processor, settings: EncodeSettings, model_id, **data) -> dict:
-    return {"version": FEATURE_CACHE_VERSION, "task": task, "model": fingerprint_identity(model_id),
-            "pixels": pixel_settings(processor),
-            **settings.cache_fields(), **data}  # fmt: skip
+    return {
+        "version": FEATURE_CACHE_VERSION,
+        "task": task,
+        "model": fingerprint_identity(model_id),
+        "pixels": pixel_settings(processor),
+        **settings.cache_fields(),
+        **data,
+    }
 
 
 def cached_task_features(task, processor, settings, cache_dir, model_id, data_key: dict, compute_fn) -> CachedFeatures:
@@ -90,4 +95,3 @@ def cached_task_features(task, processor, settings, cache_dir, model_id, data_ke
         raise ValueError("a feature cache needs model_id (e.g. model_fingerprint(model_path)) to tell models apart")
     key = _cache_key(task, processor, settings, model_id, **data_key) if cache_dir is not None else {}
     return cached_features(cache_dir, key, compute_fn)
-

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..data.charades_ego import read_charades_classes, read_charades_ego_csv, split_actions
 from ..utils.files import require_paths
 from .cache import cached_task_features
-from .fingerprint import file_fingerprint
 from .encoding import EncodeSettings, encode_class_texts, encode_videos
+from .fingerprint import file_fingerprint
 from .metrics import charades_ego_map
 from .results import EvaluationResult
 
@@ -45,7 +45,7 @@ class CharadesEgoAnnotations:
     classes_path: str = ""
 
     @classmethod
-    def from_files(cls, csv_path: str, classes_path: str) -> "CharadesEgoAnnotations":
+    def from_files(cls, csv_path: str, classes_path: str) -> CharadesEgoAnnotations:
         """Read ``CharadesEgo_v1_test_only1st.csv`` (columns id, subject, scene, quality, relevance, verified,
         script, objects, descriptions, actions, length; actions ``"c092 11.90 21.20;c147 0.00 12.60"``) and the
         classes file.
@@ -111,12 +111,22 @@ def evaluate_charades_ego(
         return {"video": video, "text": text}
 
     data_files = [file_fingerprint(annotations.csv_path or None), file_fingerprint(annotations.classes_path or None)]
-    data_key = {"data": data_files, "video_root": os.path.abspath(video_root), "video_ext": video_ext,
-                "templates": list(templates)}  # fmt: skip
+    data_key = {
+        "data": data_files,
+        "video_root": os.path.abspath(video_root),
+        "video_ext": video_ext,
+        "templates": list(templates),
+    }
     cached = cached_task_features("charades_ego", processor, settings, cache_dir, model_id, data_key, compute)
     scores = (cached.features["video"] @ cached.features["text"].T).numpy()
     metrics = charades_ego_map(scores, annotations.labels)
-    return EvaluationResult("charades_ego", metrics, len(paths), len(annotations.class_ids), cached.path,
-                            cached.from_cache, time.perf_counter() - started,
-                            extra={"num_unlabelled_videos_excluded": len(annotations.unlabelled_ids)})  # fmt: skip
-
+    return EvaluationResult(
+        "charades_ego",
+        metrics,
+        len(paths),
+        len(annotations.class_ids),
+        cached.path,
+        cached.from_cache,
+        time.perf_counter() - started,
+        extra={"num_unlabelled_videos_excluded": len(annotations.unlabelled_ids)},
+    )

@@ -41,9 +41,12 @@ class EncodingArguments:
     flip: bool = field(default=False, metadata={"help": "horizontal-flip test-time augmentation"})
     dtype: str = field(
         default="auto",
-        metadata={"help": "dtype the model is loaded and computes in: auto is bfloat16 on hardware with native bf16 "
-                          "(CUDA, CPUs with AMX or AVX512-BF16), else float32", "choices": DTYPE_CHOICES},
-    )  # fmt: skip
+        metadata={
+            "help": "dtype the model is loaded and computes in: auto is bfloat16 on hardware with native bf16 "
+            "(CUDA, CPUs with AMX or AVX512-BF16), else float32",
+            "choices": DTYPE_CHOICES,
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: no cache)"})
     output_json: str | None = field(default=None, metadata={"help": "write the metrics and settings here"})
@@ -78,9 +81,12 @@ class EgoMcqArguments:
     egomcq_json: str = field(metadata={"help": "EgoVLP's egomcq.json"})
     video_layout: str = field(
         default="auto",
-        metadata={"help": "full: <root>/<video_uid>.mp4; egovlp: <root>/<video_uid>/<k>.mp4 (EgoVLP's 600 s chunks); "
-                          "auto: per video, the full file if it exists", "choices": EGOMCQ_VIDEO_LAYOUTS},
-    )  # fmt: skip
+        metadata={
+            "help": "full: <root>/<video_uid>.mp4; egovlp: <root>/<video_uid>/<k>.mp4 (EgoVLP's 600 s chunks); "
+            "auto: per video, the full file if it exists",
+            "choices": EGOMCQ_VIDEO_LAYOUTS,
+        },
+    )
     video_ext: str = field(default="mp4", metadata={"help": "video file extension"})
     chunk_seconds: int = field(default=600, metadata={"help": "seconds per chunk of the egovlp layout"})
 
@@ -97,9 +103,11 @@ class CharadesEgoArguments:
     classes: str = field(metadata={"help": "Charades_v1_classes.txt"})
     templates: list[str] | None = field(
         default=None,
-        metadata={"help": "class text templates with {} for the class name, averaged per class (default: '{}', the "
-                          "bare class name)"},
-    )  # fmt: skip
+        metadata={
+            "help": "class text templates with {} for the class name, averaged per class (default: '{}', the "
+            "bare class name)"
+        },
+    )
     video_ext: str = field(default="mp4", metadata={"help": "video file extension"})
 
 
@@ -111,12 +119,26 @@ def evaluate_ek100_mir_files(data: Ek100MirArguments, encoding: EncodingArgument
     annotations = Ek100MirAnnotations.from_files(data.test_csv, data.sentence_csv, data.relevancy)
 
     def evaluate(model, processor, settings, model_id):
-        return evaluate_ek100_mir(model, processor, annotations, encoding.video_root, settings,
-                                  video_ext=data.video_ext, cache_dir=encoding.cache_dir, model_id=model_id,
-                                  data_files=[data.test_csv])  # fmt: skip
+        return evaluate_ek100_mir(
+            model,
+            processor,
+            annotations,
+            encoding.video_root,
+            settings,
+            video_ext=data.video_ext,
+            cache_dir=encoding.cache_dir,
+            model_id=model_id,
+            data_files=[data.test_csv],
+        )
 
-    return run_evaluation(encoding, evaluate, _print_ek100_mir, test_csv=data.test_csv,
-                          sentence_csv=data.sentence_csv, relevancy=data.relevancy or "built from the CSVs")  # fmt: skip
+    return run_evaluation(
+        encoding,
+        evaluate,
+        _print_ek100_mir,
+        test_csv=data.test_csv,
+        sentence_csv=data.sentence_csv,
+        relevancy=data.relevancy or "built from the CSVs",
+    )
 
 
 def evaluate_egomcq_files(data: EgoMcqArguments, encoding: EncodingArguments) -> dict:
@@ -127,12 +149,22 @@ def evaluate_egomcq_files(data: EgoMcqArguments, encoding: EncodingArguments) ->
     questions = EgoMcqQuestions.from_json(data.egomcq_json)
 
     def evaluate(model, processor, settings, model_id):
-        return evaluate_egomcq(model, processor, questions, encoding.video_root, settings, layout=data.video_layout,
-                               video_ext=data.video_ext, chunk_seconds=data.chunk_seconds,
-                               cache_dir=encoding.cache_dir, model_id=model_id)  # fmt: skip
+        return evaluate_egomcq(
+            model,
+            processor,
+            questions,
+            encoding.video_root,
+            settings,
+            layout=data.video_layout,
+            video_ext=data.video_ext,
+            chunk_seconds=data.chunk_seconds,
+            cache_dir=encoding.cache_dir,
+            model_id=model_id,
+        )
 
-    return run_evaluation(encoding, evaluate, _print_egomcq, egomcq_json=data.egomcq_json,
-                          video_layout=data.video_layout)  # fmt: skip
+    return run_evaluation(
+        encoding, evaluate, _print_egomcq, egomcq_json=data.egomcq_json, video_layout=data.video_layout
+    )
 
 
 def evaluate_charades_ego_files(data: CharadesEgoArguments, encoding: EncodingArguments) -> dict:
@@ -143,11 +175,21 @@ def evaluate_charades_ego_files(data: CharadesEgoArguments, encoding: EncodingAr
     annotations = CharadesEgoAnnotations.from_files(data.csv, data.classes)
 
     def evaluate(model, processor, settings, model_id):
-        return evaluate_charades_ego(model, processor, annotations, encoding.video_root, settings, templates=templates,
-                                     video_ext=data.video_ext, cache_dir=encoding.cache_dir, model_id=model_id)
+        return evaluate_charades_ego(
+            model,
+            processor,
+            annotations,
+            encoding.video_root,
+            settings,
+            templates=templates,
+            video_ext=data.video_ext,
+            cache_dir=encoding.cache_dir,
+            model_id=model_id,
+        )
 
-    return run_evaluation(encoding, evaluate, _print_charades_ego, csv=data.csv, classes=data.classes,
-                          templates=templates)  # fmt: skip
+    return run_evaluation(
+        encoding, evaluate, _print_charades_ego, csv=data.csv, classes=data.classes, templates=templates
+    )
 
 
 def encode_settings(encoding: EncodingArguments):
@@ -158,13 +200,20 @@ def encode_settings(encoding: EncodingArguments):
     device = resolve_device(encoding.device)
     dtype, reason = resolve_dtype(encoding.dtype, device)
     print(f"Encoding in {reason}")
-    return EncodeSettings(batch_size=encoding.batch_size, text_batch_size=encoding.text_batch_size,
-                          num_workers=encoding.num_workers, flip=encoding.flip, device=device, compute_dtype=dtype,
-                          progress=not encoding.no_progress)  # fmt: skip
+    return EncodeSettings(
+        batch_size=encoding.batch_size,
+        text_batch_size=encoding.text_batch_size,
+        num_workers=encoding.num_workers,
+        flip=encoding.flip,
+        device=device,
+        compute_dtype=dtype,
+        progress=not encoding.no_progress,
+    )
 
 
-def run_evaluation(encoding: EncodingArguments, evaluate: Callable, print_table: Callable[[dict], None],
-                   **report_fields) -> dict:  # fmt: skip
+def run_evaluation(
+    encoding: EncodingArguments, evaluate: Callable, print_table: Callable[[dict], None], **report_fields
+) -> dict:
     """The tail every evaluation shares: load the model and processor in the dtype chosen, run
     ``evaluate(model, processor, settings, model_id)`` (an :class:`EvaluationResult`), print its table, and write
     the JSON report (metrics, settings, `report_fields`, the paper's numbers) to ``--output-json``. Returns the report.
@@ -178,16 +227,24 @@ def run_evaluation(encoding: EncodingArguments, evaluate: Callable, print_table:
     settings = encode_settings(encoding)
     if settings.device.type == "cpu":
         tune_cpu_allocator()
-    model, processor = load_model_for_inference(encoding.model, processor_path=encoding.processor,
-                                                num_frames=encoding.num_frames, device=settings.device,
-                                                dtype=settings.compute_dtype)  # fmt: skip
+    model, processor = load_model_for_inference(
+        encoding.model,
+        processor_path=encoding.processor,
+        num_frames=encoding.num_frames,
+        device=settings.device,
+        dtype=settings.compute_dtype,
+    )
     result = evaluate(model, processor, settings, model_fingerprint(encoding.model, encoding.processor))
     print_table(result.metrics)
     report = result.to_json_dict(
-        model=encoding.model, video_root=encoding.video_root, num_frames=processor.image_processor.num_frames,
-        flip=encoding.flip, dtype="bfloat16" if settings.compute_dtype is not None else "float32",
-        batch_size=encoding.batch_size, **report_fields,
-    )  # fmt: skip
+        model=encoding.model,
+        video_root=encoding.video_root,
+        num_frames=processor.image_processor.num_frames,
+        flip=encoding.flip,
+        dtype="bfloat16" if settings.compute_dtype is not None else "float32",
+        batch_size=encoding.batch_size,
+        **report_fields,
+    )
     if encoding.output_json:
         write_json(encoding.output_json, report)
         print(f"\nWrote {encoding.output_json}")
@@ -218,8 +275,10 @@ def _print_egomcq(metrics: dict) -> None:
     for name, results in PAPER_RESULTS.items():
         paper = results["egomcq"]
         print(f"{f'paper {name}':<24}{paper['inter_video_accuracy']:>14.1f}{paper['intra_video_accuracy']:>14.1f}")
-    print(f"({metrics['num_inter_video']} inter-video (types 1) and {metrics['num_intra_video']} intra-video (types 2) "
-          "questions)")  # fmt: skip
+    print(
+        f"({metrics['num_inter_video']} inter-video (types 1) and {metrics['num_intra_video']} intra-video (types 2) "
+        "questions)"
+    )
 
 
 def _print_charades_ego(metrics: dict) -> None:

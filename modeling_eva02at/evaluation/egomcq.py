@@ -10,8 +10,8 @@ import torch
 from ..data.egomcq import EgoMcqQuestions
 from ..data.layouts import VIDEO_LAYOUTS
 from .cache import cached_task_features
-from .fingerprint import file_fingerprint
 from .encoding import EncodeSettings, encode_texts, encode_videos
+from .fingerprint import file_fingerprint
 from .metrics import egomcq_accuracy
 from .results import EvaluationResult
 
@@ -40,14 +40,26 @@ def evaluate_egomcq(
         text = encode_texts(model, processor, texts, settings, description="Encoding EgoMCQ queries")
         return {"video": video, "text": text}
 
-    data_key = {"data": [file_fingerprint(questions.path)], "video_root": os.path.abspath(video_root),
-                "layout": layout, "video_ext": video_ext, "chunk_seconds": chunk_seconds}  # fmt: skip
+    data_key = {
+        "data": [file_fingerprint(questions.path)],
+        "video_root": os.path.abspath(video_root),
+        "layout": layout,
+        "video_ext": video_ext,
+        "chunk_seconds": chunk_seconds,
+    }
     cached = cached_task_features("egomcq", processor, settings, cache_dir, model_id, data_key, compute)
     text_row = {text: row for row, text in enumerate(texts)}
     query = cached.features["text"][[text_row[t] for t in questions.query_texts]]  # (Q, D)
     candidates = cached.features["video"][torch.from_numpy(questions.choices)]  # (Q, C, D)
     similarity = torch.einsum("qd,qcd->qc", query, candidates).numpy()
     metrics = egomcq_accuracy(similarity, questions.answers, questions.types)
-    return EvaluationResult("egomcq", metrics, len(videos), len(texts), cached.path, cached.from_cache,
-                            time.perf_counter() - started, extra={"num_questions": len(questions)})  # fmt: skip
-
+    return EvaluationResult(
+        "egomcq",
+        metrics,
+        len(videos),
+        len(texts),
+        cached.path,
+        cached.from_cache,
+        time.perf_counter() - started,
+        extra={"num_questions": len(questions)},
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -16,8 +16,8 @@ import torch
 from ..data.ek100 import Ek100MirAnnotations, Ek100MirDataset
 from ..utils.files import require_paths
 from .cache import cached_task_features
-from .fingerprint import file_fingerprint
 from .encoding import EncodeSettings, encode_texts, encode_videos
+from .fingerprint import file_fingerprint
 from .metrics import ek100_mir_metrics
 from .results import EvaluationResult
 
@@ -59,11 +59,21 @@ def evaluate_ek100_mir(
         text = encode_texts(model, processor, captions, settings, description="Encoding EK-100 narrations")
         return {"video": video, "text": text}
 
-    data_key = {"data": [file_fingerprint(p) for p in data_files], "video_root": os.path.abspath(video_root),
-                "video_ext": video_ext, "num_clips": len(items)}  # fmt: skip
+    data_key = {
+        "data": [file_fingerprint(p) for p in data_files],
+        "video_root": os.path.abspath(video_root),
+        "video_ext": video_ext,
+        "num_clips": len(items),
+    }
     cached = cached_task_features("ek100_mir", processor, settings, cache_dir, model_id, data_key, compute)
     similarity = ek100_mir_similarity(cached.features["video"], cached.features["text"], annotations.caption_columns)
     metrics = ek100_mir_metrics(similarity, annotations.relevancy)
-    return EvaluationResult("ek100_mir", metrics, len(items), len(annotations.sentences), cached.path,
-                            cached.from_cache, time.perf_counter() - started)  # fmt: skip
-
+    return EvaluationResult(
+        "ek100_mir",
+        metrics,
+        len(items),
+        len(annotations.sentences),
+        cached.path,
+        cached.from_cache,
+        time.perf_counter() - started,
+    )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +65,10 @@ def load_model_for_inference(
         processor = Eva02AtProcessor.from_pretrained(processor_path)
     except OSError as error:  # transformers' message does not always name what it looked for
         what = model_path if processor_path == model_path else f"{model_path} (processor {processor_path})"
-        raise OSError(f"cannot load the model {what}: not a saved model folder, and not a Hub id "
-                      f"{'in the local cache (offline)' if _offline() else 'that loads'}: {error}") from None  # fmt: skip
+        raise OSError(
+            f"cannot load the model {what}: not a saved model folder, and not a Hub id "
+            f"{'in the local cache (offline)' if _offline() else 'that loads'}: {error}"
+        ) from None
     model.eval().to(resolve_device(device))
     try:
         match_processor_to_model(processor, model.config, num_frames)

@@ -9,8 +9,19 @@ import json
 import os
 import re
 
-PIXEL_SETTINGS = ("num_frames", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor",
-                   "do_normalize", "image_mean", "image_std")  # fmt: skip
+
+PIXEL_SETTINGS = (
+    "num_frames",
+    "size",
+    "crop_size",
+    "do_resize",
+    "do_center_crop",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
 """Processor attributes that change the pixels a model sees: part of every feature cache key and index header."""
 
 # Files of a model folder whose content determines the features.
@@ -63,13 +74,23 @@ def _cached_snapshot(repo_id: str) -> str | None:
 # JSON keys, at any depth, that record how a folder was saved (library version, auto classes, the Hub pipeline entry,
 # the dtype to load in; the stored dtype is in the weights' digest), not what the model computes: a Hub repo assembled
 # from a training folder adds or fills some of them.
-_BOOKKEEPING_KEYS = frozenset({"transformers_version", "auto_map", "custom_pipelines", "_name_or_path", "dtype",
-                               "torch_dtype"})  # fmt: skip
+_BOOKKEEPING_KEYS = frozenset(
+    {"transformers_version", "auto_map", "custom_pipelines", "_name_or_path", "dtype", "torch_dtype"}
+)
 # tokenizer_config.json keys of the last call's settings, which transformers writes when a tokenizer that has been
 # called is saved again (so a reloaded and re-saved tokenizer differs from the original only in these); the processor
 # passes its own padding and truncation at every call, and the length cap is the text config's.
-_TOKENIZER_CALL_KEYS = frozenset({"max_length", "stride", "padding_side", "truncation_side", "truncation_strategy",
-                                  "pad_token_type_id", "pad_to_multiple_of"})  # fmt: skip
+_TOKENIZER_CALL_KEYS = frozenset(
+    {
+        "max_length",
+        "stride",
+        "padding_side",
+        "truncation_side",
+        "truncation_strategy",
+        "pad_token_type_id",
+        "pad_to_multiple_of",
+    }
+)
 _digests: dict[tuple, str] = {}  # (absolute path, size, mtime): SHA-256, so a process hashes each file version once
 
 

@@ -32,8 +32,10 @@ REQUIRED_FILES = ("config.json", *PROCESSOR_FILES, *REMOTE_CODE_FILES, "handler.
 def check_repo_id(repo_id: str) -> str:
     """`repo_id` if it is a valid Hub model id ("owner/name"), else ValueError saying why."""
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise ValueError(f"invalid repo id {repo_id!r}: give it as 'owner/name' (your user or organisation name, a "
-                         f"slash, the model name)")  # fmt: skip
+        raise ValueError(
+            f"invalid repo id {repo_id!r}: give it as 'owner/name' (your user or organisation name, a "
+            f"slash, the model name)"
+        )
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -126,8 +128,9 @@ def assemble_repo_folder(
                 f"with num_frames set to the model's)"
             )
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} is not empty: choose another, or overwrite it "
-                              f"(--overwrite / overwrite=True)")  # fmt: skip
+        raise FileExistsError(
+            f"output folder {output_dir} is not empty: choose another, or overwrite it (--overwrite / overwrite=True)"
+        )
     reports = read_eval_reports(eval_json)
 
     register_auto_classes()
@@ -138,8 +141,10 @@ def assemble_repo_folder(
     model, loading = Eva02AtModel.from_pretrained(model_dir, dtype="auto", output_loading_info=True)
     missing = loading.get("missing_keys") or []
     if missing:
-        raise ValueError(f"the weights in {model_dir} lack {len(missing)} of the model's tensors (e.g. "
-                         f"{sorted(missing)[:3]}): they would be pushed randomly initialised")  # fmt: skip
+        raise ValueError(
+            f"the weights in {model_dir} lack {len(missing)} of the model's tensors (e.g. "
+            f"{sorted(missing)[:3]}): they would be pushed randomly initialised"
+        )
     processor = Eva02AtProcessor.from_pretrained(model_dir)
     model.config.custom_pipelines = CUSTOM_PIPELINES
 

@@ -40,9 +40,14 @@ BENCHMARKS = {
         "task_name": "Multi-instance retrieval",
         "dataset_type": "epic-kitchens-100",
         "dataset_name": "EPIC-Kitchens-100 MIR",
-        "metrics": (("avg_mAP", "mAP", "avg mAP"), ("avg_nDCG", "nDCG", "avg nDCG"),
-                    ("vis2txt_mAP", "mAP", "video-to-text mAP"), ("txt2vis_mAP", "mAP", "text-to-video mAP"),
-                    ("vis2txt_nDCG", "nDCG", "video-to-text nDCG"), ("txt2vis_nDCG", "nDCG", "text-to-video nDCG")),
+        "metrics": (
+            ("avg_mAP", "mAP", "avg mAP"),
+            ("avg_nDCG", "nDCG", "avg nDCG"),
+            ("vis2txt_mAP", "mAP", "video-to-text mAP"),
+            ("txt2vis_mAP", "mAP", "text-to-video mAP"),
+            ("vis2txt_nDCG", "nDCG", "video-to-text nDCG"),
+            ("txt2vis_nDCG", "nDCG", "text-to-video nDCG"),
+        ),
     },
     "charades_ego": {
         "task_type": "video-classification",
@@ -56,10 +61,12 @@ BENCHMARKS = {
         "task_name": "Multiple-choice video question (EgoMCQ)",
         "dataset_type": "egomcq",
         "dataset_name": "EgoMCQ",
-        "metrics": (("inter_video_accuracy", "accuracy", "inter-video accuracy"),
-                    ("intra_video_accuracy", "accuracy", "intra-video accuracy")),
+        "metrics": (
+            ("inter_video_accuracy", "accuracy", "inter-video accuracy"),
+            ("intra_video_accuracy", "accuracy", "intra-video accuracy"),
+        ),
     },
-}  # fmt: skip
+}
 
 # PAPER_RESULTS keys -> (benchmark, setting); the setting is the model-index dataset config.
 PAPER_SETTINGS = {
@@ -85,10 +92,12 @@ def describe_architecture(config) -> str:
     vision, text = config.vision_config, config.text_config
     size = paper_size(config)
     name = f"{size[1]}: " if size else "a custom size of EVA02-AT: "
-    return (f"{name}video tower {vision.hidden_size} wide, {vision.num_hidden_layers} layers, patch "
-            f"{vision.patch_size}, {vision.image_size}-pixel frames, {vision.num_frames} frames; CLIP text tower "
-            f"{text.hidden_size} wide, {text.num_hidden_layers} layers; "
-            f"{config.projection_dim}-d joint embedding")  # fmt: skip
+    return (
+        f"{name}video tower {vision.hidden_size} wide, {vision.num_hidden_layers} layers, patch "
+        f"{vision.patch_size}, {vision.image_size}-pixel frames, {vision.num_frames} frames; CLIP text tower "
+        f"{text.hidden_size} wide, {text.num_hidden_layers} layers; "
+        f"{config.projection_dim}-d joint embedding"
+    )
 
 
 def read_eval_reports(paths) -> list[dict]:
@@ -100,13 +109,17 @@ def read_eval_reports(paths) -> list[dict]:
             with open(path) as file:
                 report = json.load(file)
         except FileNotFoundError:
-            raise FileNotFoundError(f"eval JSON {path} not found (write it with examples/eval_*.py --output-json)")
+            raise FileNotFoundError(
+                f"eval JSON {path} not found (write it with examples/eval_*.py --output-json)"
+            ) from None
         except json.JSONDecodeError as error:
             raise ValueError(f"eval JSON {path} is not valid JSON ({error})") from None
         task = report.get("task") if isinstance(report, dict) else None
         if task not in BENCHMARKS:
-            raise ValueError(f'eval JSON {path} has "task": {task!r}; expected one of {sorted(BENCHMARKS)}, as '
-                             f"examples/eval_*.py --output-json write")  # fmt: skip
+            raise ValueError(
+                f'eval JSON {path} has "task": {task!r}; expected one of {sorted(BENCHMARKS)}, as '
+                f"examples/eval_*.py --output-json write"
+            )
         metrics = report.get("metrics") or {}
         missing = [key for key, _, _ in BENCHMARKS[task]["metrics"] if key not in metrics]
         if missing:
@@ -119,14 +132,24 @@ def read_eval_reports(paths) -> list[dict]:
     return reports
 
 
-def _eval_result(benchmark: str, setting: str, key_type_name, value: float, source_name: str | None,
-                 source_url: str | None) -> EvalResult:  # fmt: skip
+def _eval_result(
+    benchmark: str, setting: str, key_type_name, value: float, source_name: str | None, source_url: str | None
+) -> EvalResult:
     info = BENCHMARKS[benchmark]
     _, metric_type, metric_name = key_type_name
-    return EvalResult(task_type=info["task_type"], task_name=info["task_name"], dataset_type=info["dataset_type"],
-                      dataset_name=info["dataset_name"], dataset_config=setting, dataset_split="test",
-                      metric_type=metric_type, metric_name=metric_name, metric_value=round(float(value), 2),
-                      source_name=source_name, source_url=source_url)  # fmt: skip
+    return EvalResult(
+        task_type=info["task_type"],
+        task_name=info["task_name"],
+        dataset_type=info["dataset_type"],
+        dataset_name=info["dataset_name"],
+        dataset_config=setting,
+        dataset_split="test",
+        metric_type=metric_type,
+        metric_name=metric_name,
+        metric_value=round(float(value), 2),
+        source_name=source_name,
+        source_url=source_url,
+    )
 
 
 def paper_eval_results(size_name: str) -> list[EvalResult]:
@@ -150,21 +173,30 @@ def own_eval_results(reports: list[dict], repo_id: str) -> list[EvalResult]:
             if value is None:  # NaN is written as null: nothing to report
                 continue
             source = f"measured with examples/eval_{benchmark}.py"
-            results.append(_eval_result(benchmark, OWN_SETTING, metric, 100 * value, source,
-                                        f"https://huggingface.co/{repo_id}"))  # fmt: skip
+            results.append(
+                _eval_result(benchmark, OWN_SETTING, metric, 100 * value, source, f"https://huggingface.co/{repo_id}")
+            )
     return results
 
 
 def _results_table(results: list[EvalResult]) -> str:
     lines = ["| benchmark | setting | metric | value (%) |", "|---|---|---|---|"]
     for result in results:
-        lines.append(f"| {result.dataset_name} | {result.dataset_config} | {result.metric_name} | "
-                     f"{result.metric_value:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {result.dataset_name} | {result.dataset_config} | {result.metric_name} | {result.metric_value:.2f} |"
+        )
     return "\n".join(lines)
 
 
-def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = None, *, base_model: str | None = None,
-                      license: str | None = None, template_path: str | None = None) -> str:  # fmt: skip
+def render_model_card(
+    config,
+    repo_id: str,
+    eval_reports: list[dict] | None = None,
+    *,
+    base_model: str | None = None,
+    license: str | None = None,
+    template_path: str | None = None,
+) -> str:
     """The README.md of a Hub repo holding a model of `config`.
 
     Args:
@@ -186,15 +218,21 @@ def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = No
     own = own_eval_results(eval_reports or [], repo_id)
     paper = paper_eval_results(size[0]) if size else []
     if own:
-        own_section = ("Measured on these weights with the package's evaluation scripts (16-frame clips unless the "
-                       "report says otherwise):\n\n" + _results_table(own))  # fmt: skip
+        own_section = (
+            "Measured on these weights with the package's evaluation scripts (16-frame clips unless the "
+            "report says otherwise):\n\n" + _results_table(own)
+        )
     else:
-        own_section = ("Not evaluated yet: run `examples/eval_ek100_mir.py`, `eval_egomcq.py` or "
-                       "`eval_charades_ego.py` with `--output-json`, and push again with `--eval-json`.")  # fmt: skip
+        own_section = (
+            "Not evaluated yet: run `examples/eval_ek100_mir.py`, `eval_egomcq.py` or "
+            "`eval_charades_ego.py` with `--output-json`, and push again with `--eval-json`."
+        )
     if paper:
-        paper_section = (f"Reported by the [EVA02-AT paper]({PAPER_URL}) for {size[1]} (EgoClip+ pretraining; "
-                         f"EK-100 MIR fine-tuned with the SMS loss). They describe the architecture trained the "
-                         f"paper's way, not measured on these weights:\n\n" + _results_table(paper))  # fmt: skip
+        paper_section = (
+            f"Reported by the [EVA02-AT paper]({PAPER_URL}) for {size[1]} (EgoClip+ pretraining; "
+            f"EK-100 MIR fine-tuned with the SMS loss). They describe the architecture trained the "
+            f"paper's way, not measured on these weights:\n\n" + _results_table(paper)
+        )
     else:
         paper_section = "The paper reports no results for this size (its sizes are B/16 and L/14)."
     replacements = {
@@ -208,8 +246,9 @@ def render_model_card(config, repo_id: str, eval_reports: list[dict] | None = No
         template = template.replace(placeholder, value)
     unknown = sorted(set(re.findall(r"\{\{ \w+ \}\}", template)))
     if unknown:
-        raise ValueError(f"{template_path} has placeholders the card does not fill: {unknown}; known: "
-                         f"{sorted(replacements)}")  # fmt: skip
+        raise ValueError(
+            f"{template_path} has placeholders the card does not fill: {unknown}; known: {sorted(replacements)}"
+        )
     card = ModelCard(template, ignore_metadata_errors=False)
     base_model = base_model or (size[2] if size else None)
     if base_model:

@@ -20,17 +20,23 @@ class PushArguments:
     dry_run: bool = field(default=False, metadata={"help": "only assemble the folder; upload nothing"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --output folder"})
     private: bool = field(default=False, metadata={"help": "create the repo private (a new repo only)"})
-    revision: str | None = field(default=None, metadata={"help": "branch to commit to (created if missing; default main)"})
+    revision: str | None = field(
+        default=None, metadata={"help": "branch to commit to (created if missing; default main)"}
+    )
     commit_message: str | None = field(default=None, metadata={"help": "the commit's message"})
     eval_json: list[str] | None = field(
         default=None, metadata={"help": "eval reports from examples/eval_*.py --output-json, one per benchmark"}
     )
     base_model: str | None = field(
         default=None,
-        metadata={"help": "Hub id of the checkpoint this one comes from (default: the EVA02-CLIP checkpoint of the "
-                          "paper's size)"},
-    )  # fmt: skip
-    license: str | None = field(default=None, metadata={"help": "license id for the card (default: the template's, mit)"})
+        metadata={
+            "help": "Hub id of the checkpoint this one comes from (default: the EVA02-CLIP checkpoint of the "
+            "paper's size)"
+        },
+    )
+    license: str | None = field(
+        default=None, metadata={"help": "license id for the card (default: the template's, mit)"}
+    )
     token: str | None = field(
         default=None, metadata={"help": "Hugging Face token (default: `hf auth login`'s or HF_TOKEN)"}
     )
@@ -50,13 +56,26 @@ def push_from_arguments(args: PushArguments):
     token = None if args.dry_run else resolve_token(args.token)  # fail before the assembly, not after
     with tempfile.TemporaryDirectory(prefix="eva02at-hub-") as staging:
         folder = args.output or os.path.join(staging, "repo")
-        files = assemble_repo_folder(args.model, folder, args.repo_id, args.eval_json, base_model=args.base_model,
-                                     license=args.license, overwrite=args.overwrite)  # fmt: skip
+        files = assemble_repo_folder(
+            args.model,
+            folder,
+            args.repo_id,
+            args.eval_json,
+            base_model=args.base_model,
+            license=args.license,
+            overwrite=args.overwrite,
+        )
         print(f"Assembled {folder} ({len(files)} files): {', '.join(files)}")
         if args.dry_run:
             return None
-        commit = push_to_hub(folder, args.repo_id, token=token, private=args.private or None, revision=args.revision,
-                             commit_message=args.commit_message)  # fmt: skip
+        commit = push_to_hub(
+            folder,
+            args.repo_id,
+            token=token,
+            private=args.private or None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+        )
     print(f"Pushed to {args.repo_id}: {commit.commit_url}")
     return commit
 

@@ -25,8 +25,10 @@ from transformers import pipeline
 
 TASK = "zero-shot-video-classification"
 CLASSIFICATION_PARAMETERS = ("candidate_labels", "hypothesis_template", "start", "end")
-USAGE = ('send {"inputs": <video bytes or base64>, "parameters": {"candidate_labels": ["label", ...]}} to classify a '
-         'video, or {"inputs": {"texts": ["caption", ...]}} for caption embeddings')  # fmt: skip
+USAGE = (
+    'send {"inputs": <video bytes or base64>, "parameters": {"candidate_labels": ["label", ...]}} to classify a '
+    'video, or {"inputs": {"texts": ["caption", ...]}} for caption embeddings'
+)
 
 
 class EndpointHandler:
@@ -38,7 +40,7 @@ class EndpointHandler:
 
     def __call__(self, data: dict):
         if not isinstance(data, dict) or "inputs" not in data:
-            raise ValueError(f"the request has no \"inputs\": {USAGE}")
+            raise ValueError(f'the request has no "inputs": {USAGE}')
         inputs, parameters = data["inputs"], data.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise ValueError(f'"parameters" must be an object, got {type(parameters).__name__}: {USAGE}')
@@ -80,11 +82,14 @@ class EndpointHandler:
             try:
                 data = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
-                raise ValueError('"inputs" is text but not base64: send the video\'s bytes base64-encoded, or the '
-                                 "raw bytes as the request body") from None  # fmt: skip
+                raise ValueError(
+                    '"inputs" is text but not base64: send the video\'s bytes base64-encoded, or the '
+                    "raw bytes as the request body"
+                ) from None
         else:
-            raise ValueError(f'"inputs" must be a video (bytes or base64 text) or {{"texts": [...]}}, got '
-                             f"{type(inputs).__name__}")  # fmt: skip
+            raise ValueError(
+                f'"inputs" must be a video (bytes or base64 text) or {{"texts": [...]}}, got {type(inputs).__name__}'
+            )
         if not data:
             raise ValueError('"inputs" is empty: send a video')
         return data

@@ -17,8 +17,10 @@ def resolve_token(token: str | None = None) -> str:
     """`token`, else the one `hf auth login` stored or HF_TOKEN; PermissionError saying how to log in if none."""
     token = token or get_token()
     if not token:
-        raise PermissionError("no Hugging Face token: log in with `hf auth login`, set HF_TOKEN, or pass --token "
-                              "(a token with write access, from https://huggingface.co/settings/tokens)")  # fmt: skip
+        raise PermissionError(
+            "no Hugging Face token: log in with `hf auth login`, set HF_TOKEN, or pass --token "
+            "(a token with write access, from https://huggingface.co/settings/tokens)"
+        )
     return token
 
 
@@ -43,8 +45,10 @@ def push_to_hub(
     check_repo_id(repo_id)
     problems = check_repo_folder(folder)
     if problems:
-        raise FileNotFoundError(f"not uploading {folder}: {'; '.join(problems)}. Assemble it with "
-                                f"examples/push_to_hub.py --dry-run --output {folder}")  # fmt: skip
+        raise FileNotFoundError(
+            f"not uploading {folder}: {'; '.join(problems)}. Assemble it with "
+            f"examples/push_to_hub.py --dry-run --output {folder}"
+        )
     token = resolve_token(token)
     files = repo_files(folder)
     api = HfApi(token=token)
@@ -52,8 +56,9 @@ def push_to_hub(
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name)) for name in files]
-    return api.create_commit(repo_id, operations=operations, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-                             revision=revision)  # fmt: skip
+    return api.create_commit(
+        repo_id, operations=operations, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE, revision=revision
+    )
 
 
 def push_checkpoint(
@@ -73,8 +78,9 @@ def push_checkpoint(
     with tempfile.TemporaryDirectory(prefix="eva02at-hub-") as staging:
         folder = os.path.join(staging, "repo")
         assemble_repo_folder(checkpoint_dir, folder, repo_id, eval_json)
-        return push_to_hub(folder, repo_id, token=token, private=private, revision=revision,
-                           commit_message=commit_message)  # fmt: skip
+        return push_to_hub(
+            folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+        )
 
 
 __all__ = ["DEFAULT_COMMIT_MESSAGE", "push_checkpoint", "push_to_hub", "resolve_token"]

@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from ..data.layouts import load_clip
 from ..evaluation.encoding import EncodeSettings, encode_texts, encode_videos
 from .sources import Clip, Ek100Clips, Skipped, VideoFolder
 from .store import MAX_SHARD_CLIPS, Hit, VideoIndex, index_header, writable_index
+
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def _encode_shard(clips: list[Clip], model, processor, settings: EncodeSettings)
     quiet = replace(settings, progress=False)
 
     try:
-        embeddings = encode_videos(model, processor, [c.path for c in clips], [c.start for c in clips],
-                                   [c.end for c in clips], quiet)  # fmt: skip
+        embeddings = encode_videos(
+            model, processor, [c.path for c in clips], [c.start for c in clips], [c.end for c in clips], quiet
+        )
         return clips, embeddings, []
     except (OSError, ValueError):  # FileNotFoundError, VideoDecodeError
         pass
@@ -110,8 +111,12 @@ def update_index(
     shard_size = shard_size or settings.batch_size * max(1, settings.num_workers)
     header = index_header(processor, settings, model_id)
     with writable_index(path, header) as index:
-        plan = source.plan(index.clips, video_backend=processor.image_processor.video_backend,
-                           num_workers=settings.num_workers, progress=settings.progress)  # fmt: skip
+        plan = source.plan(
+            index.clips,
+            video_backend=processor.image_processor.video_backend,
+            num_workers=settings.num_workers,
+            progress=settings.progress,
+        )
         wanted = {clip.identity for clip in plan.clips}
         # Clips of this source's videos that it no longer plans: the file changed, was deleted or is cut otherwise.
         keep = [not source.owns(clip.path) or clip.identity in wanted for clip in index.clips]
@@ -134,8 +139,9 @@ def update_index(
         seconds = time.perf_counter() - started
         if len(index.shards) > 1:  # one file per run (or per MAX_SHARD_CLIPS) keeps loading fast
             index.keep([True] * len(index))
-        return IndexReport(path, len(index), encoded, len(plan.clips) - len(todo), removed,
-                           _merge_skipped(skipped), seconds)  # fmt: skip
+        return IndexReport(
+            path, len(index), encoded, len(plan.clips) - len(todo), removed, _merge_skipped(skipped), seconds
+        )
 
 
 def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) -> list[str]:
@@ -158,8 +164,10 @@ def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) ->
     sources = sorted({clip.path for clip in index.clips})
     missing = [path for path in sources if not os.path.exists(path)]
     if missing:
-        raise FileNotFoundError(f"the index {index.path} holds clips of {len(missing)} videos that are gone (first: "
-                                f"{missing[0]}): update it with `index_videos.py` first")  # fmt: skip
+        raise FileNotFoundError(
+            f"the index {index.path} holds clips of {len(missing)} videos that are gone (first: "
+            f"{missing[0]}): update it with `index_videos.py` first"
+        )
     root = os.path.commonpath(sources) if len(sources) > 1 else os.path.dirname(sources[0]) if sources else ""
     copies = {}
     for path in tqdm(sources, desc="Copying videos", disable=len(sources) < 20):
@@ -181,8 +189,9 @@ def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) ->
     return sorted(copies.values())
 
 
-def search_index(index: VideoIndex, model, processor, texts: Sequence[str], *, model_id,
-                 top_k: int = 5) -> list[list[Hit]]:  # fmt: skip
+def search_index(
+    index: VideoIndex, model, processor, texts: Sequence[str], *, model_id, top_k: int = 5
+) -> list[list[Hit]]:
     """The `top_k` clips of `index` for each text, encoded on the model's device; refuses a model other than the
     index's (`model_id`, a model fingerprint)."""
     if isinstance(texts, str):

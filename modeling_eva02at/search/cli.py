@@ -42,9 +42,12 @@ class IndexArguments:
     flip: bool = field(default=False, metadata={"help": "horizontal-flip test-time augmentation"})
     dtype: str = field(
         default="auto",
-        metadata={"help": "dtype the model is loaded and computes in; auto: an existing index's, else bfloat16 where "
-                          "the hardware computes it natively", "choices": DTYPE_CHOICES},
-    )  # fmt: skip
+        metadata={
+            "help": "dtype the model is loaded and computes in; auto: an existing index's, else bfloat16 where "
+            "the hardware computes it natively",
+            "choices": DTYPE_CHOICES,
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
     no_progress: bool = field(default=False, metadata={"help": "no progress bars"})
 
@@ -102,23 +105,45 @@ def index_videos(args: IndexArguments) -> dict:
     else:
         dtype, reason = resolve_dtype(args.dtype, device)
     print(f"Encoding in {reason}")
-    model, processor = load_model_for_inference(args.model, processor_path=args.processor, num_frames=args.num_frames,
-                                                device=device, dtype=dtype)  # fmt: skip
-    settings = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, flip=args.flip, device=device,
-                              compute_dtype=dtype, progress=not args.no_progress)  # fmt: skip
+    model, processor = load_model_for_inference(
+        args.model, processor_path=args.processor, num_frames=args.num_frames, device=device, dtype=dtype
+    )
+    settings = EncodeSettings(
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        flip=args.flip,
+        device=device,
+        compute_dtype=dtype,
+        progress=not args.no_progress,
+    )
     with logging_redirect_tqdm():
-        report = update_index(args.index, source, model, processor, settings, shard_size=args.shard_size,
-                              model_id=model_fingerprint(args.model, args.processor))  # fmt: skip
+        report = update_index(
+            args.index,
+            source,
+            model,
+            processor,
+            settings,
+            shard_size=args.shard_size,
+            model_id=model_fingerprint(args.model, args.processor),
+        )
     rate = f" ({report.clips_per_second:.3g} clips/s)" if report.encoded else ""
-    print(f"Encoded {report.encoded} new clips in {report.seconds:.1f} s{rate}; {report.unchanged} already indexed, "
-          f"{report.removed} of changed or deleted videos removed. {args.index} holds {report.total} clips.")
+    print(
+        f"Encoded {report.encoded} new clips in {report.seconds:.1f} s{rate}; {report.unchanged} already indexed, "
+        f"{report.removed} of changed or deleted videos removed. {args.index} holds {report.total} clips."
+    )
     if report.skipped:
         print(f"\nSkipped {len(report.skipped)} unreadable videos (tried again on the next run):")
         for entry in report.skipped:
             clips = f" [{entry.clips} clips]" if entry.clips > 1 else ""
             print(f"  {entry.path}{clips}: {entry.reason}")
-    return {"encoded": report.encoded, "unchanged": report.unchanged, "removed": report.removed,
-            "total": report.total, "seconds": report.seconds, "skipped": [e.path for e in report.skipped]}  # fmt: skip
+    return {
+        "encoded": report.encoded,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "total": report.total,
+        "seconds": report.seconds,
+        "skipped": [e.path for e in report.skipped],
+    }
 
 
 @dataclass
@@ -151,17 +176,25 @@ def query_index(args: QueryArguments) -> list:
     model_path = args.model or index.model_path
     processor_path = args.processor or (index.processor_path if args.model is None else None)
     if os.path.isabs(model_path) and not os.path.exists(model_path):
-        raise FileNotFoundError(f"the index {args.index} was built with the model {model_path}, which no longer "
-                                "exists: pass --model (the same model, moved)")  # fmt: skip
+        raise FileNotFoundError(
+            f"the index {args.index} was built with the model {model_path}, which no longer "
+            "exists: pass --model (the same model, moved)"
+        )
     # the queries in the dtype of the index's clips (docs/search_and_app.md)
     dtype = torch.bfloat16 if index.header.get("dtype") == str(torch.bfloat16) else None
-    model, processor = load_model_for_inference(model_path, processor_path=processor_path, device=args.device,
-                                                dtype=dtype)  # fmt: skip
-    results = search_index(index, model, processor, args.query, top_k=args.top_k,
-                           model_id=model_fingerprint(model_path, processor_path))  # fmt: skip
+    model, processor = load_model_for_inference(
+        model_path, processor_path=processor_path, device=args.device, dtype=dtype
+    )
+    results = search_index(
+        index, model, processor, args.query, top_k=args.top_k, model_id=model_fingerprint(model_path, processor_path)
+    )
     if args.json:
-        print(json.dumps([{"query": text, "hits": [asdict(hit) for hit in hits]}
-                          for text, hits in zip(args.query, results)], indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                [{"query": text, "hits": [asdict(hit) for hit in hits]} for text, hits in zip(args.query, results)],
+                indent=2,
+            )
+        )
         return results
     for text, hits in zip(args.query, results):
         print(f"\n{text!r}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..video_processing_eva02at import open_video
+from ..video_reading_eva02at import open_video
+
 
 logger = logging.getLogger(__name__)
 
@@ -134,12 +135,16 @@ class VideoFolder:
         paths = []
         for root, directories, files in os.walk(self.folder):
             directories[:] = sorted(d for d in directories if not d.startswith("."))
-            paths += [os.path.join(root, name) for name in sorted(files)
-                      if not name.startswith(".") and name.lower().endswith(self.extensions)]  # fmt: skip
+            paths += [
+                os.path.join(root, name)
+                for name in sorted(files)
+                if not name.startswith(".") and name.lower().endswith(self.extensions)
+            ]
         return paths
 
-    def plan(self, indexed: Sequence[Clip], *, video_backend: str = "auto", num_workers: int = 0,
-             progress: bool = True) -> SourcePlan:  # fmt: skip
+    def plan(
+        self, indexed: Sequence[Clip], *, video_backend: str = "auto", num_workers: int = 0, progress: bool = True
+    ) -> SourcePlan:
         known = {(c.path, c.size, c.mtime_ns): c.duration for c in indexed if c.duration is not None}
         stats, durations, to_probe = {}, {}, []
         for path in self.video_paths():
@@ -152,10 +157,12 @@ class VideoFolder:
                 durations[path] = duration
         skipped = []
         if to_probe:
-            loader = DataLoader(_ProbeDataset(to_probe, video_backend), batch_size=None, num_workers=num_workers,
-                                collate_fn=_identity)  # fmt: skip
-            for path, duration, error in tqdm(loader, total=len(to_probe), desc="Opening new videos", unit="video",
-                                              disable=not progress):  # fmt: skip
+            loader = DataLoader(
+                _ProbeDataset(to_probe, video_backend), batch_size=None, num_workers=num_workers, collate_fn=_identity
+            )
+            for path, duration, error in tqdm(
+                loader, total=len(to_probe), desc="Opening new videos", unit="video", disable=not progress
+            ):
                 if duration is None:
                     logger.warning(f"skipping unreadable video: {error}")
                     skipped.append(Skipped(path, error, clips=0))
@@ -212,8 +219,17 @@ class Ek100Clips:
             if stats[path] is None:
                 missing[path] = missing.get(path, 0) + 1
                 continue
-            clips.append(Clip(path, item["start"], item["end"], stats[path].st_size, stats[path].st_mtime_ns,
-                              label=narration_ids[index], caption=item["caption"]))  # fmt: skip
+            clips.append(
+                Clip(
+                    path,
+                    item["start"],
+                    item["end"],
+                    stats[path].st_size,
+                    stats[path].st_mtime_ns,
+                    label=narration_ids[index],
+                    caption=item["caption"],
+                )
+            )
         skipped = [Skipped(path, f"video not found: {path}", count) for path, count in missing.items()]
         for entry in skipped:
             logger.warning(f"skipping {entry.clips} clips of a missing video: {entry.path}")

@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Iterator, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -34,6 +34,7 @@ from ..evaluation.encoding import EncodeSettings
 from ..evaluation.fingerprint import fingerprint_identity, pixel_settings
 from ..utils.files import atomic_path, write_json
 from .sources import Clip
+
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +90,13 @@ def _model_path(model_id) -> str:
 
 def _describe_differences(stored: dict, current: dict, what: str, limit: int = 8) -> list[str]:
     stored_flat, current_flat = _flatten(json.loads(json.dumps(stored))), _flatten(json.loads(json.dumps(current)))
-    keys = [key for key in dict.fromkeys([*stored_flat, *current_flat])
-            if stored_flat.get(key) != current_flat.get(key)]  # fmt: skip
-    lines = [f"{key}: index {stored_flat.get(key, '(absent)')!r}, {what} {current_flat.get(key, '(absent)')!r}"
-             for key in keys[:limit]]  # fmt: skip
+    keys = [
+        key for key in dict.fromkeys([*stored_flat, *current_flat]) if stored_flat.get(key) != current_flat.get(key)
+    ]
+    lines = [
+        f"{key}: index {stored_flat.get(key, '(absent)')!r}, {what} {current_flat.get(key, '(absent)')!r}"
+        for key in keys[:limit]
+    ]
     if len(keys) > limit:
         lines.append(f"... and {len(keys) - limit} more")
     return lines
@@ -102,8 +106,9 @@ class VideoIndex:
     """An index folder in memory: its header, clip records and embeddings. :meth:`load` reads one;
     :func:`writable_index` opens one for writing."""
 
-    def __init__(self, path: str, header: dict, shards: list[str], clips: list[Clip], parts: list[torch.Tensor],
-                 next_shard: int):  # fmt: skip
+    def __init__(
+        self, path: str, header: dict, shards: list[str], clips: list[Clip], parts: list[torch.Tensor], next_shard: int
+    ):
         self.path = path
         self.header = header
         self.shards = shards
@@ -114,7 +119,7 @@ class VideoIndex:
     # -- reading ------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str) -> "VideoIndex":
+    def load(cls, path: str) -> VideoIndex:
         """Read the index folder `path`: its manifest and every shard it lists."""
         manifest_path = os.path.join(path, MANIFEST_NAME)
         if not os.path.isfile(manifest_path):
@@ -198,7 +203,8 @@ class VideoIndex:
             raise IndexMismatchError(
                 f"the index {self.path} does not match {what} (the index was built with model "
                 f"{_model_path(stored['model'])}, {what} uses {_model_path(current['model'])}):\n  "
-                + "\n  ".join(differences) + "\n"
+                + "\n  ".join(differences)
+                + "\n"
                 "Embeddings of different models or settings cannot be compared: use a new --index folder, or the "
                 "model, processor, --num-frames and encoding flags the index was built with."
             )
@@ -218,10 +224,14 @@ class VideoIndex:
         scores, positions = (text_embeddings @ self.embeddings.T).topk(min(top_k, len(self.clips)), dim=1)
         results = []
         for row_scores, row_positions in zip(scores.tolist(), positions.tolist()):
-            results.append([
-                Hit(rank, score, clip.path, clip.start, clip.end, clip.label, clip.caption)
-                for rank, (score, clip) in enumerate(((s, self.clips[p]) for s, p in zip(row_scores, row_positions)), 1)
-            ])  # fmt: skip
+            results.append(
+                [
+                    Hit(rank, score, clip.path, clip.start, clip.end, clip.label, clip.caption)
+                    for rank, (score, clip) in enumerate(
+                        ((s, self.clips[p]) for s, p in zip(row_scores, row_positions)), 1
+                    )
+                ]
+            )
         return results
 
     # -- writing (through writable_index) -------------------------------------------------------------------------
@@ -239,8 +249,10 @@ class VideoIndex:
         clips = [clip for clip, kept in zip(self.clips, mask) if kept]
         embeddings = self.embeddings[keep]
         old = self.shards
-        names = [self._write_shard(clips[i : i + MAX_SHARD_CLIPS], embeddings[i : i + MAX_SHARD_CLIPS])
-                 for i in range(0, len(clips), MAX_SHARD_CLIPS)]  # fmt: skip
+        names = [
+            self._write_shard(clips[i : i + MAX_SHARD_CLIPS], embeddings[i : i + MAX_SHARD_CLIPS])
+            for i in range(0, len(clips), MAX_SHARD_CLIPS)
+        ]
         self._write_manifest(names)
         self.clips, self._parts = clips, [embeddings]
         for name in old:  # no longer listed: a kill before this point leaves them to the next run's clean-up
@@ -255,10 +267,16 @@ class VideoIndex:
         return name
 
     def _write_manifest(self, shards: list[str]) -> None:
-        write_json(os.path.join(self.path, MANIFEST_NAME), {
-            "format": INDEX_FORMAT, "version": INDEX_VERSION, "header": self.header, "shards": shards,
-            "next_shard": self.next_shard,
-        })  # fmt: skip
+        write_json(
+            os.path.join(self.path, MANIFEST_NAME),
+            {
+                "format": INDEX_FORMAT,
+                "version": INDEX_VERSION,
+                "header": self.header,
+                "shards": shards,
+                "next_shard": self.next_shard,
+            },
+        )
         self.shards = list(shards)
 
     def _remove_leftovers(self) -> None:

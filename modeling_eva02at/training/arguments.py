@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
+
 LOSS_NAMES = ("infonce", "egonce", "mimm", "adaptive_mimm", "sms", "sms_hard")
 """The losses of `modeling_eva02at.training.losses` (docs/losses.md), by the name `loss` takes."""
 SMS_EDGE_NAMES = ("code", "paper")
@@ -50,19 +51,25 @@ class Eva02AtTrainingArguments(TrainingArguments):
     )
     optimizer_name: str = field(
         default="adamw",
-        metadata={"help": "adamw (transformers' --optim) or lamb (pytorch-optimizer's Lamb, the Charades-Ego recipe)",
-                  "choices": OPTIMIZER_NAMES},
+        metadata={
+            "help": "adamw (transformers' --optim) or lamb (pytorch-optimizer's Lamb, the Charades-Ego recipe)",
+            "choices": OPTIMIZER_NAMES,
+        },
     )
     temperature: float | None = field(
         default=None,
-        metadata={"help": "fix the contrastive temperature (pretraining: 0.05): the logit scale is set to "
-                          "ln(1/temperature) and frozen; default: the model's logit scale, learnable unless its "
-                          "config freezes it"},
+        metadata={
+            "help": "fix the contrastive temperature (pretraining: 0.05): the logit scale is set to "
+            "ln(1/temperature) and frozen; default: the model's logit scale, learnable unless its "
+            "config freezes it"
+        },
     )
     zero_shot_eval_steps: int = field(
         default=0,
-        metadata={"help": "run the trainer's zero-shot tasks (EK-100 MIR, EgoMCQ, Charades-Ego held-out sets) every "
-                          "N optimizer steps; 0: never during training"},
+        metadata={
+            "help": "run the trainer's zero-shot tasks (EK-100 MIR, EgoMCQ, Charades-Ego held-out sets) every "
+            "N optimizer steps; 0: never during training"
+        },
     )
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
@@ -76,9 +83,9 @@ class Eva02AtTrainingArguments(TrainingArguments):
             # Every push is an assembled model repo (modeling_eva02at.hub); the optimizer state those strategies add
             # for resuming from the Hub is not part of it, and would be missing without a word.
             raise ValueError(
-                f"hub_strategy={HubStrategy(self.hub_strategy).value!r} is not supported: each push uploads a complete, loadable model "
-                "repo (see docs/hub.md), not the resumable checkpoint folder. Use every_save or end, and resume "
-                "from a local checkpoint (--resume-from-checkpoint)"
+                f"hub_strategy={HubStrategy(self.hub_strategy).value!r} is not supported: each push uploads a "
+                "complete, loadable model repo (see docs/hub.md), not the resumable checkpoint folder. Use every_save "
+                "or end, and resume from a local checkpoint (--resume-from-checkpoint)"
             )
         if self.optimizer_name not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer_name must be one of {', '.join(OPTIMIZER_NAMES)}; got {self.optimizer_name!r}")
@@ -97,7 +104,8 @@ class Eva02AtTrainingArguments(TrainingArguments):
             return float(self.sms_edge)
         except ValueError:
             raise ValueError(
-                f"sms_edge must be {' or '.join(repr(name) for name in SMS_EDGE_NAMES)} or a number; got {self.sms_edge!r}"
+                f"sms_edge must be {' or '.join(repr(name) for name in SMS_EDGE_NAMES)} or a number; "
+                f"got {self.sms_edge!r}"
             ) from None
 
     def loss_hyperparameters(self) -> dict:

@@ -7,11 +7,12 @@ labels, laid out like the batch's similarity matrix.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
+
 
 RELEVANCY_LEVELS = 240
 """Quantisation levels of the authors' uint8 relevancy copy: ``uint8(240 * R) / 240``."""
@@ -65,8 +66,9 @@ def _index_vector(indices, name: str) -> np.ndarray:
         indices = indices.detach().cpu().numpy()
     indices = np.asarray(indices)
     if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-        raise ValueError(f"{name} must be a 1-D sequence of integer indices, got shape {indices.shape}, "
-                         f"dtype {indices.dtype}")
+        raise ValueError(
+            f"{name} must be a 1-D sequence of integer indices, got shape {indices.shape}, dtype {indices.dtype}"
+        )
     return indices.astype(np.int64)
 
 
@@ -128,12 +130,12 @@ class BatchRelevancy:
         positive_relevancy: torch.Tensor | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float64,
-    ) -> "BatchRelevancy":
+    ) -> BatchRelevancy:
         r"""Look up what the relevancy-aware losses need for one batch in a full relevancy matrix.
 
-        ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, docs/relevancy.md). Sample ``a``
-        of the batch is the clip ``i_a = video_index[a]`` paired with the sentence ``p_a = sentence_index[a]`` drawn as its
-        positive. Returns :class:`BatchRelevancy` with
+        ``R`` has shape ``(num_videos, num_sentences)`` (rows = clips, columns = sentences, docs/relevancy.md).
+        Sample ``a`` of the batch is the clip ``i_a = video_index[a]`` paired with the sentence
+        ``p_a = sentence_index[a]`` drawn as its positive. Returns :class:`BatchRelevancy` with
 
         * ``pairwise[t, v] = R[i_v, p_t]`` (the layout of ``sim_text_video[t, v]``), quantised when ``quantized``
           (authors' code),
@@ -143,9 +145,10 @@ class BatchRelevancy:
 
         Args:
             relevancy: float ``R`` in ``[0, 1]`` (numpy array or torch tensor), or the uint8 codes returned by
-                ``quantize_relevancy(R, as_codes=True)``; codes imply ``quantized=True`` and need ``positive_relevancy``.
-            video_index, sentence_index: the batch's global clip and sentence indices, length ``N`` (gathered over ranks in
-                the same order as the embeddings).
+                ``quantize_relevancy(R, as_codes=True)``; codes imply ``quantized=True`` and need
+                ``positive_relevancy``.
+            video_index, sentence_index: the batch's global clip and sentence indices, length ``N`` (gathered over
+                ranks in the same order as the embeddings).
             quantized: look candidates up in the ``uint8(levels * R) / levels`` copy (authors' code, default) or use
                 ``R`` as is (paper).
             levels: quantisation levels (240 in the authors' code).
@@ -161,9 +164,13 @@ class BatchRelevancy:
                 f"{sentence_index.shape}"
             )
         if relevancy.ndim != 2:
-            raise ValueError(f"relevancy must be a (num_videos, num_sentences) matrix, got shape {tuple(relevancy.shape)}")
-        for name, idx, size in (("video_index", video_index, relevancy.shape[0]), ("sentence_index", sentence_index,
-                                                                              relevancy.shape[1])):
+            raise ValueError(
+                f"relevancy must be a (num_videos, num_sentences) matrix, got shape {tuple(relevancy.shape)}"
+            )
+        for name, idx, size in (
+            ("video_index", video_index, relevancy.shape[0]),
+            ("sentence_index", sentence_index, relevancy.shape[1]),
+        ):
             # negative indices would silently wrap around: they can only be a bug here
             if idx.size and (idx.min() < 0 or idx.max() >= size):
                 raise ValueError(f"{name} out of range for relevancy of shape {tuple(relevancy.shape)}: {idx.tolist()}")
@@ -180,8 +187,9 @@ class BatchRelevancy:
 
         if is_codes:
             if not quantized:
-                raise ValueError("relevancy holds uint8 codes, which are already quantised: pass a float matrix for "
-                                 "quantized=False")
+                raise ValueError(
+                    "relevancy holds uint8 codes, which are already quantised: pass a float matrix for quantized=False"
+                )
             # divide in float64 so that code / levels is the nearest double, whatever `dtype` is asked for
             pairwise = torch.as_tensor(block.T).to(torch.float64) / levels
         else:
@@ -191,8 +199,10 @@ class BatchRelevancy:
         positive = positive_relevancy
         if positive is None:
             if is_codes:
-                raise ValueError("relevancy holds quantised uint8 codes; pass the unquantised positive relevancies "
-                                 "(r_a from the data loader) as `positive_relevancy`")
+                raise ValueError(
+                    "relevancy holds quantised uint8 codes; pass the unquantised positive relevancies "
+                    "(r_a from the data loader) as `positive_relevancy`"
+                )
             diagonal = block.diagonal()
             positive = torch.as_tensor(np.array(diagonal) if isinstance(diagonal, np.ndarray) else diagonal)
         elif not isinstance(positive, torch.Tensor):
@@ -203,14 +213,14 @@ class BatchRelevancy:
     @classmethod
     def from_class_ids(
         cls, class_ids: Sequence[int] | _TensorOrArray, device=None, dtype: torch.dtype = torch.float64
-    ) -> "BatchRelevancy":
+    ) -> BatchRelevancy:
         r"""Binary relevancy for hard-label data (Charades-Ego): text ``t`` is relevant to video ``v`` iff
         ``class_ids[t] == class_ids[v]``; every positive has ``r_a = 1``. For the ``sms_hard`` loss."""
         class_ids = torch.as_tensor(_index_vector(class_ids, "class_ids"), device=device)
         pairwise = (class_ids[:, None] == class_ids[None, :]).to(dtype)
         return cls(pairwise=pairwise, positive=torch.ones(class_ids.shape[0], dtype=dtype, device=device))
 
-    def to(self, *args, **kwargs) -> "BatchRelevancy":
+    def to(self, *args, **kwargs) -> BatchRelevancy:
         """Move / cast both tensors like :meth:`torch.Tensor.to`."""
         return BatchRelevancy(self.pairwise.to(*args, **kwargs), self.positive.to(*args, **kwargs))
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 from transformers.dynamic_module_utils import custom_object_save
+
+
+if TYPE_CHECKING:
+    from .trainer import Eva02AtTrainer
 
 
 class RemoteCodeFilesCallback(TrainerCallback):
@@ -34,30 +39,42 @@ def ek100_mir_task(annotations, video_root: str, video_ext: str = "MP4") -> Zero
     """EK-100 MIR mAP / nDCG on `annotations` (an `Ek100MirAnnotations`)."""
     from ..evaluation.ek100_mir import evaluate_ek100_mir
 
-    return ZeroShotTask("ek100_mir", lambda model, processor, settings: evaluate_ek100_mir(
-        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
+    return ZeroShotTask(
+        "ek100_mir",
+        lambda model, processor, settings: evaluate_ek100_mir(
+            model, processor, annotations, video_root, settings, video_ext=video_ext
+        ),
+    )
 
 
 def egomcq_task(questions, video_root: str, layout: str = "auto", video_ext: str = "mp4") -> ZeroShotTask:
     """EgoMCQ inter- / intra-video accuracy of `questions` (an `EgoMcqQuestions`)."""
     from ..evaluation.egomcq import evaluate_egomcq
 
-    return ZeroShotTask("egomcq", lambda model, processor, settings: evaluate_egomcq(
-        model, processor, questions, video_root, settings, layout=layout, video_ext=video_ext))  # fmt: skip
+    return ZeroShotTask(
+        "egomcq",
+        lambda model, processor, settings: evaluate_egomcq(
+            model, processor, questions, video_root, settings, layout=layout, video_ext=video_ext
+        ),
+    )
 
 
 def charades_ego_task(annotations, video_root: str, video_ext: str = "mp4") -> ZeroShotTask:
     """Charades-Ego mAP over the classes of `annotations` (a `CharadesEgoAnnotations`)."""
     from ..evaluation.charades_ego import evaluate_charades_ego
 
-    return ZeroShotTask("charades_ego", lambda model, processor, settings: evaluate_charades_ego(
-        model, processor, annotations, video_root, settings, video_ext=video_ext))  # fmt: skip
+    return ZeroShotTask(
+        "charades_ego",
+        lambda model, processor, settings: evaluate_charades_ego(
+            model, processor, annotations, video_root, settings, video_ext=video_ext
+        ),
+    )
 
 
 class ZeroShotEvaluationCallback(TrainerCallback):
     """Runs the trainer's zero-shot tasks every `args.zero_shot_eval_steps` optimizer steps."""
 
-    def __init__(self, trainer: "Eva02AtTrainer"):
+    def __init__(self, trainer: Eva02AtTrainer):
         self.trainer = trainer
 
     def on_step_end(self, args, state, control, **kwargs):

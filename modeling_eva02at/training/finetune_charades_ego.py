@@ -27,6 +27,7 @@ from .setup import (
     require_model_for_real_data,
 )
 
+
 CHARADES_EGO_LOSSES = ("sms_hard", "infonce")
 
 RECIPE_DEFAULTS = dict(
@@ -66,19 +67,19 @@ DEFAULT_DEMO_DIR = os.path.join(os.path.expanduser("~"), ".cache", "eva02at", "d
 class CharadesEgoDataArguments:
     """The Charades-Ego annotation files and videos (none: the demo)."""
 
-    train_csv: str | None = field(
-        default=None, metadata={"help": "CharadesEgo_v1_train_only1st.csv (none: the demo)"}
-    )
+    train_csv: str | None = field(default=None, metadata={"help": "CharadesEgo_v1_train_only1st.csv (none: the demo)"})
     test_csv: str | None = field(default=None, metadata={"help": "CharadesEgo_v1_test_only1st.csv, for the mAP"})
     classes: str | None = field(default=None, metadata={"help": "Charades_v1_classes.txt"})
     video_root: str | None = field(default=None, metadata={"help": "folder of <id>.mp4 (e.g. CharadesEgo_v1_480)"})
     video_ext: str = field(default="mp4", metadata={"help": "video file extension"})
     on_bad_row: str = field(
         default="raise",
-        metadata={"help": "a bad action (not '<class> <start> <end>', unknown class, end <= start), a missing video "
-                          "or an undecodable segment raises naming its CSV line, or is skipped and counted in the log",
-                  "choices": BAD_ROW_SETTINGS},
-    )  # fmt: skip
+        metadata={
+            "help": "a bad action (not '<class> <start> <end>', unknown class, end <= start), a missing video "
+            "or an undecodable segment raises naming its CSV line, or is skipped and counted in the log",
+            "choices": BAD_ROW_SETTINGS,
+        },
+    )
     demo_dir: str = field(default=DEFAULT_DEMO_DIR, metadata={"help": "where the demo data is generated once"})
 
     def __post_init__(self):
@@ -97,18 +98,26 @@ them."""
 
 def parse_fine_tuning_arguments(argv: Sequence[str] | None = None, *, description: str | None = None) -> tuple:
     """:data:`FINE_TUNING_ARGUMENTS` from a command line: the recipe's defaults, and the demo's without --train-csv."""
-    return parse_training_arguments(FINE_TUNING_ARGUMENTS, argv, data_argument="train_csv", demo=DEMO_TRAINING, recipe=RECIPE_DEFAULTS,
-                                    description=description)  # fmt: skip
+    return parse_training_arguments(
+        FINE_TUNING_ARGUMENTS,
+        argv,
+        data_argument="train_csv",
+        demo=DEMO_TRAINING,
+        recipe=RECIPE_DEFAULTS,
+        description=description,
+    )
 
 
-def finetune_charades_ego(model_args: ModelArguments, data_args: CharadesEgoDataArguments,
-                          training_args: Eva02AtTrainingArguments) -> dict:  # fmt: skip
+def finetune_charades_ego(
+    model_args: ModelArguments, data_args: CharadesEgoDataArguments, training_args: Eva02AtTrainingArguments
+) -> dict:
     """Fine-tune, report Charades-Ego mAP before and after, save the final model; returns the two mAPs."""
     if not data_args.demo:
         require_model_for_real_data(model_args, "--train-csv")
     if training_args.loss not in CHARADES_EGO_LOSSES:
-        raise UsageError(f"--loss {training_args.loss}: Charades-Ego's hard labels take "
-                         f"{' or '.join(CHARADES_EGO_LOSSES)}")  # fmt: skip
+        raise UsageError(
+            f"--loss {training_args.loss}: Charades-Ego's hard labels take {' or '.join(CHARADES_EGO_LOSSES)}"
+        )
 
     from ..data.charades_ego import CharadesEgoCollator, CharadesEgoDataset
     from ..evaluation.charades_ego import CharadesEgoAnnotations
@@ -116,8 +125,12 @@ def finetune_charades_ego(model_args: ModelArguments, data_args: CharadesEgoData
     from .trainer import Eva02AtTrainer
 
     prepare_run(training_args)
-    train_csv, test_csv, classes, video_root = (data_args.train_csv, data_args.test_csv, data_args.classes,
-                                                data_args.video_root)  # fmt: skip
+    train_csv, test_csv, classes, video_root = (
+        data_args.train_csv,
+        data_args.test_csv,
+        data_args.classes,
+        data_args.video_root,
+    )
     if data_args.demo:
         from ..demo.charades_ego import make_charades_ego_demo
 
@@ -126,8 +139,15 @@ def finetune_charades_ego(model_args: ModelArguments, data_args: CharadesEgoData
         train_csv, test_csv, classes, video_root = paths.train_csv, paths.test_csv, paths.classes, paths.video_root
 
     model, processor = load_model_from_arguments(model_args)
-    dataset = CharadesEgoDataset(train_csv, classes, video_root, train=True, seed=training_args.seed,
-                                 on_bad_row=data_args.on_bad_row, video_ext=data_args.video_ext)  # fmt: skip
+    dataset = CharadesEgoDataset(
+        train_csv,
+        classes,
+        video_root,
+        train=True,
+        seed=training_args.seed,
+        on_bad_row=data_args.on_bad_row,
+        video_ext=data_args.video_ext,
+    )
     test = CharadesEgoAnnotations.from_files(test_csv, classes)
     trainer = Eva02AtTrainer(
         model=model,
@@ -142,17 +162,25 @@ def finetune_charades_ego(model_args: ModelArguments, data_args: CharadesEgoData
     trainer.save_model()
     rows["after"] = trainer.zero_shot_evaluate(metric_key_prefix="eval")["eval_charades_ego_mAP"]
     if trainer.is_world_process_zero():
-        print(f"\nCharades-Ego mAP (percent): {len(test.video_ids)} test videos against {len(test.class_ids)} class "
-              f"texts, the mean AP of the {int(test.labels.any(axis=0).sum())} classes with a positive video")
-        print(f"random scores: {100 * _random_scores(test):.2f}   before: {100 * rows['before']:.2f}   "
-              f"after: {100 * rows['after']:.2f}")  # fmt: skip
+        print(
+            f"\nCharades-Ego mAP (percent): {len(test.video_ids)} test videos against {len(test.class_ids)} class "
+            f"texts, the mean AP of the {int(test.labels.any(axis=0).sum())} classes with a positive video"
+        )
+        print(
+            f"random scores: {100 * _random_scores(test):.2f}   before: {100 * rows['before']:.2f}   "
+            f"after: {100 * rows['after']:.2f}"
+        )
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         print(f"\nTraining loss every {training_args.logging_steps} steps: {', '.join(f'{x:.4f}' for x in losses)}")
         if dataset.skipped or trainer.data_collator.skipped:
-            print(f"Skipped: {dict(dataset.skipped)} when reading, {trainer.data_collator.skipped} segments when "
-                  "decoding (main process)")  # fmt: skip
-        print(f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
-              "trust_remote_code=True)")  # fmt: skip
+            print(
+                f"Skipped: {dict(dataset.skipped)} when reading, {trainer.data_collator.skipped} segments when "
+                "decoding (main process)"
+            )
+        print(
+            f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
+            "trust_remote_code=True)"
+        )
     return rows
 
 

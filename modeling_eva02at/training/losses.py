@@ -29,7 +29,7 @@ positives' relevancies unquantised. The paper's variant is ``BatchRelevancy.from
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..modeling_eva02at import contrastive_loss
 from .arguments import LOSS_NAMES  # written out there (tests check they match LOSSES): --help needs no torch
 from .batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy
+
 
 SMS_EDGE_CODE = 1.1 / RELEVANCY_LEVELS
 """SMS edge lambda of the authors' code. It exceeds one quantisation step (1/240), so a candidate exactly as
@@ -335,8 +336,8 @@ def sms_hard_loss(
     if not bool(((pairwise_relevancy == 0) | (pairwise_relevancy == 1)).all()):
         raise ValueError(
             f"sms_hard_loss needs 0/1 pairwise relevancies (hard labels, e.g. Charades-Ego's, see "
-            f"BatchRelevancy.from_class_ids), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for graded "
-            "relevancy such as EK-100's use sms_loss"
+            f"BatchRelevancy.from_class_ids), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for "
+            "graded relevancy such as EK-100's use sms_loss"
         )
     irrelevant = pairwise_relevancy.to(sim_text_video.device) == 0  # [t, v]: Delta = 1 - R = 1
 

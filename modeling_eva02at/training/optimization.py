@@ -31,8 +31,9 @@ def lamb_optimizer(args: TrainingArguments) -> tuple[type, dict]:
     try:
         from pytorch_optimizer import Lamb
     except ImportError as error:
-        raise ImportError("optimizer_name='lamb' (--optimizer-name lamb) needs pytorch-optimizer: "
-                          "pip install pytorch-optimizer") from error  # fmt: skip
+        raise ImportError(
+            "optimizer_name='lamb' (--optimizer-name lamb) needs pytorch-optimizer: pip install pytorch-optimizer"
+        ) from error
     return Lamb, {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
 
 

@@ -28,6 +28,7 @@ from .setup import (
     require_model_for_real_data,
 )
 
+
 PRETRAINING_LOSSES = ("infonce", "egonce")
 
 RECIPE_DEFAULTS = dict(loss="infonce", temperature=0.05, num_frames=4)
@@ -64,16 +65,21 @@ class EgoClipDataArguments:
     video_root: str | None = field(default=None, metadata={"help": "Ego4D videos or chunks (see --video-layout)"})
     video_layout: str = field(
         default="full",
-        metadata={"help": "full <uid>.mp4; egovlp <uid>/<sec//600>.mp4; lavila <uid>.mp4/<sec//300*300>.mp4; avion "
-                          "<uid>.mp4/<sec//15*15>.mp4", "choices": tuple(VIDEO_LAYOUTS)},
-    )  # fmt: skip
+        metadata={
+            "help": "full <uid>.mp4; egovlp <uid>/<sec//600>.mp4; lavila <uid>.mp4/<sec//300*300>.mp4; avion "
+            "<uid>.mp4/<sec//15*15>.mp4",
+            "choices": tuple(VIDEO_LAYOUTS),
+        },
+    )
     chunk_seconds: int | None = field(default=None, metadata={"help": "override the layout's chunk length"})
     video_ext: str = field(default="mp4", metadata={"help": "video / chunk file extension"})
     on_bad_row: str = field(
         default="raise",
-        metadata={"help": "a bad metadata row or unreadable clip raises naming its row, or is skipped and counted in "
-                          "the log", "choices": BAD_ROW_SETTINGS},
-    )  # fmt: skip
+        metadata={
+            "help": "a bad metadata row or unreadable clip raises naming its row, or is skipped and counted in the log",
+            "choices": BAD_ROW_SETTINGS,
+        },
+    )
     learnable_temperature: bool = field(
         default=False, metadata={"help": "keep the model's learnable logit scale instead of --temperature"}
     )
@@ -85,9 +91,7 @@ class EgoClipDataArguments:
         default=None, metadata={"help": "its videos <root>/<participant>/<video_id>.MP4"}
     )
     egomcq_json: str | None = field(default=None, metadata={"help": "held-out egomcq.json for zero-shot EgoMCQ"})
-    egomcq_video_root: str | None = field(
-        default=None, metadata={"help": "its Ego4D videos (full or EgoVLP chunks)"}
-    )
+    egomcq_video_root: str | None = field(default=None, metadata={"help": "its Ego4D videos (full or EgoVLP chunks)"})
     demo_dir: str = field(default=DEFAULT_DEMO_DIR, metadata={"help": "where the demo data is generated once"})
 
     def __post_init__(self):
@@ -111,12 +115,19 @@ PRETRAINING_ARGUMENTS = (ModelArguments, EgoClipDataArguments, Eva02AtTrainingAr
 
 def parse_pretraining_arguments(argv: Sequence[str] | None = None, *, description: str | None = None) -> tuple:
     """:data:`PRETRAINING_ARGUMENTS` from a command line: the recipe's defaults, and the demo's without --metadata."""
-    return parse_training_arguments(PRETRAINING_ARGUMENTS, argv, data_argument="metadata", demo=DEMO_TRAINING, recipe=RECIPE_DEFAULTS,
-                                    description=description)  # fmt: skip
+    return parse_training_arguments(
+        PRETRAINING_ARGUMENTS,
+        argv,
+        data_argument="metadata",
+        demo=DEMO_TRAINING,
+        recipe=RECIPE_DEFAULTS,
+        description=description,
+    )
 
 
-def pretrain_egoclip(model_args: ModelArguments, data_args: EgoClipDataArguments,
-                     training_args: Eva02AtTrainingArguments) -> dict:  # fmt: skip
+def pretrain_egoclip(
+    model_args: ModelArguments, data_args: EgoClipDataArguments, training_args: Eva02AtTrainingArguments
+) -> dict:
     """Pretrain, run the zero-shot tasks before and after, save the final model; returns the zero-shot rows."""
     if not data_args.demo:
         require_model_for_real_data(model_args, "--metadata")
@@ -135,7 +146,11 @@ def pretrain_egoclip(model_args: ModelArguments, data_args: EgoClipDataArguments
         with training_args.main_process_first(desc="generating the demo data"):
             paths = make_egoclip_demo(data_args.demo_dir)
         layout = data_args.video_layout
-        metadata_path, video_root, chunk_seconds = paths.egoclip_tsv, paths.video_roots[layout], paths.chunk_seconds[layout]
+        metadata_path, video_root, chunk_seconds = (
+            paths.egoclip_tsv,
+            paths.video_roots[layout],
+            paths.chunk_seconds[layout],
+        )
         ek100 = (paths.ek100.test_csv, paths.ek100.test_sentence_csv, paths.ek100.video_root)
         egomcq = (paths.egomcq_json, paths.egomcq_video_root)
     else:
@@ -145,8 +160,14 @@ def pretrain_egoclip(model_args: ModelArguments, data_args: EgoClipDataArguments
 
     model, processor = load_model_from_arguments(model_args)
     metadata = read_egoclip_metadata(metadata_path, on_bad_row=data_args.on_bad_row)
-    dataset = EgoClipDataset(metadata, video_root, data_args.video_layout, chunk_seconds=chunk_seconds,
-                             video_ext=data_args.video_ext, seed=training_args.seed)  # fmt: skip
+    dataset = EgoClipDataset(
+        metadata,
+        video_root,
+        data_args.video_layout,
+        chunk_seconds=chunk_seconds,
+        video_ext=data_args.video_ext,
+        seed=training_args.seed,
+    )
     trainer = Eva02AtTrainer(
         model=model,
         args=training_args,
@@ -167,8 +188,10 @@ def pretrain_egoclip(model_args: ModelArguments, data_args: EgoClipDataArguments
     if trainer.is_world_process_zero():
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         print(f"\nTraining loss every {training_args.logging_steps} steps: {', '.join(f'{x:.4f}' for x in losses)}")
-        print(f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
-              "trust_remote_code=True)")  # fmt: skip
+        print(
+            f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
+            "trust_remote_code=True)"
+        )
     return rows
 
 

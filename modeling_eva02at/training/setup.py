@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from ..demo.model import DEMO_MODEL_CONFIG
 from ..utils.cli import UsageError, flag_given, parse_arguments
 
+
 logger = logging.getLogger(__name__)
 
 INITIALISATIONS = ("pretrained", "random")
 """`--init` choices: load the model's weights, or build its configuration with random weights."""
 
-REPOSITORY_PROCESSOR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                    "hub_configs", "eva02at-b16")  # fmt: skip
+REPOSITORY_PROCESSOR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "hub_configs", "eva02at-b16"
+)
 """The processor used when the model has none of its own: the repository's EVA02-AT-B/16 files (CLIP's tokenizer)."""
 
 
@@ -31,22 +33,29 @@ class ModelArguments:
 
     model: str | None = field(
         default=None,
-        metadata={"help": "a folder or Hub id that from_pretrained loads (converted or trained checkpoint), or a "
-                          "configuration folder such as hub_configs/eva02at-b16 with --init random; required with "
-                          "real data (the demo's default: its own small model)"},
-    )  # fmt: skip
+        metadata={
+            "help": "a folder or Hub id that from_pretrained loads (converted or trained checkpoint), or a "
+            "configuration folder such as hub_configs/eva02at-b16 with --init random; required with "
+            "real data (the demo's default: its own small model)"
+        },
+    )
     init: str | None = field(
         default=None,
-        metadata={"help": "load --model's weights ('pretrained', the default with --model; a folder or id without "
-                          "weights is an error) or initialise its configuration randomly ('random', the demo's own "
-                          "model)", "choices": INITIALISATIONS},
-    )  # fmt: skip
+        metadata={
+            "help": "load --model's weights ('pretrained', the default with --model; a folder or id without "
+            "weights is an error) or initialise its configuration randomly ('random', the demo's own "
+            "model)",
+            "choices": INITIALISATIONS,
+        },
+    )
     num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the model's)"})
     processor: str | None = field(
         default=None,
-        metadata={"help": "the processor folder, when --model has none of its own (default: the repository's "
-                          "hub_configs/eva02at-b16)"},
-    )  # fmt: skip
+        metadata={
+            "help": "the processor folder, when --model has none of its own (default: the repository's "
+            "hub_configs/eva02at-b16)"
+        },
+    )
     no_temporal_rope: bool = field(
         default=False, metadata={"help": "ablation: spatial RoPE only (without it: the model configuration's)"}
     )
@@ -68,9 +77,15 @@ class ModelArguments:
         return {name: False if off else None for name, off in temporal.items()}
 
 
-def parse_training_arguments(argument_types: Sequence[type], argv: Sequence[str] | None = None, *,
-                             data_argument: str, demo: dict, recipe: dict | None = None,
-                             description: str | None = None) -> tuple:  # fmt: skip
+def parse_training_arguments(
+    argument_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    *,
+    data_argument: str,
+    demo: dict,
+    recipe: dict | None = None,
+    description: str | None = None,
+) -> tuple:
     """A training script's argument dataclasses from its command line (`modeling_eva02at.utils.cli.parse_arguments`).
 
     Defaults are layered, each over the one before: the dataclasses', `recipe` (the paper's settings for this task),
@@ -92,9 +107,11 @@ def require_model_for_real_data(model_args: ModelArguments, data_flag: str) -> N
     """Real data trains a model given by --model: without it the demo's tiny model would be trained from random
     weights, which is never what a run on real data wants."""
     if model_args.model is None:
-        raise UsageError(f"--model is required with {data_flag} (without it the demo's tiny model would be trained "
-                         "from random weights; --model hub_configs/eva02at-b16 --init random trains the paper's "
-                         "architecture from scratch)")  # fmt: skip
+        raise UsageError(
+            f"--model is required with {data_flag} (without it the demo's tiny model would be trained "
+            "from random weights; --model hub_configs/eva02at-b16 --init random trains the paper's "
+            "architecture from scratch)"
+        )
 
 
 def prepare_run(training_args) -> None:
@@ -106,17 +123,25 @@ def prepare_run(training_args) -> None:
 
     from ..utils.runtime import set_cpu_threads, tune_cpu_allocator
 
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if training_args.use_cpu or not torch.cuda.is_available():
         tune_cpu_allocator()
         set_cpu_threads(training_args.dataloader_num_workers)
     set_seed(training_args.seed)
 
 
-def load_model_for_training(model: str | None, *, init: str | None = None, num_frames: int | None = None,
-                            default_config: dict = DEMO_MODEL_CONFIG, processor_folder: str | None = None,
-                            vision_overrides: dict | None = None):  # fmt: skip
+def load_model_for_training(
+    model: str | None,
+    *,
+    init: str | None = None,
+    num_frames: int | None = None,
+    default_config: dict = DEMO_MODEL_CONFIG,
+    processor_folder: str | None = None,
+    vision_overrides: dict | None = None,
+):
     """The model to train and a processor that feeds it. `ModelArguments` give them all
     (:func:`load_model_from_arguments`).
 
@@ -180,14 +205,17 @@ def load_model_for_training(model: str | None, *, init: str | None = None, num_f
                 "add --init random to train this configuration from random initialisation."
             ) from error
         if num_frames and num_frames != network.config.vision_config.num_frames:
-            logger.info(f"temporal embedding interpolated from {network.config.vision_config.num_frames} to "
-                        f"{num_frames} frames")  # fmt: skip
+            logger.info(
+                f"temporal embedding interpolated from {network.config.vision_config.num_frames} to {num_frames} frames"
+            )
             network.resize_num_frames(num_frames)
 
     own_processor = model is not None and cached_file(
-        model, "processor_config.json",
-        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
-    )  # fmt: skip
+        model,
+        "processor_config.json",
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
     if not own_processor:
         processor_folder = processor_folder or REPOSITORY_PROCESSOR
         if not os.path.isfile(os.path.join(processor_folder, "processor_config.json")):

@@ -25,6 +25,7 @@ from .setup import (
     require_model_for_real_data,
 )
 
+
 MIR_LOSSES = ("sms", "mimm", "adaptive_mimm", "infonce", "egonce")
 """The losses EK-100's graded relevancy supports. Not `sms_hard`: it takes 0/1 labels (Charades-Ego) and rejects
 EK-100's soft relevancy (docs/losses.md)."""
@@ -83,12 +84,17 @@ class MirDataArguments:
     eval_video_root: str | None = field(default=None, metadata={"help": "default: --video-root"})
     positive_threshold: float | None = field(
         default=None,
-        metadata={"help": "training positives: for each clip, a caption drawn among those with relevancy above "
-                          f"this (default: 0.1, EK-100's; the demo: {DEMO_POSITIVE_THRESHOLD})"},
-    )  # fmt: skip
+        metadata={
+            "help": "training positives: for each clip, a caption drawn among those with relevancy above "
+            f"this (default: 0.1, EK-100's; the demo: {DEMO_POSITIVE_THRESHOLD})"
+        },
+    )
     on_bad_row: str = field(
         default="raise",
-        metadata={"help": "an unreadable video raises naming it, or is skipped and counted", "choices": BAD_ROW_SETTINGS},
+        metadata={
+            "help": "an unreadable video raises naming it, or is skipped and counted",
+            "choices": BAD_ROW_SETTINGS,
+        },
     )
     demo_dir: str = field(default=DEFAULT_DEMO_DIR, metadata={"help": "where the demo dataset is generated once"})
 
@@ -100,8 +106,10 @@ class MirDataArguments:
         if self.eval_csv is not None and self.eval_sentence_csv is None:
             raise ValueError("--eval-sentence-csv is required with --eval-csv")
         if self.positive_threshold is not None and not 0 <= self.positive_threshold < 1:
-            raise ValueError(f"--positive-threshold must be in [0, 1) (positives have relevancy above it; 1 is the "
-                             f"largest relevancy), got {self.positive_threshold}")  # fmt: skip
+            raise ValueError(
+                f"--positive-threshold must be in [0, 1) (positives have relevancy above it; 1 is the "
+                f"largest relevancy), got {self.positive_threshold}"
+            )
 
     @property
     def demo(self) -> bool:
@@ -114,12 +122,18 @@ MIR_ARGUMENTS = (ModelArguments, MirDataArguments, Eva02AtTrainingArguments)
 
 def parse_mir_arguments(argv: Sequence[str] | None = None, *, description: str | None = None) -> tuple:
     """:data:`MIR_ARGUMENTS` from a command line; the demo's defaults apply when it gives no --train-csv."""
-    return parse_training_arguments(MIR_ARGUMENTS, argv, data_argument="train_csv", demo=DEMO_TRAINING,
-                                    description=description)  # fmt: skip
+    return parse_training_arguments(
+        MIR_ARGUMENTS, argv, data_argument="train_csv", demo=DEMO_TRAINING, description=description
+    )
 
 
-def train_mir(model_args: ModelArguments, data_args: MirDataArguments, training_args: Eva02AtTrainingArguments, *,
-              save_model: bool = True) -> dict:  # fmt: skip
+def train_mir(
+    model_args: ModelArguments,
+    data_args: MirDataArguments,
+    training_args: Eva02AtTrainingArguments,
+    *,
+    save_model: bool = True,
+) -> dict:
     """Train, evaluate before and after (with an eval split), and save the final model unless `save_model` is False
     (the temporal ablation keeps only the scores). Returns the printed tables' rows.
 
@@ -129,8 +143,10 @@ def train_mir(model_args: ModelArguments, data_args: MirDataArguments, training_
     if not data_args.demo:
         require_model_for_real_data(model_args, "--train-csv")
     if training_args.loss not in MIR_LOSSES:
-        raise UsageError(f"--loss {training_args.loss} does not fit EK-100's graded relevancy: choose one of "
-                         f"{', '.join(MIR_LOSSES)} (sms_hard takes 0/1 labels, as Charades-Ego's)")  # fmt: skip
+        raise UsageError(
+            f"--loss {training_args.loss} does not fit EK-100's graded relevancy: choose one of "
+            f"{', '.join(MIR_LOSSES)} (sms_hard takes 0/1 labels, as Charades-Ego's)"
+        )
 
     from ..data.collate import VideoTextCollator
     from .trainer import Eva02AtTrainer
@@ -171,12 +187,16 @@ def train_mir(model_args: ModelArguments, data_args: MirDataArguments, training_
             if motion:
                 from ..demo.motion import format_motion_table
 
-                print("\nMotion verbs on the evaluation split (percent): top-1 among the six verbs with the clip's own "
-                      "nouns (chance 16.7),\nand within each direction pair (chance 50)")  # fmt: skip
+                print(
+                    "\nMotion verbs on the evaluation split (percent): top-1 among the six verbs with the clip's own "
+                    "nouns (chance 16.7),\nand within each direction pair (chance 50)"
+                )
                 print(format_motion_table(motion))
     if save_model and trainer.is_world_process_zero():
-        print(f"\nSaved to {training_args.output_dir}: load with "
-              f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)")  # fmt: skip
+        print(
+            f"\nSaved to {training_args.output_dir}: load with "
+            f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)"
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub()  # the complete repo folder with the card rendered from the package's model_card.md
     return {**rows, **{f"motion {name}": values for name, values in motion.items()}}
@@ -200,14 +220,18 @@ def build_mir_datasets(data_args: MirDataArguments, seed: int):
         positive_threshold = DEMO_POSITIVE_THRESHOLD if data_args.demo else POSITIVE_THRESHOLD
     train = Ek100MirDataset(
         Ek100MirAnnotations.from_files(train_csv, sentence_csv, data_args.relevancy),
-        video_root, train=True, seed=seed, positive_threshold=positive_threshold,
-    )  # fmt: skip
+        video_root,
+        train=True,
+        seed=seed,
+        positive_threshold=positive_threshold,
+    )
     evaluation = None
     if eval_csv:
         evaluation = Ek100MirDataset(
             Ek100MirAnnotations.from_files(eval_csv, eval_sentence_csv, data_args.eval_relevancy),
-            data_args.eval_video_root or video_root, train=False,
-        )  # fmt: skip
+            data_args.eval_video_root or video_root,
+            train=False,
+        )
     for split, dataset in (("training", train), ("evaluation", evaluation)):
         if dataset is not None:
             require_paths(dataset.video_paths(), f"{split} videos", dataset.video_root)

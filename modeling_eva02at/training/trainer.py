@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from .distributed import gather_no_grad, gather_with_grad
 from .losses import get_loss
 from .optimization import lamb_optimizer, warmup_cosine_schedule
 
+
 register_auto_classes()  # saved folders get auto_map and the remote-code files
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,13 @@ def last_complete_checkpoint(folder: str) -> str | None:
     if not os.path.isdir(folder):
         return None
     steps = sorted(
-        (int(name.split("-", 1)[1]) for name in os.listdir(folder)
-         if name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()),
+        (
+            int(name.split("-", 1)[1])
+            for name in os.listdir(folder)
+            if name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()
+        ),
         reverse=True,
-    )  # fmt: skip
+    )
     for step in steps:
         path = os.path.join(folder, f"checkpoint-{step}")
         weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
@@ -69,8 +73,8 @@ class Eva02AtTrainer(Trainer):
 
     Training batches hold `input_ids`, `attention_mask`, `pixel_values_videos` and, for relevancy-aware losses,
     `video_index`, `sentence_index` (global indices into `relevancy`) and `positive_relevancy` (r_a); for EgoNCE,
-    `verb_multi_hot` and `noun_multi_hot` (`Ek100MirDataset` and `VideoTextCollator` provide them all). `relevancy` is the training split's
-    (num_clips, num_sentences) matrix; the eval dataset provides its own.
+    `verb_multi_hot` and `noun_multi_hot` (`Ek100MirDataset` and `VideoTextCollator` provide them all). `relevancy` is
+    the training split's (num_clips, num_sentences) matrix; the eval dataset provides its own.
     """
 
     loss_is_scaled_for_ga = False
@@ -161,13 +165,17 @@ class Eva02AtTrainer(Trainer):
         batch_relevancy = None
         if self.loss_fn.needs_relevancy and class_ids is not None:
             if self.args.loss != "sms_hard":
-                raise ValueError(f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
-                                 f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)")  # fmt: skip
+                raise ValueError(
+                    f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
+                    f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)"
+                )
             batch_relevancy = BatchRelevancy.from_class_ids(gather_no_grad(class_ids), device=sim_text_video.device)
         elif self.loss_fn.needs_relevancy:
             if self.relevancy is None:
-                raise ValueError(f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
-                                 "carry them) or the split's relevancy matrix (Eva02AtTrainer(relevancy=...))")
+                raise ValueError(
+                    f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
+                    "carry them) or the split's relevancy matrix (Eva02AtTrainer(relevancy=...))"
+                )
             if video_index is None or sentence_index is None:
                 raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
             video_index, sentence_index = gather_no_grad(video_index), gather_no_grad(sentence_index)
@@ -189,8 +197,13 @@ class Eva02AtTrainer(Trainer):
                 )
             verb_multi_hot, noun_multi_hot = gather_no_grad(verb_multi_hot), gather_no_grad(noun_multi_hot)
         scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_scale else None
-        loss = self.loss_fn(sim_text_video, scale=scale, batch_relevancy=batch_relevancy,
-                            verb_multi_hot=verb_multi_hot, noun_multi_hot=noun_multi_hot)  # fmt: skip
+        loss = self.loss_fn(
+            sim_text_video,
+            scale=scale,
+            batch_relevancy=batch_relevancy,
+            verb_multi_hot=verb_multi_hot,
+            noun_multi_hot=noun_multi_hot,
+        )
         if not torch.isfinite(loss):
             self._stop_on_non_finite(f"loss ({loss.item()})", video_index)
         return (loss, outputs) if return_outputs else loss
@@ -251,8 +264,13 @@ class Eva02AtTrainer(Trainer):
             message = f"Training in progress, step {self.state.global_step}"
         else:
             message = f"Training in progress, epoch {int(self.state.epoch)}"
-        push_checkpoint(checkpoint_folder, self.hub_model_id, token=self.args.hub_token,
-                        revision=self.args.hub_revision, commit_message=message)  # fmt: skip
+        push_checkpoint(
+            checkpoint_folder,
+            self.hub_model_id,
+            token=self.args.hub_token,
+            revision=self.args.hub_revision,
+            commit_message=message,
+        )
 
     def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs):
         """Push the final model as a complete repo folder (see `modeling_eva02at.hub.push_checkpoint`)."""
@@ -266,8 +284,13 @@ class Eva02AtTrainer(Trainer):
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
-        return push_checkpoint(self.args.output_dir, self.hub_model_id, token=token or self.args.hub_token,
-                               revision=revision or self.args.hub_revision, commit_message=commit_message)  # fmt: skip
+        return push_checkpoint(
+            self.args.output_dir,
+            self.hub_model_id,
+            token=token or self.args.hub_token,
+            revision=revision or self.args.hub_revision,
+            commit_message=commit_message,
+        )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """EK-100 MIR mAP / nDCG (video->text, text->video, mean; fractions in [0, 1]) of the eval split."""
@@ -302,13 +325,22 @@ class Eva02AtTrainer(Trainer):
             was_training = model.training
             model.eval()
             dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
-            settings = EncodeSettings(batch_size=self.args.per_device_eval_batch_size, progress=False,
-                                      num_workers=self.args.dataloader_num_workers, device=self.args.device,
-                                      compute_dtype=dtype)  # fmt: skip
+            settings = EncodeSettings(
+                batch_size=self.args.per_device_eval_batch_size,
+                progress=False,
+                num_workers=self.args.dataloader_num_workers,
+                device=self.args.device,
+                compute_dtype=dtype,
+            )
             for task in self.zero_shot_tasks:
                 result = task.run(model, self.processing_class, settings)
-                metrics.update({f"{metric_key_prefix}_{task.name}_{k}": float(v) for k, v in result.metrics.items()
-                                if isinstance(v, (int, float))})  # fmt: skip
+                metrics.update(
+                    {
+                        f"{metric_key_prefix}_{task.name}_{k}": float(v)
+                        for k, v in result.metrics.items()
+                        if isinstance(v, (int, float))
+                    }
+                )
             model.train(was_training)
         if self.accelerator.num_processes > 1:
             shared = [metrics]

@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+
 USER_ERRORS = (OSError, ValueError, ImportError)
 """What a user's mistake raises in this package: OSError for files, folders, Hub ids and tokens
 (FileNotFoundError, PermissionError, ...), ValueError for values (IndexMismatchError, VideoDecodeError, ...), and
@@ -108,4 +109,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """--help keeps a script's docstring (its usage examples) as written and shows each argument's default."""
 
 
-__all__ = ["USER_ERRORS", "ScriptArgumentParser", "UsageError", "flag_given", "one_line", "parse_arguments", "run_script"]
+__all__ = [
+    "USER_ERRORS",
+    "ScriptArgumentParser",
+    "UsageError",
+    "flag_given",
+    "one_line",
+    "parse_arguments",
+    "run_script",
+]

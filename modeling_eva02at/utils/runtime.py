@@ -15,10 +15,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`device`, or CUDA when available, else the CPU."""
@@ -114,6 +116,8 @@ def set_cpu_threads(num_workers: int = 0) -> int | None:
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     threads = max(1, cores // max(1, local_processes) - num_workers)
     torch.set_num_threads(threads)
-    logger.info(f"CPU training: {threads} torch thread(s) per process ({cores} cores, {local_processes} local "
-                f"process(es), {num_workers} DataLoader worker(s) each; set OMP_NUM_THREADS to choose)")  # fmt: skip
+    logger.info(
+        f"CPU training: {threads} torch thread(s) per process ({cores} cores, {local_processes} local "
+        f"process(es), {num_workers} DataLoader worker(s) each; set OMP_NUM_THREADS to choose)"
+    )
     return threads

@@ -1,5 +1,5 @@
 """Write RGB frames to an H.264 MP4 file with PyAV: the encoder behind the demo datasets, search previews and the
-tests' videos. The model never needs it; decoding lives in `video_processing_eva02at.py`.
+tests' videos. The model never needs it; decoding lives in `video_reading_eva02at.py`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from modeling_eva02at.utils.processor import match_processor_to_model
 from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG
 from tests.test_search import COLOURS, train_colour_model, write_colour_video
 
+
 pytest.importorskip("gradio", reason="the app needs the optional extra: pip install -e '.[demo]'")
 pytest.importorskip("selenium", reason="the browser test needs selenium: pip install selenium")
 
@@ -26,6 +27,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,9 +53,23 @@ def app_data(tmp_path_factory):
         write_colour_video(os.path.join(videos, f"{colour}.mp4"), [colour], size=(240, 320))
     write_colour_video(os.path.join(videos, "four_colours.mp4"), list(COLOURS), size=(240, 320))
     index = os.path.join(folder, "index")
-    subprocess.run([sys.executable, os.path.join(REPO_ROOT, "examples", "index_videos.py"), "--model", model,
-                    "--videos", videos, "--index", index, "--num-workers", "0", "--no-progress"],
-                   check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO_ROOT, "examples", "index_videos.py"),
+            "--model",
+            model,
+            "--videos",
+            videos,
+            "--index",
+            index,
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ],
+        check=True,
+        timeout=300,
+    )
     return {"model": model, "videos": videos, "index": index}
 
 
@@ -70,11 +86,24 @@ def app_url(app_data, tmp_path_factory):
     environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, os.path.join(REPO_ROOT, "examples", "app.py"), "--model", app_data["model"],
-             "--index", app_data["index"], "--examples", app_data["videos"], "--host", "127.0.0.1",
-             "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=environment,
-        )  # fmt: skip
+            [
+                sys.executable,
+                os.path.join(REPO_ROOT, "examples", "app.py"),
+                "--model",
+                app_data["model"],
+                "--index",
+                app_data["index"],
+                "--examples",
+                app_data["videos"],
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -85,8 +114,9 @@ def app_url(app_data, tmp_path_factory):
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the app did not listen on port {port} in {START_TIMEOUT} s:\n"
-                                f"{log_path.read_text()[-3000:]}")  # fmt: skip
+                    pytest.fail(
+                        f"the app did not listen on port {port} in {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/"
     finally:

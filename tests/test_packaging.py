@@ -1,0 +1,124 @@
+"""The package as users install it: a plain (non-editable) `pip install` into a fresh virtual environment that has the
+core dependencies only (none of the `train` extra), run from outside the source checkout: the Hub assembly finds its
+card template (package data) and an evaluation runs end to end.
+
+The fresh environment borrows this environment's installed packages through a folder of links, leaving out this
+package and the `train` extra's packages, so no download is needed.
+"""
+
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import venv
+from importlib.metadata import requires
+
+import pytest
+
+from modeling_eva02at.demo.ek100 import make_demo_dataset
+
+from .conftest import REPO_ROOT
+
+
+TRAIN_EXTRA = ("accelerate", "datasets", "evaluate", "pyarrow", "pytorch-optimizer")
+
+
+def distribution_name(requirement: str) -> str:
+    return re.split(r"[ <>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_core_dependencies_are_what_inference_needs_and_the_extras_the_rest():
+    requirements = requires("modeling-eva02at")
+    core = {distribution_name(r) for r in requirements if "extra ==" not in r}
+    assert core == {"torch", "transformers", "safetensors", "huggingface-hub", "numpy", "pandas", "pillow", "decord",
+                    "av", "tqdm"}  # fmt: skip
+    train = {distribution_name(r) for r in requirements if 'extra == "train"' in r}
+    assert train == set(TRAIN_EXTRA)
+    assert {distribution_name(r) for r in requirements if 'extra == "app"' in r} == {"gradio"}
+
+
+def excluded(name: str) -> bool:
+    """Site-packages entries the fresh environment must not see: this package and the train extra's packages."""
+    stem = re.split(r"[-.]", name, maxsplit=1)[0].lower().replace("-", "_")
+    blocked = {"modeling_eva02at", "__editable__", "__editable___modeling_eva02at_0_1_0_finder"}
+    blocked |= {package.replace("-", "_") for package in TRAIN_EXTRA}
+    return stem in blocked or name.startswith("__editable__")
+
+
+@pytest.fixture(scope="module")
+def fresh_python(tmp_path_factory):
+    """A new virtual environment with the package installed from the source tree, non-editable, no extras."""
+    root = tmp_path_factory.mktemp("fresh")
+    view = root / "core-packages"
+    view.mkdir()
+    source = site.getsitepackages()[0]
+    for name in os.listdir(source):
+        if not excluded(name) and not name.endswith(".pth"):
+            os.symlink(os.path.join(source, name), view / name)
+    environment = root / "venv"
+    venv.EnvBuilder(with_pip=False).create(environment)
+    python = str(environment / "bin" / "python")
+    target = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                            text=True, check=True).stdout.strip()  # fmt: skip
+    with open(os.path.join(target, "core-packages.pth"), "w") as handle:
+        handle.write(str(view) + "\n")
+    # A clean copy of the source: a build/ or *.egg-info left by an earlier build would hand setuptools its old file
+    # list, and package data missing from pyproject.toml would go unnoticed.
+    tree = root / "source"
+    shutil.copytree(
+        REPO_ROOT, tree, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "outputs")
+    )
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(tree)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-3000:]
+    return python, root
+
+
+def run(python, *argv, cwd):
+    return subprocess.run([python, *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})  # fmt: skip
+
+
+def test_the_installed_package_is_a_copy_without_the_train_extra(fresh_python):
+    python, root = fresh_python
+    probe = ("import importlib.util, modeling_eva02at, modeling_eva02at.hub.card as card\n"
+             "print(modeling_eva02at.__file__)\n"
+             "print(card.TEMPLATE.is_file())\n"
+             "print([name for name in ('accelerate', 'datasets', 'evaluate', 'pyarrow', 'pytorch_optimizer')\n"
+             "       if importlib.util.find_spec(name)])")  # fmt: skip
+    result = run(python, "-c", probe, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    path, template, extras = result.stdout.split("\n")[:3]
+    assert "site-packages" in path and not path.startswith(REPO_ROOT), path
+    assert template == "True" and extras == "[]"
+
+
+def test_push_dry_run_and_an_evaluation_from_the_installed_package(fresh_python, tmp_path, mir_processor):
+    from .conftest import tiny_mir_model
+
+    python, root = fresh_python
+    model = tmp_path / "model"
+    tiny_mir_model(seed=5).save_pretrained(model)
+    mir_processor.save_pretrained(model)
+
+    repo = tmp_path / "repo"
+    push = run(python, os.path.join(REPO_ROOT, "examples", "push_to_hub.py"), "--model", str(model), "--repo-id",
+               "someone/eva02at-tiny", "--dry-run", "--output", str(repo), cwd=root)  # fmt: skip
+    assert push.returncode == 0, push.stderr[-3000:]
+    card = (repo / "README.md").read_text()
+    assert card.startswith("---") and "someone/eva02at-tiny" in card and "custom_code" in card
+    assert {"handler.py", "pipeline_eva02at.py", "model.safetensors"} <= set(os.listdir(repo))
+
+    demo = make_demo_dataset(tmp_path / "demo", num_train=8, num_test=8)
+    report = tmp_path / "ek100_mir.json"
+    evaluation = run(python, os.path.join(REPO_ROOT, "examples", "eval_ek100_mir.py"), "--model", str(model),
+                     "--test-csv", demo.test_csv, "--sentence-csv", demo.test_sentence_csv, "--video-root",
+                     demo.video_root, "--num-workers", "0", "--dtype", "float32", "--no-progress", "--output-json",
+                     str(report), cwd=root)  # fmt: skip
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    metrics = json.loads(report.read_text())["metrics"]
+    assert 0 <= metrics["avg_mAP"] <= 1 and "EK-100 MIR (percent)" in evaluation.stdout
