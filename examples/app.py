@@ -9,7 +9,7 @@ Two tabs:
 
 * **Zero-shot classification**: upload a video (or pick an example), type comma-separated labels, and see the scores
   of the model's `zero-shot-video-classification` pipeline as a bar chart;
-* **Search**: type what happens and see the best clips of an index made by `examples/search_videos.py`, each cut out
+* **Search**: type what happens and see the best clips of an index made by `examples/index_videos.py`, each cut out
   of its video as a playable preview.
 
 The defaults of --model, --index and --examples come from EVA02AT_MODEL, EVA02AT_INDEX and EVA02AT_EXAMPLES; see

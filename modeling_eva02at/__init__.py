@@ -3,8 +3,9 @@
 The six files at this package's top level are the model itself (configuration, modeling, processing, video
 processing and reading) and its zero-shot video classification pipeline: the exact files a Hub repo carries and
 `trust_remote_code=True` runs (:data:`REMOTE_CODE_FILES`). The subpackages build on them and never ship to the Hub:
-`data` (annotation readers, datasets), `training` (losses, Trainer), `evaluation` (benchmarks, metrics, feature
-cache), `conversion` (checkpoints), `hub` (assembling and pushing a Hub repo), `demo` (synthetic data) and `utils`.
+`data` (annotation readers, layouts, datasets), `training` (losses, Trainer), `evaluation` (benchmarks, metrics,
+feature cache), `conversion` (checkpoints), `hub` (assembling and pushing a Hub repo), `search` (video indexes),
+`app` (the Gradio app and its Space), `demo` (synthetic data) and `utils` (command lines, files, runtime).
 
 Importing the package is cheap (command lines answer `--help` without loading torch). The first access to any of
 the classes below imports them and registers them with transformers' Auto* factories, so that folders of model type

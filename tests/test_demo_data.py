@@ -1,4 +1,4 @@
-"""Tests of the synthetic EK-100 MIR demo dataset (modeling_eva02at/demo/dataset.py)."""
+"""Tests of the synthetic EK-100 MIR demo dataset (modeling_eva02at/demo/ek100.py)."""
 
 import ast
 import csv

@@ -83,6 +83,20 @@ def run(python, *argv, cwd):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})  # fmt: skip
 
 
+def test_the_import_contracts_cover_every_remote_code_file():
+    """A remote-code file left out of pyproject's contracts would be free to import the package's subpackages."""
+    import tomllib
+
+    from modeling_eva02at import REMOTE_CODE_FILES
+
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as handle:
+        contracts = {c["name"]: c for c in tomllib.load(handle)["tool"]["importlinter"]["contracts"]}
+    modules = {f"modeling_eva02at.{name[:-3]}" for name in REMOTE_CODE_FILES}
+    assert set(contracts["the remote-code files import only each other"]["source_modules"]) == modules
+    remote_layer = next(layer for layer in contracts["layers"]["layers"] if "pipeline_eva02at" in layer)
+    assert {module.strip() for module in remote_layer.split(":")} == modules
+
+
 def test_the_installed_package_is_a_copy_without_the_train_extra(fresh_python):
     python, root = fresh_python
     probe = ("import importlib.util, modeling_eva02at, modeling_eva02at.hub.card as card\n"

@@ -1,9 +1,9 @@
-"""EPIC-Kitchens-100 multi-instance retrieval data: annotations, a clip dataset and the collator that decodes videos.
+"""EPIC-Kitchens-100 multi-instance retrieval data: the annotations and a clip dataset.
 
-Rows stay light (a video path, timestamps, a caption and indices): decoding happens in the collator, i.e. in the
-DataLoader workers, and never keeps a VideoReader on the dataset. The layer knows nothing about losses: it hands the
-trainer the (clip index, sentence index, positive relevancy) triple that relevancy-aware losses look up, and the
-clip's verb / noun classes that EgoNCE compares.
+Rows stay light (a video path, timestamps, a caption and indices): decoding happens in the collator
+(`collate.VideoTextCollator`), i.e. in the DataLoader workers, and never keeps a VideoReader on the dataset. The layer
+knows nothing about losses: it hands the trainer the (clip index, sentence index, positive relevancy) triple that
+relevancy-aware losses look up, and the clip's verb / noun classes that EgoNCE compares.
 """
 
 from __future__ import annotations

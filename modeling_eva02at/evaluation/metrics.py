@@ -343,7 +343,7 @@ def egomcq_accuracy(similarity_or_predictions, answers, types, num_candidates: i
     **intra-video** (candidates are neighbouring clips of the same video: ~60 %), as EgoVLP's data loader documents
     them (`EGOMCQ_INTER_VIDEO`, `EGOMCQ_INTRA_VIDEO`; the comment there gives the references on the swapped names
     printed by EgoVLP's and LaViLa's metric code). Each type's accuracy is computed over the questions of that value
-    alone; `modeling_eva02at.evaluation.egomcq.EgoMcqQuestions` checks a file's types against its candidates' videos
+    alone; `modeling_eva02at.data.egomcq.EgoMcqQuestions` checks a file's types against its candidates' videos
     and warns where they disagree.
 
     Args:

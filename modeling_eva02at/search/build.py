@@ -97,8 +97,8 @@ def update_index(
     Args:
         model / processor: from :func:`~modeling_eva02at.evaluation.encoding.load_model_for_inference`.
         settings: batch size, DataLoader workers (decoding), flip, device, autocast dtype, progress bar.
-        model_id: the model's fingerprint (:func:`~modeling_eva02at.evaluation.cache.model_fingerprint`), stored in
-            the index and compared on every later update and query.
+        model_id: the model's fingerprint (:func:`~modeling_eva02at.evaluation.fingerprint.model_fingerprint`),
+            stored in the index and compared on every later update and query.
         shard_size: clips encoded and saved together (default: one batch per DataLoader worker); a kill loses at
             most the shard in flight.
 

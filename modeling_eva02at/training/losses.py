@@ -1,4 +1,4 @@
-"""Training losses of EVA02-AT (docs/losses.md) and the EK-100 relevancy look-ups they need (docs/relevancy.md).
+"""Training losses of EVA02-AT (docs/losses.md); the batch relevancy they read is `batch_relevancy.py`'s.
 
 Conventions shared by every loss in this file:
 
@@ -9,8 +9,8 @@ Conventions shared by every loss in this file:
 * Every loss is a pure function of ``sim_text_video`` (plus the batch's relevancy / labels where it needs them). It
   does not care how the features were gathered: for multi-GPU training gather the embeddings *with gradients*
   (``torch.distributed.nn.functional.all_gather``) and the per-sample metadata (video / sentence indices, positive
-  relevancies, verb / noun ids) in the same rank order, then build ``sim_text_video`` and :class:`BatchRelevancy`
-  from the gathered tensors.
+  relevancies, verb / noun multi-hot rows) in the same rank order, then build ``sim_text_video`` and
+  :class:`BatchRelevancy` from the gathered tensors.
 * ``scale`` is the **exponentiated** multiplier of the contrastive losses, ``exp(logit_scale)`` (``model.scale()``,
   e.g. 1/0.07 ~= 14.3, or 20 for the paper's temperature 0.05), what open_clip / AVION's ``ClipLoss`` receive.
   ``logit_scale`` always means the log, as the model's parameter.

@@ -20,7 +20,7 @@ from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG
 from tests.test_search import COLOURS, train_colour_model, write_colour_video
 
 
-pytest.importorskip("gradio", reason="the app needs the optional extra: pip install -e '.[demo]'")
+pytest.importorskip("gradio", reason="the app needs the optional extra: pip install -e '.[app]'")
 pytest.importorskip("selenium", reason="the browser test needs selenium: pip install selenium")
 
 from selenium import webdriver  # noqa: E402
