@@ -1,6 +1,8 @@
 """modeling_eva02at.data.layouts: which files and times a clip of each video layout is read from, and the one loader
 that reads it (frame numbers stamped into the pixels say exactly which frames were read)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,34 @@ def test_a_chunk_folder_without_chunks_is_named(tmp_path):
     (tmp_path / "P01_01.MP4").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no chunk files '<start_sec>.MP4' in video folder .*P01_01.MP4"):
         load_clip(Eva02AtVideoProcessor(), str(tmp_path / "P01_01.MP4"), 0.0, 1.0)
+
+
+def test_a_missing_chunk_inside_a_clip_is_named_not_papered_over(tmp_path):
+    folder = tmp_path / "P01_01.MP4"
+    paths = sv.write_avion_chunks(str(folder), sv.make_frames(400), fps=10.0)
+    processor = Eva02AtVideoProcessor()
+    os.remove(paths[1])  # 15.MP4: seconds 15..30
+    # A clip inside one chunk still reads; one that reaches into the gap is refused.
+    clip = load_clip(processor, str(folder), 2.0, 14.0, num_frames=4)
+    assert frame_numbers(clip) == sample_frame_indices(20, 140, 4).tolist()
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"P01_01.MP4: no chunk holds .* s; 0.MP4 ends at 15.00 s and the next "
+        r"chunk is 30.MP4: a chunk file is missing",
+    ):
+        load_clip(processor, str(folder), 10.0, 25.0, num_frames=8)
+
+
+def test_chunk_files_take_the_folders_own_ending_unless_told(tmp_path):
+    folder = tmp_path / "P01_01.mp4"
+    sv.write_avion_chunks(str(folder), sv.make_frames(200), fps=10.0, ext="mp4")
+    processor = Eva02AtVideoProcessor()
+    assert (
+        frame_numbers(load_clip(processor, str(folder), 14.0, 16.0, num_frames=2))
+        == sample_frame_indices(140, 160, 2).tolist()
+    )
+    with pytest.raises(FileNotFoundError, match=r"no chunk files '<start_sec>.MP4'"):
+        load_clip(processor, str(folder), 14.0, 16.0, chunk_ext="MP4")
 
 
 def test_a_file_is_read_by_the_processor_with_the_same_seeded_jitter(tmp_path):

@@ -32,6 +32,7 @@ from modeling_eva02at.utils.video_writer import write_video
 from tests.conftest import tiny_mir_model
 
 from . import cli_runs
+from .video_helpers import make_frames, write_avion_chunks
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -433,6 +434,16 @@ def test_preview_is_the_hit_window_as_a_playable_mp4(tmp_path, loaded):
         assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
     assert len(frames) == 8 and frames[0].shape == (224, 298, 3)
     assert np.abs(np.mean(frames, axis=(0, 1, 2)) - COLOURS["blue"]).max() < 20
+
+
+def test_preview_of_a_hit_in_an_avion_chunk_folder(tmp_path, loaded):
+    import av
+
+    folder = tmp_path / "P01_01.MP4"
+    write_avion_chunks(str(folder), make_frames(300), fps=10.0)
+    preview = write_preview(loaded[1].image_processor, str(folder), 14.0, 16.0, str(tmp_path / "preview.mp4"))
+    with av.open(preview) as container:
+        assert container.streams.video[0].frames == 16  # 2 s at the preview's 8 fps, across the chunk boundary
 
 
 def test_app_backend_classifies_with_the_pipeline_and_searches_the_index(tmp_path, colour_folder, colour_model, loaded):

@@ -33,7 +33,9 @@ class VideoTextCollator:
     }
     """Per-item labels batched as tensors when the items carry them (the trainer's losses take them)."""
 
-    def __init__(self, processor, *, num_frames: int | None = None, on_bad_row: str = "raise", chunk_ext: str = "MP4"):
+    def __init__(
+        self, processor, *, num_frames: int | None = None, on_bad_row: str = "raise", chunk_ext: str | None = None
+    ):
         self.processor = processor
         self.num_frames = num_frames
         self.on_bad_row = check_bad_row_setting(on_bad_row)

@@ -120,7 +120,7 @@ def load_clip(
     num_frames: int | None = None,
     jitter: bool = False,
     seed: int | None = None,
-    chunk_ext: str = "MP4",
+    chunk_ext: str | None = None,
 ) -> np.ndarray:
     """The `num_frames` sampled frames (T, H, W, 3) of the clip [start, end) seconds of `video`, in any layout.
 
@@ -130,7 +130,8 @@ def load_clip(
             tuple of :class:`ChunkSpan` (a clip over EgoVLP chunks; `start` / `end` are then the spans' own).
         num_frames: default: the processor's.
         jitter / seed: training-time sampling within each segment, reproducible from `seed`.
-        chunk_ext: the file ending of a chunk folder's chunks.
+        chunk_ext: the file ending of a chunk folder's chunks; default: the folder's own (AVION's
+            ``P01_01.MP4/0.MP4``), or ``MP4`` for a folder without one.
 
     Resize, crop and normalisation are the processor's `transform_frames`, applied by the caller.
     """
@@ -146,7 +147,9 @@ def load_clip(
         ]
         return np.concatenate(pieces)
     if isinstance(video, (str, os.PathLike)) and os.path.isdir(video):
-        return _load_from_chunk_folder(video_processor, os.fspath(video), start, end, num_frames, chunk_ext, **sample)
+        video_dir = os.path.normpath(os.fspath(video))
+        chunk_ext = chunk_ext or os.path.splitext(video_dir)[1].lstrip(".") or "MP4"
+        return _load_from_chunk_folder(video_processor, video_dir, start, end, num_frames, chunk_ext, **sample)
     return video_processor.load_frames(video, num_frames, start=start, end=end, **sample)
 
 
@@ -175,8 +178,22 @@ def _load_from_chunk_folder(video_processor, video_dir, start, end, num_frames, 
         for chunk in np.unique(owners):
             positions = np.flatnonzero(owners == chunk)
             reader = reader_for(chunks[chunk][1])
-            # Chunk cuts are not frame exact: a frame past a chunk's end is its last frame, as in AVION.
-            local = np.minimum(indices[positions] - offsets[chunk], reader.num_frames - 1)
+            local = indices[positions] - offsets[chunk]
+            if local.max() >= reader.num_frames + fps:
+                # More than a second past this chunk's last frame and before the next chunk: a file is missing.
+                chunk_start, path = chunks[chunk]
+                raise FileNotFoundError(
+                    f"{video_dir}: no chunk holds {local.max() / fps + chunk_start:.2f} s; {os.path.basename(path)} "
+                    f"ends at {chunk_start + reader.num_frames / fps:.2f} s"
+                    + (
+                        f" and the next chunk is {os.path.basename(chunks[chunk + 1][1])}"
+                        if chunk + 1 < len(chunks)
+                        else ""
+                    )
+                    + ": a chunk file is missing"
+                )
+            # Chunk cuts are not frame exact: a frame just past a chunk's end is its last frame, as in AVION.
+            local = np.minimum(local, reader.num_frames - 1)
             for position, frame in zip(positions, reader.get_frames(local)):
                 frames[position] = frame
     return np.stack(frames)

@@ -2,7 +2,7 @@
 
 Browsers play H.264 in MP4 (yuv420p) but not every source video (AVION chunk folders, HEVC, odd pixel formats), and a
 hit is usually a few seconds of a long video, so each hit is cut out and re-encoded at a low frame rate and size.
-Frames are read with the processor's decoder (files and chunk folders alike) and written with
+Frames are read with `data.layouts.load_clip` (files and chunk folders alike) and written with
 :func:`modeling_eva02at.utils.video_writer.write_video`.
 """
 
@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..data.layouts import load_clip
 from ..utils.video_writer import write_video
 
 
@@ -38,7 +39,7 @@ def write_preview(
         raise ValueError(f"preview of {video}: end={end} s must be after start={start} s")
     end = min(end, start + max_seconds)
     count = max(1, math.ceil((end - start) * fps))
-    frames = video_processor.load_frames(video, count, start=start, end=end)
+    frames = load_clip(video_processor, video, start, end, num_frames=count)
     frames = _shrink(np.asarray(frames), short_side, video_processor)
     write_video(output, frames, fps=count / (end - start), faststart=True)
     return output
