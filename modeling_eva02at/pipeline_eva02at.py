@@ -25,6 +25,8 @@ from .video_reading_eva02at import time_to_seconds
 
 TASK = "zero-shot-video-classification"
 DEFAULT_TEMPLATE = "a video of {}."
+CAPTION_BATCH_SIZE = 64
+"""Captions tokenized and encoded together: the text tower's activations for 64 captions of 77 tokens."""
 
 
 def _check_labels(candidate_labels) -> list[str]:
@@ -119,11 +121,17 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return results if is_batch else results[0]
 
     def encode_captions(self, captions: list[str]) -> torch.Tensor:
-        """L2-normalised caption embeddings (len(captions), projection_dim), on the pipeline's device."""
-        tokens = self.processor(text=captions, return_tensors="pt").to(self.device)
+        """L2-normalised caption embeddings (len(captions), projection_dim), on the pipeline's device. Encoded
+        `CAPTION_BATCH_SIZE` at a time, so that memory does not grow with the number of labels beyond the embeddings
+        themselves."""
+        embeds = []
         with torch.inference_mode():
-            embeds = self.model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).pooler_output
-        return F.normalize(embeds.float(), dim=-1)
+            for first in range(0, len(captions), CAPTION_BATCH_SIZE):
+                tokens = self.processor(text=captions[first : first + CAPTION_BATCH_SIZE], return_tensors="pt")
+                tokens = tokens.to(self.device)
+                features = self.model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).pooler_output
+                embeds.append(F.normalize(features.float(), dim=-1))
+        return torch.cat(embeds)
 
     def _sanitize_parameters(self, candidate_labels=None, text_embeds=None, video_fps=None, num_frames=None, **kwargs):
         if kwargs:

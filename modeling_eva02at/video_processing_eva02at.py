@@ -25,8 +25,10 @@ from transformers.utils import logging
 from .video_reading_eva02at import (
     VIDEO_BACKENDS,
     VideoDecodeError,
+    VideoInfo,
     frame_range_from_seconds,
     open_video,
+    probe_video,
     sample_frame_indices,
     time_to_seconds,
 )
@@ -69,6 +71,7 @@ _IMAGE_SIGNATURES = {
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
 }
+
 
 class Eva02AtVideoProcessorKwargs(ImagesKwargs, total=False):
     """
@@ -182,10 +185,12 @@ def _frames_to_array(video, name: str) -> np.ndarray | torch.Tensor:
 
 
 def _video_name(video, index: int) -> str:
+    """How messages name a video: a file by its base name (never the server's folders), bytes by their size."""
     if isinstance(video, (str, os.PathLike)):
-        return repr(os.fspath(video))
+        return repr(os.path.basename(os.fspath(video)))
     if hasattr(video, "read"):
-        return repr(getattr(video, "name", f"videos[{index}] (file-like)"))
+        name = getattr(video, "name", None)
+        return repr(os.path.basename(str(name))) if name else f"videos[{index}] (file-like)"
     if isinstance(video, (bytes, bytearray, memoryview)):
         return f"videos[{index}] ({len(video)} bytes)"
     return f"videos[{index}]"
@@ -445,6 +450,24 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
             first, stop = frame_range_from_seconds(start, end, video_fps, len(frames), name)
             return frames[self._indices(first, stop, **sample)]
 
+        source = self._encoded_source(video, name)
+        with open_video(source, name, backend, num_threads) as reader:
+            fps = video_fps or reader.fps
+            first, stop = frame_range_from_seconds(start, end, fps, reader.num_frames, name)
+            return reader.get_frames(self._indices(first, stop, **sample))
+
+    def probe(self, video, name: str | None = None) -> VideoInfo:
+        """What the header of an encoded video (a path, bytes, a file-like object) says, its frame size, frame count,
+        rate, duration and byte size, without decoding a frame; a header that cannot be right is refused as
+        `load_frames` would refuse it. For limits on what a server accepts before it decodes."""
+        name = name or _video_name(video, 0)
+        if not _is_encoded(video):
+            raise TypeError(f"probe reads encoded videos (a path, bytes or a file-like object), got {name}")
+        return probe_video(self._encoded_source(video, name), name)
+
+    @staticmethod
+    def _encoded_source(video, name: str):
+        """A path or a BytesIO of an encoded video, refused early when it is a folder, missing, empty or an image."""
         if isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
             if os.path.isdir(path):
@@ -453,12 +476,12 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                     "modeling_eva02at.data.layouts.load_clip"
                 )
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"video file not found: {path}")
+                raise FileNotFoundError(f"video file not found: {name}")
             with open(path, "rb") as file:
                 header = file.read(16)
             source = path
         else:
-            # decord copies file-like objects into memory anyway; one BytesIO suits both decoders.
+            # One BytesIO suits both decoders; it shares the memory of a bytes object.
             data = video.read() if hasattr(video, "read") else bytes(video)
             if len(data) == 0:
                 raise VideoDecodeError(f"{name} is empty")
@@ -469,11 +492,7 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
                 f"{name} is a {image_format} image, not a video: pass it decoded, as a PIL image "
                 f"(videos=PIL.Image.open(path), a one-frame video) or as a list of frames (one video)"
             )
-
-        with open_video(source, name, backend, num_threads) as reader:
-            fps = video_fps or reader.fps
-            first, stop = frame_range_from_seconds(start, end, fps, reader.num_frames, name)
-            return reader.get_frames(self._indices(first, stop, **sample))
+        return source
 
     @staticmethod
     def _indices(first, stop, *, num_frames, jitter, generator, name, **_) -> np.ndarray:

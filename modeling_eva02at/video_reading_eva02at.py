@@ -10,10 +10,8 @@ import io
 import math
 import os
 import re
-import sys
-import tempfile
-import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from transformers.utils import logging
@@ -148,57 +146,104 @@ def frame_range_from_seconds(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-# Serialises the swap of file descriptor 2: two threads swapping it at once could leave it pointing at a temp file.
-_NATIVE_STDERR_LOCK = threading.Lock()
-# decord / FFmpeg line prefixes: "[12:00:00] src/video/video_reader.cc:83: ", "[mov,mp4,... @ 0x55d0] ", "[path] ".
-_NATIVE_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*|\S+\.(?:cc|h):\d+:\s*)+")
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's header says (`probe_video`), before any frame is decoded."""
+
+    width: int
+    height: int
+    num_frames: int  # as the header states it; 0 where the container does not say
+    fps: float
+    seconds: float | None  # the container's duration, where it states one
+    size: int  # bytes
+
+    @property
+    def frame_pixels(self) -> int:
+        return self.width * self.height
 
 
-@contextmanager
-def _capture_native_stderr(lines: list[str]):
+def _source_size(source) -> int:
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().nbytes
+    return os.path.getsize(source)
+
+
+def _header_info(container, size: int, name: str) -> VideoInfo:
+    """The header of an open PyAV container, refused with `VideoDecodeError` when it cannot be right: more frames
+    than the file has bytes (no frame is stored in less than a byte). decord sizes its frame index from these numbers,
+    and a crafted header (an `stts` box claiming 2^31 samples, a Matroska duration of 10^15 us) makes it allocate
+    until the process aborts; PyAV reads the same files safely, so every file is checked here first."""
+    if not container.streams.video:
+        raise VideoDecodeError(f"{name} has no video stream")
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else 0.0
+    if container.duration:
+        seconds = container.duration / 1_000_000  # av.time_base
+    elif stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = None
+    claimed = max(stream.frames or 0, (seconds or 0.0) * fps)
+    if claimed > size:
+        duration = f", {seconds:.3g} s at {fps:.3g} fps" if seconds else ""
+        raise VideoDecodeError(
+            f"{name}: its header claims {claimed:.3g} frames{duration} in a file of {size} bytes: a damaged or crafted "
+            "header, refused before decoding"
+        )
+    codec = stream.codec_context
+    return VideoInfo(codec.width, codec.height, stream.frames or 0, fps, seconds, size)
+
+
+def probe_video(source, name: str) -> VideoInfo:
+    """Read the header of `source` (a path or a BytesIO) with PyAV, decoding nothing (a fraction of a millisecond).
+
+    Raises:
+        VideoDecodeError: not a readable video, no video stream, or a header that cannot be right (`_header_info`).
+        ImportError: PyAV is not installed.
     """
-    Send what native code writes to file descriptor 2 inside the block to a temp file, and append its lines to `lines`
-    on exit. decord and FFmpeg log failures there, outside Python, before decord raises a terse exception: the
-    lines belong in our error message, not on the user's terminal. Python's own stderr is flushed before the swap.
-    """
-    with _NATIVE_STDERR_LOCK, tempfile.TemporaryFile() as sink:
-        try:
-            saved = os.dup(2)
-        except OSError:  # no file descriptor 2 (a detached process): nothing to keep off a terminal
-            yield
-            return
-        sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+    if av is None:
+        raise ImportError("checking a video's header needs PyAV (`pip install av`)")
+    size = _source_size(source)
+    try:
+        with av.open(source, mode="r") as container:
+            return _header_info(container, size, name)
+    except av.error.FFmpegError as error:
+        raise VideoDecodeError(f"cannot open {name}: not a readable video ({_without_path(error, source)})") from None
+    finally:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
 
 
-def _decoder_messages(error: Exception, native_lines: list[str]) -> str:
-    """The decoder's log lines and exception text, without timestamp / source-file prefixes, each once."""
-    messages = [_NATIVE_LOG_PREFIX.sub("", line).strip() for line in [*native_lines, str(error)]]
-    return "; ".join(dict.fromkeys(message for message in messages if message))
+# decord's exceptions start with its log prefix: "[12:00:00] /github/workspace/src/video/video_reader.cc:486: ".
+_DECORD_PREFIX = re.compile(r"\[[\d:]+\] \S+\.cc:\d+: ")
+
+
+def _without_path(error: Exception, source) -> str:
+    """The decoder's message with the file's folder (and decord's source-file prefix) left out: messages name files,
+    not the server's paths."""
+    text = _DECORD_PREFIX.sub("", str(error))
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        text = text.replace(path, os.path.basename(path))
+    return text
 
 
 class _DecordReader:
-    """Frame-accurate random access with decord (the default)."""
+    """Frame-accurate random access with decord (the default). The header is checked with PyAV first (where
+    installed: it is everywhere decord is, as a dependency of this package)."""
 
     def __init__(self, source, name: str, num_threads: int):
         self.name = name
-        native_lines = []
+        if av is not None:
+            probe_video(source, name)
+        _quiet_decord()
         try:
-            with _capture_native_stderr(native_lines):
-                self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
+            self._reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=num_threads)
         except (decord.DECORDError, RuntimeError, AssertionError) as error:
             raise VideoDecodeError(
-                f"cannot open {name}: not a readable video, or truncated ({_decoder_messages(error, native_lines)})"
+                f"cannot open {name}: not a readable video, or truncated ({_without_path(error, source)})"
             ) from None
-        if native_lines:
-            logger.debug(f"decord on {name}: " + " | ".join(native_lines))
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
 
@@ -209,12 +254,25 @@ class _DecordReader:
             frames = self._reader.get_batch(unique.tolist()).asnumpy()
         except (decord.DECORDError, RuntimeError) as error:
             raise VideoDecodeError(
-                f"cannot decode frames {unique[0]}..{unique[-1]} of {self.name}: truncated or corrupt video ({error})"
+                f"cannot decode frames {unique[0]}..{unique[-1]} of {self.name}: truncated or corrupt video "
+                f"({_DECORD_PREFIX.sub('', str(error))})"
             ) from None
         return frames[inverse]
 
     def close(self):
         self._reader = None
+
+
+_DECORD_QUIET = False
+
+
+def _quiet_decord() -> None:
+    """Keep decord's FFmpeg from logging to the terminal (its level is process-wide, and this only lowers it): its
+    failures reach the caller as exceptions."""
+    global _DECORD_QUIET
+    if not _DECORD_QUIET:
+        decord.logging.set_level(decord.logging.QUIET)
+        _DECORD_QUIET = True
 
 
 class _PyAVReader:
@@ -229,10 +287,14 @@ class _PyAVReader:
         try:
             self._container = av.open(source, mode="r")
         except av.error.FFmpegError as error:
-            raise VideoDecodeError(f"cannot open {name}: not a readable video ({error})") from None
-        if not self._container.streams.video:
+            raise VideoDecodeError(
+                f"cannot open {name}: not a readable video ({_without_path(error, source)})"
+            ) from None
+        try:
+            _header_info(self._container, _source_size(source), name)
+        except VideoDecodeError:
             self._container.close()
-            raise VideoDecodeError(f"{name} has no video stream")
+            raise
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = num_threads
@@ -332,8 +394,10 @@ def open_video(source, name: str, backend: str = "auto", num_threads: int = 1):
 __all__ = [
     "VIDEO_BACKENDS",
     "VideoDecodeError",
+    "VideoInfo",
     "frame_range_from_seconds",
     "open_video",
+    "probe_video",
     "sample_frame_indices",
     "time_to_seconds",
 ]

@@ -157,6 +157,42 @@ def write_avion_chunks(
     return paths
 
 
+def write_mp4_claiming_frames(path, claimed: int = 2**31 - 1) -> str:
+    """A 2-second 64x64 H.264 MP4 whose `stts` box claims `claimed` samples: decord sizes its frame index from it and
+    aborts the process allocating 2^31 entries."""
+    import struct
+
+    write_video(path, make_frames(16, 64, 64, noise=40.0), fps=8.0)
+    data = bytearray(open(path, "rb").read())
+    box = data.find(b"stts")
+    assert struct.unpack(">I", data[box + 8 : box + 12])[0] >= 1  # entry_count; the first entry's sample_count follows
+    data[box + 12 : box + 16] = struct.pack(">I", claimed)
+    open(path, "wb").write(bytes(data))
+    return path
+
+
+def write_mkv_claiming_duration(path, milliseconds: float = 1e12) -> str:
+    """A 2-second 64x64 H.264 Matroska file whose Segment Info claims a duration of `milliseconds` (10^12 ms = 10^15
+    us by default): decord sizes its frame index from duration x rate and aborts the process."""
+    import struct
+
+    import av
+
+    with av.open(path, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for rgb in make_frames(16, 64, 64, noise=40.0):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(open(path, "rb").read())
+    element = data.find(b"\x44\x89")  # Duration, a float in TimestampScale units (1 ms by default)
+    size = data[element + 2] & 0x7F
+    data[element + 3 : element + 3 + size] = struct.pack(">d" if size == 8 else ">f", milliseconds)
+    open(path, "wb").write(bytes(data))
+    return path
+
+
 __all__ = [
     "MAX_FRAME_NUMBER",
     "make_frames",
@@ -165,6 +201,8 @@ __all__ = [
     "stamp_frame_number",
     "unnormalize",
     "write_avion_chunks",
+    "write_mkv_claiming_duration",
+    "write_mp4_claiming_frames",
     "write_numbered_video",
     "write_video",
 ]

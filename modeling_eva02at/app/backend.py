@@ -6,22 +6,31 @@ import hashlib
 import os
 import tempfile
 
+from ..hub.handler import check_limit, check_video, read_limits
+
 
 class AppBackend:
     """What the app does, without the UI: zero-shot scores through the pipeline, and index search with previews.
 
-    One model serves both tabs. Errors are ValueErrors with a message for the user (the UI shows them).
+    One model serves both tabs. Uploads are bounded as the Endpoints handler bounds them (`limits`: labels, upload
+    bytes, pixels per frame, duration; constructor arguments or the EVA02AT_MAX_* variables of
+    `modeling_eva02at.hub.handler.LIMITS`). Errors are ValueErrors with a message for the user (the UI shows them),
+    naming files by their base names. Previews are written atomically into one temporary folder, removed with the
+    backend (or when the process exits).
     """
 
-    def __init__(self, model, processor, model_id, index=None, preview_dir: str | None = None):
+    def __init__(self, model, processor, model_id, index=None, **limits):
         from transformers import pipeline
 
         from ..pipeline_eva02at import TASK
 
         self.model, self.processor, self.model_id, self.index = model, processor, model_id, index
+        self.limits = read_limits(**limits)
         # load_model_for_inference registered the task with transformers' pipeline registry.
         self.classifier = pipeline(TASK, model=model, processor=processor, device=model.device)
-        self.preview_dir = preview_dir or tempfile.mkdtemp(prefix="eva02at-previews-")
+        # One folder for every preview, removed with the backend or when the process exits.
+        self._previews = tempfile.TemporaryDirectory(prefix="eva02at-previews-")
+        self.preview_dir = self._previews.name
 
     @classmethod
     def load(
@@ -59,12 +68,16 @@ class AppBackend:
         candidate_labels = [label.strip() for label in (labels or "").split(",") if label.strip()]
         if not candidate_labels:
             raise ValueError("type at least one label; separate labels with commas, e.g. 'cut onion, wash pan'")
+        check_limit(self.limits, "max_labels", len(candidate_labels))
+        name = repr(os.path.basename(video))
+        check_video(self.processor.image_processor, video, self.limits, name=name)
         return self.classifier(video, candidate_labels=candidate_labels, hypothesis_template=template or "{}")
 
     def search(self, query: str, top_k: int) -> list[tuple]:
         """`(hit, preview mp4 path)` of the `top_k` best clips of the index for `query`."""
         from ..search.build import search_index
         from ..search.preview import write_preview
+        from ..utils.files import atomic_path
 
         if self.index is None:
             raise ValueError("no index loaded: start the app with --index (made by examples/index_videos.py)")
@@ -78,7 +91,8 @@ class AppBackend:
             key = hashlib.sha1(f"{hit.path}|{hit.start}|{hit.end}".encode()).hexdigest()[:16]
             preview = os.path.join(self.preview_dir, f"clip-{key}.mp4")
             if not os.path.isfile(preview):
-                write_preview(self.processor.image_processor, hit.path, hit.start, hit.end, preview)
+                with atomic_path(preview, prefix=".clip-") as partial:
+                    write_preview(self.processor.image_processor, hit.path, hit.start, hit.end, partial)
             results.append((hit, preview))
         return results
 

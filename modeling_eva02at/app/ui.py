@@ -24,6 +24,10 @@ from .backend import AppBackend, example_videos
 
 
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
+QUEUE_SIZE = 32
+"""Requests that may wait for the model; more are refused at once (gradio says the queue is full)."""
+CACHE_SECONDS = 3600
+"""gradio's uploads and outputs older than this are deleted, every this many seconds."""
 
 
 def build_ui(backend: AppBackend, examples=()):
@@ -64,7 +68,7 @@ def build_ui(backend: AppBackend, examples=()):
         )
         return gallery, table
 
-    with gr.Blocks(title="EVA02-AT") as demo:
+    with gr.Blocks(title="EVA02-AT", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(
             "# EVA02-AT: egocentric video-language model\nZero-shot video classification and text-to-video "
             "search with one dual encoder."
@@ -89,7 +93,8 @@ def build_ui(backend: AppBackend, examples=()):
                     scores = gr.Dataframe(
                         headers=["label", "score"], label="Scores", interactive=False, elem_id="classify-scores"
                     )
-            run.click(classify, [video, labels, template], [chart, scores])
+            # One model serves both tabs: one request at a time across the app (concurrency_id), the rest queue.
+            run.click(classify, [video, labels, template], [chart, scores], concurrency_id="model")
         with gr.Tab("Search", elem_id="tab-search"):
             if backend.index is None:
                 gr.Markdown("No index loaded: start the app with `--index`, made by `examples/index_videos.py`.")
@@ -101,8 +106,15 @@ def build_ui(backend: AppBackend, examples=()):
             go = gr.Button("Search", variant="primary", elem_id="search-run")
             gallery = gr.Gallery(label="Best clips", columns=4, elem_id="search-gallery")
             hits = gr.Dataframe(label="Hits", interactive=False, elem_id="search-hits")
-            go.click(search, [query, top_k], [gallery, hits])
-            query.submit(search, [query, top_k], [gallery, hits])
+            go.click(search, [query, top_k], [gallery, hits], concurrency_id="model")
+            query.submit(search, [query, top_k], [gallery, hits], concurrency_id="model")
+        limits = backend.limits
+        gr.Markdown(
+            f"One request runs at a time (one model on this machine); up to {QUEUE_SIZE} wait in the queue. Uploads "
+            f"up to {limits['max_upload_bytes'] // 2**20} MB, {limits['max_seconds']} s and "
+            f"{limits['max_frame_pixels'] / 1e6:.1f} megapixels per frame; {limits['max_labels']} labels."
+        )
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo
 
 
@@ -112,7 +124,9 @@ def launch(
     """Build the UI over `backend` with the videos of `examples_folder` as examples, and serve it until interrupted."""
     demo = build_ui(backend, example_videos(examples_folder))
     allowed = [os.path.abspath(examples_folder)] if examples_folder else []
-    demo.launch(server_name=host, server_port=port, allowed_paths=allowed)
+    demo.launch(
+        server_name=host, server_port=port, allowed_paths=allowed, max_file_size=backend.limits["max_upload_bytes"]
+    )
 
 
 __all__ = ["DEFAULT_LABELS", "build_ui", "launch"]

@@ -85,47 +85,49 @@ def index_videos(args: IndexArguments) -> dict:
     from ..utils.runtime import resolve_device, resolve_dtype, tune_cpu_allocator
     from .build import update_index
     from .sources import Ek100Clips, VideoFolder
-    from .store import MANIFEST_NAME
+    from .store import MANIFEST_NAME, index_lock
 
-    # Sources check their paths before the model is loaded.
+    # The sources check their paths and the index is held before the model is loaded: a mistake or a second indexer
+    # is refused at once.
     if args.videos:
         source = VideoFolder(args.videos, window=args.window, stride=args.stride)
     else:
         source = Ek100Clips(args.ek100_csv, args.video_root, args.video_ext)
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    manifest = os.path.join(args.index, MANIFEST_NAME)
-    if args.dtype == "auto" and os.path.isfile(manifest):
-        # extending an index: its embeddings' dtype, whatever this machine's default would be
-        with open(manifest) as handle:
-            built = json.load(handle).get("header", {}).get("dtype")
-        dtype = torch.bfloat16 if built == str(torch.bfloat16) else None
-        reason = f"{'bfloat16' if dtype else 'float32'} (--dtype auto: the dtype {args.index} was built with)"
-    else:
-        dtype, reason = resolve_dtype(args.dtype, device)
-    print(f"Encoding in {reason}")
-    model, processor = load_model_for_inference(
-        args.model, processor_path=args.processor, num_frames=args.num_frames, device=device, dtype=dtype
-    )
-    settings = EncodeSettings(
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        flip=args.flip,
-        device=device,
-        compute_dtype=dtype,
-        progress=not args.no_progress,
-    )
-    with logging_redirect_tqdm():
-        report = update_index(
-            args.index,
-            source,
-            model,
-            processor,
-            settings,
-            shard_size=args.shard_size,
-            model_id=model_fingerprint(args.model, args.processor),
+    with index_lock(args.index):
+        device = resolve_device(args.device)
+        if device.type == "cpu":
+            tune_cpu_allocator()
+        manifest = os.path.join(args.index, MANIFEST_NAME)
+        if args.dtype == "auto" and os.path.isfile(manifest):
+            # extending an index: its embeddings' dtype, whatever this machine's default would be
+            with open(manifest) as handle:
+                built = json.load(handle).get("header", {}).get("dtype")
+            dtype = torch.bfloat16 if built == str(torch.bfloat16) else None
+            reason = f"{'bfloat16' if dtype else 'float32'} (--dtype auto: the dtype {args.index} was built with)"
+        else:
+            dtype, reason = resolve_dtype(args.dtype, device)
+        print(f"Encoding in {reason}")
+        model, processor = load_model_for_inference(
+            args.model, processor_path=args.processor, num_frames=args.num_frames, device=device, dtype=dtype
         )
+        settings = EncodeSettings(
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            flip=args.flip,
+            device=device,
+            compute_dtype=dtype,
+            progress=not args.no_progress,
+        )
+        with logging_redirect_tqdm():
+            report = update_index(
+                args.index,
+                source,
+                model,
+                processor,
+                settings,
+                shard_size=args.shard_size,
+                model_id=model_fingerprint(args.model, args.processor),
+            )
     rate = f" ({report.clips_per_second:.3g} clips/s)" if report.encoded else ""
     print(
         f"Encoded {report.encoded} new clips in {report.seconds:.1f} s{rate}; {report.unchanged} already indexed, "

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -69,8 +70,8 @@ class Hit:
 
 def index_header(processor, settings: EncodeSettings, model_id) -> dict:
     """What the embeddings of an index depend on: the model (`model_id`, from
-    :func:`~modeling_eva02at.evaluation.cache.model_fingerprint`), the processor's pixel settings (frame count, size,
-    crop, normalisation) and the encoding's flip and dtype: the feature cache's key, less the data."""
+    :func:`~modeling_eva02at.evaluation.fingerprint.model_fingerprint`), the processor's pixel settings (frame count,
+    size, crop, normalisation) and the encoding's flip and dtype: the feature cache's key, less the data."""
     return {"model": model_id, "pixels": pixel_settings(processor), **settings.cache_fields()}
 
 
@@ -120,7 +121,19 @@ class VideoIndex:
 
     @classmethod
     def load(cls, path: str) -> VideoIndex:
-        """Read the index folder `path`: its manifest and every shard it lists."""
+        """Read the index folder `path`: its manifest and every shard it lists.
+
+        A writer finishing a run rewrites the shards and then the manifest: a shard listed in the manifest read here
+        can be gone a moment later. The manifest is then read again, once, and its shards read anew.
+        """
+        manifest = cls._read_manifest(path)
+        try:
+            return cls._from_manifest(path, manifest)
+        except FileNotFoundError:
+            return cls._from_manifest(path, cls._read_manifest(path))
+
+    @staticmethod
+    def _read_manifest(path: str) -> dict:
         manifest_path = os.path.join(path, MANIFEST_NAME)
         if not os.path.isfile(manifest_path):
             raise FileNotFoundError(
@@ -134,6 +147,10 @@ class VideoIndex:
                 f"{manifest_path} is not a version-{INDEX_VERSION} {INDEX_FORMAT} manifest (format "
                 f"{manifest.get('format')!r}, version {manifest.get('version')!r}): rebuild the index in a new folder"
             )
+        return manifest
+
+    @classmethod
+    def _from_manifest(cls, path: str, manifest: dict) -> VideoIndex:
         clips, parts = [], []
         for name in manifest["shards"]:
             shard_clips, embeddings = cls._read_shard(os.path.join(path, name))
@@ -143,6 +160,8 @@ class VideoIndex:
 
     @staticmethod
     def _read_shard(shard_path: str) -> tuple[list[Clip], torch.Tensor]:
+        if not os.path.isfile(shard_path):
+            raise FileNotFoundError(f"index shard {shard_path} is listed in the manifest but missing")
         try:
             with safe_open(shard_path, framework="pt") as handle:
                 records = json.loads((handle.metadata() or {})["clips"])
@@ -288,19 +307,51 @@ class VideoIndex:
                 os.remove(os.path.join(self.path, name))
 
 
+class IndexBusyError(BlockingIOError):
+    """Another process is writing the index."""
+
+
+_HELD_LOCKS: dict[tuple, list] = {}  # (absolute index folder, thread): [lock file, nesting depth] held here
+
+
 @contextlib.contextmanager
-def _writer_lock(path: str) -> Iterator[None]:
+def index_lock(path: str) -> Iterator[None]:
+    """Hold the index folder `path` for writing (created if needed): one process at a time, where `fcntl` exists.
+    Re-entrant within a thread, so that a command line can take it before it loads a model and
+    :func:`writable_index` takes it again inside; another thread or process is refused.
+
+    Raises:
+        IndexBusyError: another process holds it.
+        FileExistsError: `path` is a file.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"--index {path} is a file: give a folder (new, empty, or an index)")
+    key = (os.path.abspath(path), threading.get_ident())
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key][1] -= 1
+        return
     try:
         import fcntl
     except ImportError:  # Windows: no lock; one writer at a time is the caller's business
         yield
         return
-    with open(os.path.join(path, ".lock"), "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another process is writing the index {path}; wait for it to finish") from None
+    os.makedirs(path, exist_ok=True)
+    handle = open(os.path.join(path, ".lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise IndexBusyError(f"another process is writing the index {path}; wait for it to finish") from None
+    _HELD_LOCKS[key] = [handle, 1]
+    try:
         yield  # the lock goes with the file handle, also when the process is killed
+    finally:
+        del _HELD_LOCKS[key]
+        handle.close()
 
 
 @contextlib.contextmanager
@@ -311,10 +362,7 @@ def writable_index(path: str, header: dict) -> Iterator[VideoIndex]:
         IndexMismatchError: the index was built with another model or settings.
         FileExistsError: `path` is a file, or a folder with other files that is not an index.
     """
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise FileExistsError(f"--index {path} is a file: give a folder (new, empty, or an index)")
-    os.makedirs(path, exist_ok=True)
-    with _writer_lock(path):
+    with index_lock(path):
         if os.path.isfile(os.path.join(path, MANIFEST_NAME)):
             index = VideoIndex.load(path)
             index.check_header(header)
@@ -336,8 +384,10 @@ __all__ = [
     "INDEX_VERSION",
     "MANIFEST_NAME",
     "Hit",
+    "IndexBusyError",
     "IndexMismatchError",
     "VideoIndex",
     "index_header",
+    "index_lock",
     "writable_index",
 ]
