@@ -276,6 +276,7 @@ def bad_inputs(root) -> dict[str, list[tuple[list[str], str, dict]]]:
                 "--window must be a positive number of seconds",
                 {},
             ),
+            (["--model", "m", "--index", str(root / "new_index"), "--videos", videos], "nothing to index", {}),
         ],
         "search_videos": [
             (["--index", "i"], "required: --query", {}),

@@ -128,6 +128,24 @@ def test_the_app_backend_refuses_and_classifies_the_next_video(files, model_dir)
     assert len(backend.classify(str(files / "good.mp4"), ", ".join(LABELS), "{}")) == 2
 
 
+def test_the_apps_examples_skip_what_it_would_refuse_naming_each(files, model_dir, caplog, monkeypatch):
+    from modeling_eva02at.app.backend import AppBackend
+
+    monkeypatch.setenv("EVA02AT_MAX_SECONDS", "8")
+    backend = AppBackend.load(model_dir, dtype="float32")
+    long = files.parent / "long_example"
+    long.mkdir(exist_ok=True)
+    write_video(str(long / "ten_seconds.mp4"), make_frames(20, 32, 32), fps=2.0)
+    with caplog.at_level(logging.WARNING, logger="modeling_eva02at.app.backend"):
+        # (the truncated file's header is sound: it is refused when classified, like an upload)
+        readable = [str(files / name) for name in ("faststart.mp4", "good.mp4", "truncated.mp4")]
+        assert backend.example_videos(str(files)) == readable
+        assert backend.example_videos(str(long)) == []
+    skipped = sorted(record.getMessage().split(":")[1].split()[-1] for record in caplog.records)
+    assert skipped == sorted([*HOSTILE, "ten_seconds.mp4"]), caplog.text
+    assert "10.0 seconds of video: the limit is 8" in caplog.text
+
+
 def test_the_indexer_skips_them_naming_each_and_indexes_the_rest(files, model_dir, tmp_path):
     from modeling_eva02at.evaluation.encoding import EncodeSettings, load_model_for_inference
     from modeling_eva02at.evaluation.fingerprint import model_fingerprint

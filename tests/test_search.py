@@ -523,14 +523,14 @@ import json, os, runpy, sys
 space = os.getcwd()
 sys.path.insert(0, space)  # as `python app.py` in the Space folder has it
 import modeling_eva02at.app.cli as cli
-from modeling_eva02at.app.backend import AppBackend, example_videos
+from modeling_eva02at.app.backend import AppBackend
 assert cli.__file__.startswith(space + os.sep), cli.__file__  # the Space's own copy, not the installed package
 
 def launch_app(args):  # instead of gradio: what the launcher's arguments say, and a search through the app's backend
     backend = AppBackend.load(args.model, index_path=args.index)
     (hit, preview), = backend.search("a green video", 1)
     print(json.dumps({"hit": hit.path, "preview_bytes": os.path.getsize(preview), "clips": len(backend.index),
-                      "examples": example_videos(args.examples)}))
+                      "examples": backend.example_videos(args.examples)}))
 
 cli.launch_app = launch_app
 try:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 
 from ..hub.handler import check_limit, check_video, read_limits
+
+
+logger = logging.getLogger(__name__)
+
+MAX_EXAMPLES = 12
+"""Videos of --examples shown under the upload box."""
 
 
 class AppBackend:
@@ -73,6 +80,25 @@ class AppBackend:
         check_video(self.processor.image_processor, video, self.limits, name=name)
         return self.classifier(video, candidate_labels=candidate_labels, hypothesis_template=template or "{}")
 
+    def example_videos(self, folder: str | None) -> list[str]:
+        """The first `MAX_EXAMPLES` videos of `folder` that the app would accept as uploads; each file it would
+        refuse (unreadable, over a limit) is skipped with a message naming it."""
+        if not folder:
+            return []
+        from ..search.sources import VideoFolder
+
+        examples = []
+        for path in VideoFolder(folder).video_paths():
+            try:
+                check_video(self.processor.image_processor, path, self.limits, name=repr(os.path.basename(path)))
+            except (OSError, ValueError) as error:
+                logger.warning(f"--examples: skipping {os.path.basename(path)}: {error}")
+                continue
+            examples.append(path)
+            if len(examples) == MAX_EXAMPLES:
+                break
+        return examples
+
     def search(self, query: str, top_k: int) -> list[tuple]:
         """`(hit, preview mp4 path)` of the `top_k` best clips of the index for `query`."""
         from ..search.build import search_index
@@ -97,12 +123,4 @@ class AppBackend:
         return results
 
 
-def example_videos(folder: str | None) -> list[str]:
-    if not folder:
-        return []
-    from ..search.sources import VideoFolder
-
-    return VideoFolder(folder).video_paths()[:12]
-
-
-__all__ = ["AppBackend", "example_videos"]
+__all__ = ["AppBackend", "MAX_EXAMPLES"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from .backend import AppBackend, example_videos
+from .backend import AppBackend
 
 
 DEFAULT_LABELS = "cut onion, wash pan, open fridge, pour water"
@@ -122,7 +122,7 @@ def launch(
     backend: AppBackend, examples_folder: str | None = None, *, host: str | None = None, port: int | None = None
 ) -> None:
     """Build the UI over `backend` with the videos of `examples_folder` as examples, and serve it until interrupted."""
-    demo = build_ui(backend, example_videos(examples_folder))
+    demo = build_ui(backend, backend.example_videos(examples_folder))
     allowed = [os.path.abspath(examples_folder)] if examples_folder else []
     demo.launch(
         server_name=host, server_port=port, allowed_paths=allowed, max_file_size=backend.limits["max_upload_bytes"]

@@ -91,6 +91,11 @@ def index_videos(args: IndexArguments) -> dict:
     # is refused at once.
     if args.videos:
         source = VideoFolder(args.videos, window=args.window, stride=args.stride)
+        if not source.video_paths() and not os.path.isfile(os.path.join(args.index, MANIFEST_NAME)):
+            raise ValueError(
+                f"no videos in {args.videos} (files ending in {', '.join(source.extensions)}, in any subfolder): "
+                f"nothing to index"
+            )
     else:
         source = Ek100Clips(args.ek100_csv, args.video_root, args.video_ext)
     with index_lock(args.index):
