@@ -432,6 +432,19 @@ def test_handler_bad_requests(handler, request_data, message):
     json.dumps({"error": str(error.value)})  # what the endpoint returns
 
 
+def test_handler_returns_labels_sorted_by_score_whatever_their_order(handler, videos):
+    with open(videos["clip"], "rb") as file:
+        data = file.read()
+    answers = [
+        handler({"inputs": data, "parameters": {"candidate_labels": labels}}) for labels in (LABELS, LABELS[::-1])
+    ]
+    for answer in answers:
+        scores = [entry["score"] for entry in answer]
+        assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0)
+    # Of two opposite input orders at most one is the score order: the answers agree only if both are sorted.
+    assert [entry["label"] for entry in answers[0]] == [entry["label"] for entry in answers[1]]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Upload, with HfApi patched
 # ---------------------------------------------------------------------------------------------------------------------

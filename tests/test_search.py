@@ -8,6 +8,7 @@ The model is the tiny test model trained for a few seconds on four single-colour
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,9 +213,13 @@ def test_a_crash_mid_run_keeps_finished_shards_and_the_rerun_completes(tmp_path,
     with pytest.raises(RuntimeError, match="simulated crash"):
         build(index_dir, VideoFolder(str(folder), window=1.0), loaded, shard_size=2)
     assert len(VideoIndex.load(str(index_dir))) == 4  # the two finished shards
-    # What a kill while writing leaves behind: a temporary file, and a shard the manifest does not list yet.
+    # What a kill while writing leaves behind: a temporary file, and a complete, valid shard the manifest does not
+    # list yet (its clips must not count: the manifest alone says what the index holds).
     (index_dir / ".shard-leftover.safetensors").write_bytes(b"partial")
-    (index_dir / "shard-000099.safetensors").write_bytes(b"unlisted")
+    with open(index_dir / "index.json") as handle:
+        first_shard = json.load(handle)["shards"][0]
+    shutil.copy(index_dir / first_shard, index_dir / "shard-000099.safetensors")
+    assert len(VideoIndex.load(str(index_dir))) == 4
 
     counter.fail_on, counter.clips = None, 0
     report = build(index_dir, VideoFolder(str(folder), window=1.0), loaded, shard_size=2)
