@@ -118,7 +118,7 @@ def timm_style_attention_forward(self, hidden_states, rope, **kwargs):
         patches = rotate(rotate(x[:, 1:], spatial), temporal)
         outputs.append(torch.cat((x[:, :1], patches), dim=1).transpose(1, 2))
     value = self.v_proj(hidden_states).view(heads).transpose(1, 2)
-    out = torch.nn.functional.scaled_dot_product_attention(outputs[0], outputs[1], value, scale=self.scale)
+    out = torch.nn.functional.scaled_dot_product_attention(outputs[0], outputs[1], value, scale=self.scaling)
     return self.out_proj(self.inner_norm(out.transpose(1, 2).reshape(hidden_states.shape))), None
 
 

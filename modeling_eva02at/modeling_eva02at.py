@@ -6,7 +6,7 @@ and key channels are rotated in adjacent pairs by one angle per pair, the sum of
 angle and a 1D temporal angle over the whole head dimension (the paper's R(xy+t) = R(xy) R(t)).
 """
 
-import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,35 +71,55 @@ def st_rope_angles(
 
 
 def st_rope_tables(angles: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
-    """Unit complex numbers cos(phi) + i sin(phi) of shape (num_prefix_tokens + L, head_dim // 2), complex64.
+    """(cos phi, sin phi) of every angle, float32 of shape (num_prefix_tokens + L, head_dim // 2, 2).
 
-    Prefix (cls) rows get angle 0, i.e. exactly 1 + 0i: the rotation is then the identity, so q and k of all tokens
+    Prefix (cls) rows get angle 0, i.e. exactly (1, 0): the rotation is then the identity, so q and k of all tokens
     are rotated in one pass without slicing off the cls token.
     """
     angles = F.pad(angles, (0, 0, num_prefix_tokens, 0))
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.stack((angles.cos(), angles.sin()), dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs (x[2i], x[2i+1]) of x (..., L, H, d) by the angles of `freqs` (L, 1, d/2).
+RopeTables = tuple[torch.Tensor, torch.Tensor]
+"""`apply_rotary`'s (cos, sin) tables."""
 
-    A pair read as the complex number a + ib times cos(phi) + i sin(phi) is (a cos - b sin) + i (a sin + b cos):
-    exactly the rotation of docs/architecture.md, done by one complex multiply instead of the rotate-half arithmetic (one
-    memory pass instead of five; 16x faster on CPU at 3137 tokens). EVA02's interleaved pair layout, not the
-    split-halves one of many language models.
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs (a, b) = (x[2i], x[2i+1]) of x (..., L, H, d) by the angles phi of the tables:
+    (a, b) -> (a cos - b sin, a sin + b cos), the rotation of docs/architecture.md (EVA02's interleaved pair layout,
+    not the split-halves one of many language models).
+
+    `cos` and `sin` (L, 1, d) hold, on the channels (2i, 2i+1) of pair i, (cos phi_i, cos phi_i) and the signed sines
+    (-sin phi_i, sin phi_i), so that the rotation is x * cos + (b, a) * sin. They must have x's dtype, in which the
+    whole rotation is computed (bf16 stays bf16). Real arithmetic only: inductor fuses either evaluation below into
+    one kernel, where it leaves complex multiplies to eager kernels.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * freqs).flatten(-2).to(x.dtype)
+    rotated = x * cos
+    pairs = x.unflatten(-1, (-1, 2))
+    if x.dtype in (torch.float16, torch.bfloat16):
+        # 16 bits: the swapped pairs (b, a) as one copy, then one contiguous pass. The in-place evaluation below would
+        # be strided 16-bit arithmetic, which runs as scalar loops at twice the cost.
+        return rotated.addcmul_(pairs.flip(-1).flatten(-2), sin)
+    # 32 and 64 bits: the sine terms added in place on each channel of the pairs, one strided pass each, cheaper
+    # here than the swapped copy.
+    rotated_pairs, sin_pairs = rotated.unflatten(-1, (-1, 2)), sin.unflatten(-1, (-1, 2))
+    rotated_pairs[..., 0].addcmul_(pairs[..., 1], sin_pairs[..., 0])  # a cos - b sin
+    rotated_pairs[..., 1].addcmul_(pairs[..., 0], sin_pairs[..., 1])  # b cos + a sin
+    return rotated
 
 
 class Eva02AtRotaryEmbedding(nn.Module):
-    """Rotation tables of the spatial-temporal RoPE, float32 cos / sin cached per (frames, grid).
+    """Rotation tables of the spatial-temporal RoPE for a (frames, grid), in the dtype of the activations they rotate.
 
-    The table for the configured frame count and image size is a non-persistent buffer `cos_sin` of shape
-    (1 + T * P, head_dim / 2, 2), rebuilt by `_init_weights` and moved by `.to(device)`; it is used as complex numbers
-    without a copy. Other shapes, and any model cast to half precision (which casts the buffer too), get exact float32
-    tables computed on first use and memoised.
+    The exact float32 (cos, sin) table for the configured frame count and image size is the non-persistent buffer
+    `cos_sin` of shape (1 + T * P, head_dim / 2, 2), rebuilt by `_init_weights` and moved by `.to(device)`. Every other
+    shape, and the default one once the model was cast to half precision (which casts the buffer too), is computed
+    exactly in float32 on first use. Either way the tables are cast to the activations' dtype only at the end, and the
+    results are kept in a least-recently-used cache of at most `max_cached_tables` entries keyed by (frames, grid_h,
+    grid_w, device, dtype), so that a stream of varying input sizes cannot grow memory without bound.
     """
+
+    max_cached_tables = 8
 
     def __init__(self, config: Eva02AtVisionConfig):
         super().__init__()
@@ -108,9 +128,10 @@ class Eva02AtRotaryEmbedding(nn.Module):
         grid = config.image_size // config.patch_size
         self.default_key = (config.num_frames, grid, grid)
         self.register_buffer("cos_sin", self.compute_tables(*self.default_key), persistent=False)
-        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache: OrderedDict[tuple, RopeTables] = OrderedDict()
 
     def compute_tables(self, num_frames: int, grid_h: int, grid_w: int) -> torch.Tensor:
+        """The exact float32 (cos, sin) table of `st_rope_tables` for this (frames, grid), cls row first."""
         angles = st_rope_angles(
             num_frames,
             (grid_h, grid_w),
@@ -119,18 +140,34 @@ class Eva02AtRotaryEmbedding(nn.Module):
             ref_grid=self.config.rope_ref_grid,
             temporal=self.config.use_temporal_rope,
         )
-        return torch.view_as_real(st_rope_tables(angles, num_prefix_tokens=1))
+        return st_rope_tables(angles, num_prefix_tokens=1)
 
-    def forward(self, num_frames: int, grid_h: int, grid_w: int, device: torch.device) -> torch.Tensor:
-        """Complex64 (1 + T * gh * gw, 1, head_dim / 2): broadcasts over the heads of q / k laid out (B, L, H, d)."""
-        key = (num_frames, grid_h, grid_w)
-        table = self.cos_sin
-        if key != self.default_key or table.dtype != torch.float32 or table.device != device:
-            cache_key = (*key, str(device))
-            if cache_key not in self._cache:
-                self._cache[cache_key] = self.compute_tables(*key).to(device)
-            table = self._cache[cache_key]
-        return torch.view_as_complex(table)[:, None, :]
+    def clear_cache(self) -> None:
+        """Forget every cached table: they derive from the buffer, which `_init_weights` rewrites."""
+        self._cache.clear()
+
+    def forward(
+        self, num_frames: int, grid_h: int, grid_w: int, device: torch.device, dtype: torch.dtype
+    ) -> RopeTables:
+        """`apply_rotary`'s (cos, sin) for 1 + T * gh * gw tokens, in `dtype` on `device`: (L, 1, head_dim) each,
+        broadcasting over the heads of q / k laid out (B, L, H, d)."""
+        key = (num_frames, grid_h, grid_w, device, dtype)
+        tables = self._cache.pop(key, None)
+        if tables is None:
+            # Made outside inference mode even under it: an inference tensor cached by a zero-shot evaluation could
+            # not be saved for backward by the training forward that reuses it.
+            with torch.inference_mode(False):
+                if (num_frames, grid_h, grid_w) == self.default_key and self.cos_sin.dtype == torch.float32:
+                    exact = self.cos_sin
+                else:
+                    exact = self.compute_tables(num_frames, grid_h, grid_w)
+                cos, sin = exact.to(device).unbind(-1)
+                signed_sin = torch.stack((-sin, sin), dim=-1).flatten(-2)
+                tables = (cos.repeat_interleave(2, dim=-1)[:, None].to(dtype), signed_sin[:, None].to(dtype))
+        self._cache[key] = tables  # (re)inserted last: the most recently used
+        if len(self._cache) > self.max_cached_tables:
+            self._cache.popitem(last=False)
+        return tables
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -212,6 +249,17 @@ class Eva02AtVideoEmbeddings(nn.Module):
         return torch.cat((cls, patches), dim=1)
 
 
+def attention_probabilities(
+    query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float
+) -> torch.Tensor:
+    """softmax(q k^T * scaling + mask) over the keys, in float32 and returned in q's dtype: the weights eager attention
+    (ours and transformers' CLIP one) records, before dropout. q, k (B, H, L, d); an additive mask broadcasts."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    return F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -222,10 +270,7 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = attention_probabilities(query, key, attention_mask, scaling)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
@@ -240,7 +285,7 @@ class Eva02AtAttention(nn.Module):
         self.embed_dim = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = self.embed_dim // self.num_heads
-        self.scale = self.head_dim**-0.5
+        self.scaling = self.head_dim**-0.5
         self.is_causal = False
         self.q_proj = nn.Linear(self.embed_dim, self.embed_dim, bias=True)
         self.k_proj = nn.Linear(self.embed_dim, self.embed_dim, bias=False)
@@ -251,12 +296,12 @@ class Eva02AtAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        rope: torch.Tensor,
+        rope: RopeTables,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         heads_shape = (*hidden_states.shape[:-1], self.num_heads, self.head_dim)  # (B, L, H, d)
-        query = apply_rotary(self.q_proj(hidden_states).view(heads_shape), rope).transpose(1, 2)
-        key = apply_rotary(self.k_proj(hidden_states).view(heads_shape), rope).transpose(1, 2)
+        query = apply_rotary(self.q_proj(hidden_states).view(heads_shape), *rope).transpose(1, 2)
+        key = apply_rotary(self.k_proj(hidden_states).view(heads_shape), *rope).transpose(1, 2)
         value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
 
         if kwargs.get("output_attentions", self.config.output_attentions):
@@ -273,7 +318,7 @@ class Eva02AtAttention(nn.Module):
             key,
             value,
             None,
-            scaling=self.scale,
+            scaling=self.scaling,
             dropout=self.config.attention_dropout if self.training else 0.0,
             **kwargs,
         )
@@ -307,7 +352,7 @@ class Eva02AtEncoderLayer(GradientCheckpointingLayer):
         self.mlp = Eva02AtSwiGLU(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, rope: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+        self, hidden_states: torch.Tensor, rope: RopeTables, **kwargs: Unpack[TransformersKwargs]
     ) -> torch.Tensor:
         attn_output, _ = self.self_attn(self.layer_norm1(hidden_states), rope, **kwargs)
         hidden_states = hidden_states + attn_output
@@ -322,7 +367,7 @@ class Eva02AtEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(
-        self, inputs_embeds: torch.Tensor, rope: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+        self, inputs_embeds: torch.Tensor, rope: RopeTables, **kwargs: Unpack[TransformersKwargs]
     ) -> BaseModelOutput:
         hidden_states = inputs_embeds
         for layer in self.layers:
@@ -366,6 +411,7 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
                 init.trunc_normal_(module.temporal_embed, std=std)
         elif isinstance(module, Eva02AtRotaryEmbedding):
             init.copy_(module.cos_sin, module.compute_tables(*module.default_key))
+            module.clear_cache()
         elif isinstance(module, Eva02AtModel):
             init.constant_(module.logit_scale, config.logit_scale_init_value)
 
@@ -373,7 +419,9 @@ class Eva02AtPreTrainedModel(PreTrainedModel):
 def _check_pixel_values_videos(pixel_values_videos: torch.Tensor, config: Eva02AtVisionConfig) -> None:
     """Clear errors for the videos users get wrong, before they become reshape errors or silently wrong embeddings
     deep inside the model. Reads only the tensor's metadata."""
-    expected = f"(batch, frames, {config.num_channels}, height, width) with height and width multiples of {config.patch_size}"
+    expected = (
+        f"(batch, frames, {config.num_channels}, height, width) with height and width multiples of {config.patch_size}"
+    )
     if not isinstance(pixel_values_videos, torch.Tensor):
         raise TypeError(
             f"pixel_values_videos must be a float torch.Tensor of shape {expected}, got "
@@ -386,7 +434,9 @@ def _check_pixel_values_videos(pixel_values_videos: torch.Tensor, config: Eva02A
         )
     if pixel_values_videos.dim() != 5:
         hint = " (for images, add a frame axis: pixel_values.unsqueeze(1))" if pixel_values_videos.dim() == 4 else ""
-        raise ValueError(f"pixel_values_videos must have shape {expected}, got {tuple(pixel_values_videos.shape)}{hint}")
+        raise ValueError(
+            f"pixel_values_videos must have shape {expected}, got {tuple(pixel_values_videos.shape)}{hint}"
+        )
     _, frames, channels, height, width = pixel_values_videos.shape
     if channels != config.num_channels:
         raise ValueError(
@@ -401,9 +451,10 @@ def _check_pixel_values_videos(pixel_values_videos: torch.Tensor, config: Eva02A
         )
 
 
-def _check_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: CLIPTextConfig) -> None:
-    """Clear errors for token ids the CLIP text tower cannot embed (it would fail with an AttributeError or a bare
-    IndexError). One min / max of the ids is the only read of tensor values."""
+def _check_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    """Clear errors for token ids of the wrong type or shape, which the CLIP text tower would fail on with an
+    AttributeError or a reshape error. Reads only metadata: ids outside the vocabulary are caught where the embedding
+    lookup fails (`_out_of_vocabulary_error`)."""
     if not isinstance(input_ids, torch.Tensor):
         got = type(input_ids).__name__
         if isinstance(input_ids, (list, tuple)) and input_ids and isinstance(input_ids[0], str):
@@ -425,13 +476,41 @@ def _check_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | Non
     ):
         got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         raise ValueError(f"attention_mask must be a tensor of input_ids' shape {tuple(input_ids.shape)}, got {got}")
-    if input_ids.numel():
-        low, high = torch.stack(torch.aminmax(input_ids)).tolist()
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(
-                f"input_ids holds token id {low if low < 0 else high}, outside the text tower's vocabulary "
-                f"(text_config.vocab_size={config.vocab_size}: ids 0 to {config.vocab_size - 1}); {PROCESSOR_HINT}"
-            )
+
+
+def _out_of_vocabulary_error(input_ids: torch.Tensor, config: CLIPTextConfig) -> ValueError | None:
+    """The clear error for token ids outside the text tower's vocabulary, or None if every id is inside it. Reads the
+    ids on the host: called only after the embedding lookup failed, never on the normal path."""
+    low, high = torch.stack(torch.aminmax(input_ids)).tolist()
+    if low >= 0 and high < config.vocab_size:
+        return None
+    return ValueError(
+        f"input_ids holds token id {low if low < 0 else high}, outside the text tower's vocabulary "
+        f"(text_config.vocab_size={config.vocab_size}: ids 0 to {config.vocab_size - 1}); {PROCESSOR_HINT}"
+    )
+
+
+def _select_hidden_states(hidden_states: tuple, requested: bool | int | list[int] | None) -> tuple | None:
+    """All of a call's `hidden_states` reduced to what `output_hidden_states=requested` returns: none, all, or for
+    indices (negative ones counting from the end) the selected states with None in the other places."""
+    if not requested:
+        return None
+    if requested is True:
+        return hidden_states
+    count = len(hidden_states)
+    indices = [requested] if isinstance(requested, int) else requested
+    selected = {index % count for index in indices if -count <= index < count}
+    return tuple(state if index in selected else None for index, state in enumerate(hidden_states))
+
+
+def _causal_text_mask(attention_mask: torch.Tensor | None, seq_length: int, like: torch.Tensor) -> torch.Tensor:
+    """The CLIP text tower's additive attention mask, (batch or 1, 1, seq, seq) in `like`'s dtype and device: 0 where
+    a token may attend (itself and earlier tokens that are not padding), the dtype's minimum elsewhere. The values of
+    transformers' eager mask, built without reading any tensor value on the host."""
+    allowed = torch.ones(seq_length, seq_length, dtype=torch.bool, device=like.device).tril()[None, None]
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.to(device=like.device, dtype=torch.bool)[:, None, None, :]
+    return torch.where(allowed, torch.zeros((), dtype=like.dtype, device=like.device), torch.finfo(like.dtype).min)
 
 
 class Eva02AtVisionModel(Eva02AtPreTrainedModel):
@@ -482,7 +561,13 @@ class Eva02AtVisionModel(Eva02AtPreTrainedModel):
         num_frames, height, width = pixel_values_videos.shape[1], *pixel_values_videos.shape[-2:]
         hidden_states = self.embeddings(pixel_values_videos, interpolate_pos_encoding=interpolate_pos_encoding)
         patch = self.config.patch_size
-        rope = self.rotary_emb(num_frames, height // patch, width // patch, hidden_states.device)
+        # q and k come out of Linear layers: in the autocast dtype under autocast, else in the hidden states' dtype.
+        device_type = hidden_states.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        else:
+            dtype = hidden_states.dtype
+        rope = self.rotary_emb(num_frames, height // patch, width // patch, hidden_states.device, dtype)
         encoder_outputs = self.encoder(hidden_states, rope, **kwargs)
         last_hidden_state = self.post_layernorm(encoder_outputs.last_hidden_state)
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=last_hidden_state[:, 0])
@@ -582,21 +667,54 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        """Text tower output whose `pooler_output` is the projected (not normalised) text embedding."""
-        _check_input_ids(input_ids, attention_mask, self.config.text_config)
+        """Text tower output whose `pooler_output` is the projected (not normalised) text embedding.
+
+        `output_attentions=True` returns the eager attention weights of every layer whatever the attention
+        implementation, computed for this call only: the tower keeps its implementation, and its outputs are the ones
+        a call without the flag returns. Token ids outside the vocabulary raise a ValueError naming one (on CUDA the
+        embedding lookup fails with a device-side assert first, as in any transformers model).
+        """
+        _check_input_ids(input_ids, attention_mask)
         kwargs = self._with_output_flags(kwargs)
         attn_implementation = self.text_model.config._attn_implementation
-        if kwargs.get("output_attentions") and attn_implementation != "eager":
-            raise ValueError(
-                "output_attentions=True: the CLIP text tower (transformers' CLIPTextModel) returns attention weights "
-                f'only with eager attention, but it runs "{attn_implementation}". Load the model with '
-                'attn_implementation="eager" (or output_attentions=True), or call '
-                'model.set_attn_implementation("eager") first; the video tower alone (get_video_features) returns its '
-                "weights under any implementation"
-            )
-        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        embedding = self.text_model.embeddings.token_embedding.weight
+        text_mask = attention_mask
+        if attention_mask is not None and attn_implementation in ("eager", "sdpa"):
+            # Given a 2D mask, transformers checks on the host whether sdpa may skip it (a device sync per call); the
+            # same mask built here in 4D is used as is.
+            text_mask = _causal_text_mask(attention_mask, input_ids.shape[1], embedding)
+        weights_wanted = kwargs.get("output_attentions") and attn_implementation != "eager"
+        hidden_states_wanted = kwargs.get("output_hidden_states")
+        if weights_wanted:
+            # Only eager attention materialises the weights: they are computed below from each layer's input, which
+            # the hidden states hold, so the tower runs once with its own implementation and its config is untouched.
+            kwargs = {**kwargs, "output_attentions": False, "output_hidden_states": True}
+        try:
+            outputs = self.text_model(input_ids=input_ids, attention_mask=text_mask, return_dict=True, **kwargs)
+        except IndexError as error:
+            # An id outside the vocabulary makes the embedding lookup fail: only then are the ids read, to name it.
+            if (clear_error := _out_of_vocabulary_error(input_ids, self.config.text_config)) is not None:
+                raise clear_error from error
+            raise
+        if weights_wanted:
+            mask = _causal_text_mask(attention_mask, input_ids.shape[1], embedding)
+            outputs.attentions = self._text_attention_weights(outputs.hidden_states, mask)
+            outputs.hidden_states = _select_hidden_states(outputs.hidden_states, hidden_states_wanted)
         outputs.pooler_output = self.text_projection(outputs.pooler_output)
         return outputs
+
+    def _text_attention_weights(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> tuple:
+        """Every text layer's eager attention weights (batch, heads, seq, seq), computed from its input
+        `hidden_states[i]` exactly as transformers' CLIP attention computes them in eager mode."""
+        weights = []
+        for layer, layer_input in zip(self.text_model.encoder.layers, hidden_states):
+            attention = layer.self_attn
+            normed = layer.layer_norm1(layer_input)
+            heads_shape = (*normed.shape[:-1], -1, attention.head_dim)
+            query = attention.q_proj(normed).view(heads_shape).transpose(1, 2)
+            key = attention.k_proj(normed).view(heads_shape).transpose(1, 2)
+            weights.append(attention_probabilities(query, key, mask, attention.scale))  # CLIPAttention's name
+        return tuple(weights)
 
     def scale(self) -> torch.Tensor:
         """The multiplier of the cosine similarities, exp(logit_scale) with the log clamped to [0, logit_scale_max]
@@ -619,8 +737,10 @@ class Eva02AtModel(Eva02AtPreTrainedModel):
         batches of equal size.
         """
         if input_ids is None or pixel_values_videos is None:
-            raise ValueError("Eva02AtModel.forward needs both input_ids and pixel_values_videos; "
-                             "use get_text_features / get_video_features to encode one modality")
+            raise ValueError(
+                "Eva02AtModel.forward needs both input_ids and pixel_values_videos; "
+                "use get_text_features / get_video_features to encode one modality"
+            )
         # The cheap text tower first: its input check fails fast, before the video tower runs.
         text_outputs = self.get_text_features(input_ids, attention_mask, **kwargs)
         vision_outputs = self.get_video_features(pixel_values_videos, interpolate_pos_encoding, **kwargs)

@@ -1,4 +1,4 @@
-"""The EVA02-AT dual encoder: ST-RoPE against docs/architecture.md, attention backends, saving and remote-code loading."""
+"""The EVA02-AT dual encoder: ST-RoPE against docs/architecture.md, attention backends, saving, remote-code loading."""
 
 import ast
 import json
@@ -86,6 +86,42 @@ def spec_angle(t, h, w, i, head_dim, grid, theta=10000.0, ref_grid=16):
     return spatial + temporal
 
 
+def pair_tables(cos, sin, dtype=None):
+    """apply_rotary's tables from (L, d/2) cosines and sines: (cos, cos) and (-sin, sin) on each pair, (L, 1, d)."""
+    cos, sin = cos.repeat_interleave(2, -1)[:, None], torch.stack((-sin, sin), -1).flatten(-2)[:, None]
+    return (cos, sin) if dtype is None else (cos.to(dtype), sin.to(dtype))
+
+
+def rotation_tables(angles, dtype=None):
+    return pair_tables(angles.cos(), angles.sin(), dtype)
+
+
+def rotate(x, angles):
+    return apply_rotary(x, *rotation_tables(angles.to(x.dtype)))
+
+
+def rotate_by_formula(x, angles):
+    """(a, b) = (x[2i], x[2i+1]) -> (a cos phi_i - b sin phi_i, a sin phi_i + b cos phi_i), one pair at a time in Python
+    floats (double precision) for x (1, L, H, d) and angles (L, d/2)."""
+    out = torch.empty(x.shape, dtype=torch.float64)
+    _, tokens, heads, head_dim = x.shape
+    for token in range(tokens):
+        for head in range(heads):
+            for i in range(head_dim // 2):
+                a, b = x[0, token, head, 2 * i].item(), x[0, token, head, 2 * i + 1].item()
+                phi = angles[token, i].item()
+                out[0, token, head, 2 * i] = a * math.cos(phi) - b * math.sin(phi)
+                out[0, token, head, 2 * i + 1] = a * math.sin(phi) + b * math.cos(phi)
+    return out
+
+
+def complex_apply_rotary(x, freqs):
+    """The implementation before the real one (a private copy): each pair as a complex number times e^(i phi), in
+    float32 whatever x's dtype."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * freqs).flatten(-2).to(x.dtype)
+
+
 @pytest.mark.parametrize("head_dim,grid,frames", [(16, 4, 3), (64, 14, 2), (64, 16, 1)])
 def test_angle_table_equals_closed_form(head_dim, grid, frames):
     angles = st_rope_angles(frames, (grid, grid), head_dim)
@@ -97,6 +133,60 @@ def test_angle_table_equals_closed_form(head_dim, grid, frames):
                 expected = [spec_angle(t, h, w, i, head_dim, grid) for i in range(head_dim // 2)]
                 torch.testing.assert_close(angles[token], torch.tensor(expected, dtype=torch.float32))
                 token += 1
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_rotation_equals_the_formula_pair_by_pair(dtype, tolerance):
+    angles = st_rope_angles(3, (2, 2), 16).double()  # 12 tokens, 8 pairs
+    x = torch.randn(1, 12, 2, 16, dtype=dtype)
+    expected = rotate_by_formula(x, angles)
+    got = apply_rotary(x, *rotation_tables(angles, dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), expected, atol=tolerance, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.bfloat16, 0.03), (torch.float16, 0.004)])
+def test_rotation_equals_the_formula_in_16_bits(dtype, tolerance):
+    """16-bit in, 16-bit out (evaluated through the swapped pairs), within that dtype's rounding of the
+    double-precision formula: tables and products are in 16 bits."""
+    angles = st_rope_angles(3, (2, 2), 16)
+    x = torch.randn(1, 12, 2, 16).to(dtype)
+    got = apply_rotary(x, *rotation_tables(angles, dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), rotate_by_formula(x, angles.double()), atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_rotation_computes_in_the_activations_dtype(dtype):
+    """No float32 upcast: every tensor apply_rotary makes from 16-bit activations and tables has their dtype, and no
+    op involves complex numbers (inductor falls back on complex ops)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordDtypes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            outputs = out if isinstance(out, (tuple, list)) else (out,)
+            self.calls.extend((str(func), o.dtype) for o in outputs if isinstance(o, torch.Tensor))
+            return out
+
+    tables = rotation_tables(st_rope_angles(2, (3, 3), 16), dtype)
+    x = torch.randn(1, 18, 4, 16).to(dtype)
+    with RecordDtypes() as recorder:
+        apply_rotary(x, *tables)
+    assert recorder.calls and {made for _, made in recorder.calls} == {dtype}, recorder.calls
+
+
+def test_real_rotation_equals_the_complex_multiply():
+    """The real-valued rotation against the complex multiply it replaced, on the same float32 tables: <= 1e-6."""
+    rotary = Eva02AtVisionModel(Eva02AtVisionConfig(num_frames=4)).rotary_emb  # B/16 at 4 frames: 785 tokens
+    cos, sin = rotary(4, 14, 14, torch.device("cpu"), torch.float32)
+    freqs = torch.view_as_complex(rotary.cos_sin)[:, None]
+    x = torch.randn(2, 785, 12, 64)
+    assert (apply_rotary(x, cos, sin) - complex_apply_rotary(x, freqs)).abs().max() <= 1e-6
 
 
 def eva02_2d_rope_tables(head_dim, grid, theta=10000.0, ref_grid=16):
@@ -121,13 +211,14 @@ def rotate_half_interleaved(x):
 def test_spatial_part_equals_eva02_2d_rope(grid):
     head_dim = 64
     cos, sin = eva02_2d_rope_tables(head_dim, grid)
-    freqs = st_rope_tables(st_rope_angles(1, (grid, grid), head_dim))[1:]  # frame 0: no temporal rotation
-    torch.testing.assert_close(freqs.real.repeat_interleave(2, -1), cos.float(), atol=1e-6, rtol=0)
-    torch.testing.assert_close(freqs.imag.repeat_interleave(2, -1), sin.float(), atol=1e-6, rtol=0)
+    tables = st_rope_tables(st_rope_angles(1, (grid, grid), head_dim))[1:]  # frame 0: no temporal rotation
+    torch.testing.assert_close(tables[..., 0].repeat_interleave(2, -1), cos.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tables[..., 1].repeat_interleave(2, -1), sin.float(), atol=1e-6, rtol=0)
     # and the rotation itself equals EVA02's x * cos + rotate_half(x) * sin on interleaved pairs
     x = torch.randn(2, grid * grid, 3, head_dim)
     expected = x * cos.float()[:, None] + rotate_half_interleaved(x) * sin.float()[:, None]
-    torch.testing.assert_close(apply_rotary(x, freqs[:, None]), expected, atol=1e-5, rtol=1e-5)
+    got = apply_rotary(x, *pair_tables(tables[..., 0], tables[..., 1]))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_one_summed_rotation_equals_spatial_then_temporal():
@@ -136,7 +227,6 @@ def test_one_summed_rotation_equals_spatial_then_temporal():
     x = torch.randn(1, frames * grid * grid, 2, head_dim, dtype=torch.float64)
     full = st_rope_angles(frames, (grid, grid), head_dim, temporal=True).double()
     spatial = st_rope_angles(frames, (grid, grid), head_dim, temporal=False).double()
-    rotate = lambda v, a: apply_rotary(v, torch.polar(torch.ones_like(a), a)[:, None])  # noqa: E731
     torch.testing.assert_close(rotate(x, full), rotate(rotate(x, spatial), full - spatial))
 
 
@@ -144,7 +234,7 @@ def test_rotation_acts_on_adjacent_pairs():
     angles = torch.zeros(1, 8)
     angles[0, 2] = math.pi / 2  # rotate only pair 2 = channels (4, 5) by 90 degrees
     x = torch.arange(16.0).reshape(1, 1, 16)
-    out = apply_rotary(x, torch.polar(torch.ones_like(angles), angles)[:, None])
+    out = rotate(x, angles)
     expected = x.clone()
     expected[..., 4], expected[..., 5] = -x[..., 5], x[..., 4]  # (a, b) -> (-b, a)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
@@ -157,14 +247,12 @@ def test_frame_shift_leaves_patch_logits_unchanged():
 
     def logits(first_frame):
         angles = st_rope_angles(first_frame + frames, (grid, grid), head_dim).double()[first_frame * grid * grid :]
-        freqs = torch.polar(torch.ones_like(angles), angles)[:, None]
-        return apply_rotary(q, freqs)[:, 0] @ apply_rotary(k, freqs)[:, 0].T
+        return rotate(q, angles)[:, 0] @ rotate(k, angles)[:, 0].T
 
     torch.testing.assert_close(logits(shift), logits(0), atol=1e-5, rtol=1e-5)  # float32 angles
     # ... while the temporal rotation does change them (it is not the identity)
     angles = st_rope_angles(frames, (grid, grid), head_dim, temporal=False).double()
-    freqs = torch.polar(torch.ones_like(angles), angles)[:, None]
-    no_time = apply_rotary(q, freqs)[:, 0] @ apply_rotary(k, freqs)[:, 0].T
+    no_time = rotate(q, angles)[:, 0] @ rotate(k, angles)[:, 0].T
     assert (no_time - logits(0)).abs().max() > 1e-3
 
 
@@ -172,9 +260,10 @@ def test_cls_token_is_never_rotated(model):
     table = model.vision_model.rotary_emb.cos_sin
     assert table.dtype == torch.float32 and table.shape == (1 + 4 * 16, 8, 2)
     assert torch.equal(table[0, :, 0], torch.ones(8)) and torch.equal(table[0, :, 1], torch.zeros(8))
-    freqs = torch.view_as_complex(table)
-    cls = torch.randn(1, 1, 4, 16)
-    assert torch.equal(apply_rotary(cls, freqs[:1, None]), cls)
+    for dtype in (torch.float32, torch.bfloat16):
+        cos, sin = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"), dtype)
+        cls = torch.randn(1, 1, 4, 16).to(dtype)
+        assert torch.equal(apply_rotary(cls, cos[:1], sin[:1]), cls)
 
 
 def test_single_frame_has_no_temporal_rotation():
@@ -190,18 +279,65 @@ def test_single_frame_has_no_temporal_rotation():
         assert not torch.allclose(with_time(video).pooler_output, without(video).pooler_output)
 
 
-def test_rope_tables_cached_per_shape_and_exact_in_bf16():
+def exact_tables(frames, grid, dtype):
+    """apply_rotary's (cos, sin) of the tiny tower (head_dim 16) from the exact float32 table, cast to `dtype` last."""
+    table = st_rope_tables(st_rope_angles(frames, (grid, grid), 16))
+    return pair_tables(table[..., 0], table[..., 1], dtype)
+
+
+def test_rope_tables_cached_per_shape_and_dtype_and_exact_in_bf16():
     tower = Eva02AtVisionModel(tiny_config().vision_config)
     rotary = tower.rotary_emb
     cpu = torch.device("cpu")
-    default = rotary(4, 4, 4, cpu)
-    assert default.data_ptr() == rotary.cos_sin.data_ptr()  # the buffer itself, no recomputation
-    other = rotary(6, 4, 4, cpu)
-    assert other.data_ptr() == rotary(6, 4, 4, cpu).data_ptr()  # memoised
-    assert torch.equal(other[:, 0], st_rope_tables(st_rope_angles(6, (4, 4), 16)))
-    tower.to(torch.bfloat16)  # casts the buffer: the tables in use must stay exact float32
+    default = rotary(4, 4, 4, cpu, torch.float32)
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(default, rotary(4, 4, 4, cpu, torch.float32)))  # memoised
+    for got, expected in zip(default, exact_tables(4, 4, torch.float32)):
+        assert torch.equal(got, expected)
+    for got, expected in zip(rotary(6, 4, 4, cpu, torch.float32), exact_tables(6, 4, torch.float32)):
+        assert torch.equal(got, expected)
+    half = rotary(4, 4, 4, cpu, torch.bfloat16)
+    for got, expected in zip(half, exact_tables(4, 4, torch.bfloat16)):  # exact float32, cast last
+        assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+    tower.to(torch.bfloat16)  # casts the buffer: the tables in use must still come from exact float32
+    rotary.clear_cache()
     assert rotary.cos_sin.dtype == torch.bfloat16
-    assert torch.equal(rotary(4, 4, 4, cpu), default)
+    for got, expected in zip(rotary(4, 4, 4, cpu, torch.float32), default):
+        assert torch.equal(got, expected)
+    for got, expected in zip(rotary(4, 4, 4, cpu, torch.bfloat16), half):
+        assert torch.equal(got, expected)
+
+
+def test_rope_table_cache_is_bounded_least_recently_used():
+    rotary = Eva02AtVisionModel(tiny_config().vision_config).rotary_emb
+    cpu, bound = torch.device("cpu"), rotary.max_cached_tables
+    assert bound == 8
+    hot = rotary(1, 4, 4, cpu, torch.float32)
+    for frames in range(2, 20):
+        for dtype in (torch.float32, torch.bfloat16):
+            for got, expected in zip(rotary(frames, 4, 4, cpu, dtype), exact_tables(frames, 4, dtype)):
+                assert torch.equal(got, expected)
+            assert rotary(1, 4, 4, cpu, torch.float32) is hot  # used over and over: never evicted, never recomputed
+            assert len(rotary._cache) <= bound
+    assert len(rotary._cache) == bound
+    assert (1, 4, 4, cpu, torch.float32) in rotary._cache and (2, 4, 4, cpu, torch.float32) not in rotary._cache
+    for got, expected in zip(rotary(2, 4, 4, cpu, torch.float32), exact_tables(2, 4, torch.float32)):  # recomputed
+        assert torch.equal(got, expected)
+
+
+def test_init_weights_rebuilds_the_default_table():
+    """The buffer is non-persistent: a model built without real init (meta device, as from_pretrained does) gets it
+    from _init_weights, and tables cached from the old buffer are dropped."""
+    reference = Eva02AtVisionModel(tiny_config().vision_config).rotary_emb
+    with torch.device("meta"):
+        tower = Eva02AtVisionModel(tiny_config().vision_config)
+    tower.to_empty(device="cpu")
+    rotary = tower.rotary_emb
+    rotary.cos_sin.fill_(3.0)
+    rotary(4, 4, 4, torch.device("cpu"), torch.float32)  # a table cached from the garbage buffer
+    tower.init_weights()
+    assert torch.equal(rotary.cos_sin, reference.cos_sin)
+    for got, expected in zip(rotary(4, 4, 4, torch.device("cpu"), torch.float32), exact_tables(4, 4, torch.float32)):
+        assert torch.equal(got, expected)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -266,7 +402,8 @@ def test_swiglu_and_block_follow_spec(model):
 def test_attention_equals_direct_computation(model):
     """One block's attention written out: rotate q and k (not cls), softmax(q k^T / sqrt(d)) v, inner LN, out_proj."""
     attn = model.vision_model.encoder.layers[0].self_attn
-    rope = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"))
+    assert attn.scaling == 16**-0.5 and not hasattr(attn, "scale")  # `scale` names the logit multiplier only
+    rope = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"), torch.float32)
     x = torch.randn(2, 65, 64)
     with torch.no_grad():
         got, _ = attn(x, rope)
@@ -366,31 +503,62 @@ def test_from_pretrained_output_flags_reach_both_towers(model, tmp_path):
     assert [a.shape for a in out.text_model_output.attentions] == [(2, 4, 16, 16)] * 2
 
 
-def test_attentions_under_sdpa_are_never_empty(model, tmp_path):
+def sdpa_calls(call):
+    """How many times `call` ran torch's scaled_dot_product_attention (the sdpa implementation's kernel)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        call()
+    return sum(event.name == "aten::scaled_dot_product_attention" for event in profile.events())
+
+
+def assert_weights_equal(got, expected, shape):
+    assert isinstance(got, tuple) and len(got) == len(expected) == 2  # one per layer: never empty
+    for weights, reference in zip(got, expected):
+        assert weights.shape == shape
+        torch.testing.assert_close(weights, reference, atol=1e-5, rtol=0)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(shape[:-1]), atol=1e-6, rtol=0)
+
+
+def test_attention_weights_under_sdpa_equal_the_eager_ones(model, tmp_path):
+    """transformers' common tests call output_attentions=True on the default (sdpa) model and expect real weights:
+    both towers compute that call's weights eagerly; other calls keep running sdpa."""
     model.save_pretrained(tmp_path)
     pixels, input_ids, attention_mask = tiny_inputs()
     sdpa = Eva02AtModel.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
     eager = Eva02AtModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
-    assert sdpa.vision_model.config._attn_implementation == "sdpa"
+    inputs = dict(input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask)
+    text_shape, video_shape = (2, 4, 16, 16), (2, 4, 65, 65)
     with torch.no_grad():
-        # the video tower falls back to eager attention for the call
-        got = sdpa.get_video_features(pixels, output_attentions=True)
-        expected = eager.get_video_features(pixels, output_attentions=True)
-        assert len(got.attentions) == 2 and got.attentions[0].shape == (2, 4, 65, 65)
-        for a, b in zip(got.attentions, expected.attentions):
-            torch.testing.assert_close(a, b)
-        torch.testing.assert_close(got.pooler_output, expected.pooler_output, atol=1e-5, rtol=1e-5)
-        assert len(sdpa.vision_model(pixels, output_attentions=True).attentions) == 2
-        # transformers' CLIP text tower cannot: a clear error rather than empty tuples
-        match = r'text tower .* eager attention, but it runs "sdpa".*attn_implementation="eager"'
-        with pytest.raises(ValueError, match=match):
-            sdpa(input_ids=input_ids, pixel_values_videos=pixels, output_attentions=True)
-        sdpa.set_attn_implementation({"text_config": "eager"})
-        out = sdpa(
-            input_ids=input_ids, pixel_values_videos=pixels, attention_mask=attention_mask, output_attentions=True
-        )
-    assert sdpa.vision_model.config._attn_implementation == "sdpa"
-    assert len(out.vision_model_output.attentions) == 2 and len(out.text_model_output.attentions) == 2
+        got, expected = sdpa(**inputs, output_attentions=True), eager(**inputs, output_attentions=True)
+        assert_weights_equal(got.text_model_output.attentions, expected.text_model_output.attentions, text_shape)
+        assert_weights_equal(got.vision_model_output.attentions, expected.vision_model_output.attentions, video_shape)
+        # each tower alone, and the text tower without a padding mask
+        text, text_expected = (m.get_text_features(input_ids, output_attentions=True) for m in (sdpa, eager))
+        assert_weights_equal(text.attentions, text_expected.attentions, text_shape)
+        assert text.hidden_states is None
+        video, video_expected = (m.get_video_features(pixels, output_attentions=True) for m in (sdpa, eager))
+        assert_weights_equal(video.attentions, video_expected.attentions, video_shape)
+        # the flag adds the weights and changes nothing else: the text tower's outputs are a plain call's
+        plain = sdpa(**inputs)
+        assert plain.text_model_output.attentions is None and plain.vision_model_output.attentions is None
+        assert torch.equal(got.text_embeds, plain.text_embeds)
+        torch.testing.assert_close(got.video_embeds, plain.video_embeds, atol=1e-5, rtol=0)
+        flags = dict(output_attentions=True, output_hidden_states=True)
+        with_states = sdpa.get_text_features(input_ids, attention_mask, **flags).hidden_states
+        states = eager.get_text_features(input_ids, attention_mask, output_hidden_states=True).hidden_states
+        assert len(with_states) == 3
+        for a, b in zip(with_states, states):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        selected = sdpa.get_text_features(input_ids, output_attentions=True, output_hidden_states=[0, -1])
+        assert selected.hidden_states[1] is None and len(selected.attentions) == 2
+        all_states = sdpa.get_text_features(input_ids, output_hidden_states=True).hidden_states
+        assert torch.equal(selected.hidden_states[0], all_states[0])
+        assert torch.equal(selected.hidden_states[2], all_states[2])
+    # and the model still runs sdpa: in its configs and in a normal call (2 text + 2 video layers)
+    assert sdpa.config._attn_implementation == "sdpa"
+    assert sdpa.text_model.config._attn_implementation == sdpa.vision_model.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        assert sdpa_calls(lambda: sdpa(**inputs)) == 4
+        assert sdpa_calls(lambda: eager(**inputs)) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -659,7 +827,8 @@ def test_saved_folder_loads_offline_with_remote_code_in_fresh_process(model, tmp
     model.save_pretrained(folder)
     files = set(os.listdir(folder))
     assert {"config.json", "model.safetensors"} <= files
-    assert {name for name in files if name.endswith(".py")} == {"configuration_eva02at.py", "modeling_eva02at.py"}
+    # the model's files, and the pipeline's that the config names (every saved folder is pipeline-ready)
+    assert {name for name in files if name.endswith(".py")} == set(REMOTE_CODE_FILES) - {"processing_eva02at.py"}
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_eva02at.Eva02AtConfig",
@@ -768,6 +937,6 @@ def test_remote_code_files_import_only_each_other():
 def test_saved_model_and_processor_folder_carries_exactly_the_remote_code_files(model, tmp_path):
     model.save_pretrained(tmp_path)
     Eva02AtProcessor.from_pretrained(os.path.join(REPO_ROOT, "hub_configs", "eva02at-b16")).save_pretrained(tmp_path)
-    # The pipeline file comes with a pipeline's save_pretrained and the Hub assembly (tests/test_hub.py).
-    model_files = sorted(set(REMOTE_CODE_FILES) - {"pipeline_eva02at.py"})
+    # The pipeline file comes with the model's config, which names the pipeline (custom_pipelines).
+    model_files = sorted(REMOTE_CODE_FILES)
     assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".py")) == model_files
