@@ -294,7 +294,8 @@ def test_two_process_fine_tune_lowers_the_loss_and_reports_map(charades, tmp_pat
     )
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-1500:])
-    losses = [float(x) for x in re.search(r"Training loss every 3 steps: (.*)", result.stdout).group(1).split(", ")]
+    logged = re.search(r"Training loss by step: (.*)", result.stdout).group(1).split(", ")
+    losses = [float(entry.split(": ")[1]) for entry in logged]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
     found = re.search(r"random scores: ([\d.]+)   before: ([\d.]+)   after: ([\d.]+)", result.stdout)
     assert found, result.stdout

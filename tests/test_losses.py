@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_eva02at.training.arguments import LOSS_NAMES
-from modeling_eva02at.training.batch_relevancy import BatchRelevancy, quantize_relevancy
+from modeling_eva02at.training.batch_relevancy import BatchRelevancy, is_hard_labels, quantize_relevancy
 from modeling_eva02at.training.losses import (
     LOSSES,
     SMS_EDGE_CODE,
@@ -125,6 +125,12 @@ SIM_2 = torch.tensor([[0.8, 0.3], [0.2, 0.6]], dtype=torch.float64)
 
 def t64(x):
     return torch.tensor(x, dtype=torch.float64)
+
+
+@pytest.fixture
+def debug_checks(monkeypatch):
+    """EVA02AT_DEBUG_CHECKS=1: the losses' checks of tensor values, which read from the device, run."""
+    monkeypatch.setenv("EVA02AT_DEBUG_CHECKS", "1")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -390,12 +396,28 @@ def test_sms_hard_by_hand_and_against_general_sms():
     torch.testing.assert_close(sms_hard_loss(sim5, pw), sms_loss(sim5, pw, torch.ones(5, dtype=torch.float64), 0.3))
 
 
-def test_sms_hard_rejects_soft_labels():
+def test_sms_hard_rejects_soft_labels_under_the_debug_switch(debug_checks):
+    """The 0/1 labels are checked where they are made (from_class_ids, the trainer's matrix: tests/test_trainer.py);
+    the loss itself reads them only under EVA02AT_DEBUG_CHECKS."""
     sim = random_sim(2)
     with pytest.raises(ValueError, match="0/1.*use sms_loss"):
         sms_hard_loss(sim, t64([[1.0, 0.5], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="be 1"):
         sms_hard_loss(sim, t64([[1.0, 0.0], [0.0, 1.0]]), t64([1.0, 0.5]))
+
+
+def test_hard_labels_are_told_apart_from_graded_ones():
+    assert is_hard_labels(np.array([[1.0, 0.0], [0.0, 1.0]])) and is_hard_labels(torch.eye(3))
+    assert not is_hard_labels(np.array([[1.0, 0.5], [0.0, 1.0]])) and not is_hard_labels(torch.full((2,), 0.5))
+    assert not is_hard_labels(np.array([[1.0, np.nan]]))
+    big = np.zeros((10_000, 3), dtype=np.float32)  # read in row chunks: the bad value is in the last one
+    assert is_hard_labels(big)
+    big[-1, -1] = 0.25
+    assert not is_hard_labels(big)
+    rel = BatchRelevancy.from_class_ids(torch.tensor([4, 7, 4]))
+    assert is_hard_labels(rel.pairwise) and rel.positive.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="1-D sequence of integer ids"):
+        BatchRelevancy.from_class_ids(torch.tensor([0.0, 1.0]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -590,10 +612,10 @@ def test_registry():
 def _call_all(sim, n):
     pos = torch.rand(n, dtype=torch.float64)
     pw = torch.rand(n, n, dtype=torch.float64)
-    ids = torch.arange(n)
+    classes = one_hot(range(n))
     return [
         lambda: infonce_loss(sim, 20.0),
-        lambda: egonce_loss(sim, 20.0, ids, ids),
+        lambda: egonce_loss(sim, 20.0, classes, classes),
         lambda: max_margin_loss(sim),
         lambda: adaptive_max_margin_loss(sim, pos),
         lambda: sms_loss(sim, pw, pos),
@@ -612,12 +634,17 @@ def test_non_square_and_non_matrix_sim_rejected():
         max_margin_loss(torch.zeros(3, 3, dtype=torch.long))
 
 
-def test_nan_sim_rejected():
+def test_nan_sim_rejected_under_the_debug_switch(monkeypatch):
     sim = random_sim(3)
     sim[1, 2] = float("nan")
+    monkeypatch.setenv("EVA02AT_DEBUG_CHECKS", "1")
     for call in _call_all(sim, 3):
         with pytest.raises(ValueError, match=r"\(3, 3\).*NaN"):
             call()
+    # Without it no value is read: the NaN reaches the loss, and the trainer stops on it at its next logging step.
+    for value in ("", "0"):
+        monkeypatch.setenv("EVA02AT_DEBUG_CHECKS", value)
+        assert all(math.isnan(call().item()) for call in _call_all(sim, 3))
 
 
 def test_margin_losses_need_two_pairs():
@@ -648,6 +675,11 @@ def test_relevancy_shape_mismatch_rejected():
         sms_hard_loss(sim, pw4)
     with pytest.raises(ValueError, match=r"\(4,\)"):
         egonce_loss(sim, 20.0, torch.arange(4), torch.arange(3))
+
+
+def test_nan_relevancy_rejected_under_the_debug_switch(debug_checks):
+    sim = random_sim(3)
+    pos3, pw3 = torch.ones(3, dtype=torch.float64), torch.ones(3, 3, dtype=torch.float64)
     nan_pos = pos3.clone()
     nan_pos[0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -658,12 +690,90 @@ def test_relevancy_shape_mismatch_rejected():
         sms_loss(sim, nan_pw, pos3)
 
 
-def test_bad_scale_and_hyperparameters_rejected():
+def test_bad_scale_and_hyperparameters_rejected(monkeypatch):
     sim = random_sim(3)
-    for bad in (0.0, -1.0, float("nan"), torch.ones(2)):
+    for bad in (0.0, -1.0, float("nan"), torch.ones(2)):  # numbers are checked in Python, shapes always
+        with pytest.raises(ValueError, match="scale must be"):
+            infonce_loss(sim, bad)
+    monkeypatch.setenv("EVA02AT_DEBUG_CHECKS", "1")  # a scale tensor's value is read only under the switch
+    for bad in (torch.tensor(0.0), torch.tensor(float("inf"))):
         with pytest.raises(ValueError, match="scale must be"):
             infonce_loss(sim, bad)
     with pytest.raises(ValueError, match="margin"):
         max_margin_loss(sim, margin=-0.1)
     with pytest.raises(ValueError, match="tau"):
         sms_loss(sim, torch.ones(3, 3), torch.ones(3), tau=float("nan"))
+
+
+def test_a_relevancy_pickle_outside_the_unit_interval_is_refused_when_loaded(tmp_path):
+    """The losses no longer read relevancies on every step: a bad file is named where it enters."""
+    import pickle
+
+    from modeling_eva02at.data.relevancy import load_relevancy_pickle
+
+    for bad in (1.5, -0.25, float("nan")):
+        relevancy = np.zeros((3000, 4), dtype=np.float32)  # more rows than one checked chunk
+        relevancy[2500, 3] = bad
+        path = tmp_path / "relevancy.pkl"
+        path.write_bytes(pickle.dumps(relevancy))
+        with pytest.raises(ValueError, match=r"must lie in \[0, 1\], got .* at row 2500, column 3"):
+            load_relevancy_pickle(path)
+    relevancy[2500, 3] = 0.75
+    path.write_bytes(pickle.dumps(relevancy))
+    np.testing.assert_array_equal(load_relevancy_pickle(path), relevancy)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hyper-parameters from the command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ref_sms_hard(sim, class_ids, gamma, tau=0.1):
+    """docs/losses.md's SMS-hard over the ordered pairs a != b, both directions: relu(gamma - d) for a candidate of
+    another class (Delta = 1), relu(|d| - tau) for one of the same class (Delta = 0)."""
+    s, n, terms = sim.tolist(), len(class_ids), []
+    for a in range(n):
+        for b in range(n):
+            if a != b:
+                for d in (s[a][a] - s[a][b], s[a][a] - s[b][a]):
+                    terms.append(max(0.0, gamma - d) if class_ids[a] != class_ids[b] else max(0.0, abs(d) - tau))
+    return sum(terms) / len(terms)
+
+
+def test_margin_flag_reaches_sms_hard(tmp_path):
+    """--margin of examples/finetune_charades_ego.py, through its parser, Eva02AtTrainingArguments and the trainer's
+    get_loss, is the gamma of sms_hard's loss: the value equals the formula with gamma 0.5 and differs from the
+    default 0.3's, so a margin the plumbing dropped fails here."""
+    from modeling_eva02at.training.finetune_charades_ego import parse_fine_tuning_arguments
+    from modeling_eva02at.training.trainer import Eva02AtTrainer
+
+    from .conftest import tiny_mir_model
+
+    argv = ["--margin", "0.5", "--output-dir", str(tmp_path), "--report-to", "none", "--use-cpu"]
+    _, _, training_args = parse_fine_tuning_arguments(argv)
+    assert training_args.loss == "sms_hard" and training_args.margin == 0.5  # the recipe's loss, the flag's margin
+    trainer = Eva02AtTrainer(model=tiny_mir_model(), args=training_args)
+    class_ids = [5, 5, 2, 7]
+    # d = s_aa - s_ab = 0.3 for every pair: every other-class term is gamma - 0.3 (0.2 with gamma 0.5, 0 with 0.3)
+    sim = torch.full((4, 4), 0.5, dtype=torch.float64).fill_diagonal_(0.8) + 0.01 * random_sim(4)
+    loss = trainer.loss_fn(sim, batch_relevancy=BatchRelevancy.from_class_ids(class_ids)).item()
+    assert loss == pytest.approx(ref_sms_hard(sim, class_ids, gamma=0.5), abs=1e-12)
+    assert abs(loss - ref_sms_hard(sim, class_ids, gamma=0.3)) > 0.05
+    # and the default, with no flag
+    _, _, default_args = parse_fine_tuning_arguments(argv[2:])
+    default = Eva02AtTrainer(model=tiny_mir_model(), args=default_args).loss_fn
+    assert default(sim, batch_relevancy=BatchRelevancy.from_class_ids(class_ids)).item() == pytest.approx(
+        ref_sms_hard(sim, class_ids, gamma=0.3), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("loss, margin", [("mimm", 0.35), ("adaptive_mimm", 0.7), ("sms", 0.45)])
+def test_margin_argument_reaches_the_other_margin_losses(tmp_path, loss, margin):
+    from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
+
+    args = Eva02AtTrainingArguments(output_dir=str(tmp_path), report_to="none", loss=loss, margin=margin)
+    fn = get_loss(args.loss, **args.loss_hyperparameters())
+    sim = random_sim(5)
+    rel = BatchRelevancy(pairwise=torch.zeros(5, 5, dtype=torch.float64), positive=torch.ones(5, dtype=torch.float64))
+    # with every r_a = 1 and every candidate irrelevant, each of the three is relu(margin - d) over the pairs
+    assert fn(sim, batch_relevancy=rel).item() == pytest.approx(ref_max_margin(sim, [margin] * 5), abs=1e-12)

@@ -370,6 +370,16 @@ def load_relevancy_pickle(path: str | os.PathLike, dtype=np.float32) -> np.ndarr
         raise ValueError(f"{path}: expected a 2-D (num_clips, num_sentences) matrix, got shape {value.shape}")
     if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
         raise ValueError(f"{path}: expected a real-valued matrix, got dtype {value.dtype}")
+    # Checked once here, where the file enters, so that the losses need not read relevancies on every training step.
+    for start in range(0, value.shape[0], _ROW_CHUNK):  # row chunks: no boolean copy of the whole train matrix
+        rows = value[start : start + _ROW_CHUNK]
+        outside = ~((rows >= 0) & (rows <= 1))  # NaN is outside too
+        if outside.any():
+            row, column = np.argwhere(outside)[0]
+            raise ValueError(
+                f"{path}: relevancy values must lie in [0, 1], got {rows[row, column]} at row {start + row}, column "
+                f"{column}"
+            )
     return value if dtype is None else value.astype(dtype, copy=False)
 
 

@@ -24,7 +24,8 @@ class Eva02AtTrainingArguments(TrainingArguments):
 
     Defaults that differ from transformers': `remove_unused_columns=False` (rows carry paths and indices the model
     does not take), `ddp_find_unused_parameters=False`, `average_tokens_across_devices=False` (the loss is already
-    global).
+    global), `logging_nan_inf_filter=False` (the trainer stops on a non-finite loss at the next logging step; the
+    filter would hide it there, and reads every step's loss on the host to do so).
     """
 
     loss: str = field(
@@ -74,6 +75,14 @@ class Eva02AtTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
     average_tokens_across_devices: bool = field(default=False)
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={
+            "help": "transformers' filter that replaces a NaN / inf step loss in the log by the average so far. Off "
+            "by default: the trainer stops on a non-finite loss at the next logging step instead, which the filter "
+            "would hide (and it reads every step's loss on the host)"
+        },
+    )
 
     def __post_init__(self):
         # Checked here, not only by the command line's choices, so that a typo fails before a run starts.

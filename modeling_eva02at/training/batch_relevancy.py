@@ -18,6 +18,7 @@ RELEVANCY_LEVELS = 240
 """Quantisation levels of the authors' uint8 relevancy copy: ``uint8(240 * R) / 240``."""
 
 _TensorOrArray = torch.Tensor | np.ndarray
+_ROW_CHUNK = 4096  # rows of a relevancy matrix checked at a time
 
 
 def _check_unit_interval(relevancy: _TensorOrArray) -> None:
@@ -28,6 +29,22 @@ def _check_unit_interval(relevancy: _TensorOrArray) -> None:
             f"relevancy values must lie in [0, 1] (and not be NaN) to be quantised, got an array of shape "
             f"{tuple(relevancy.shape)} with values outside"
         )
+
+
+def is_hard_labels(relevancy: _TensorOrArray) -> bool:
+    """Whether every value of `relevancy` (a numpy array or a tensor, any shape) is 0 or 1: the labels sms_hard takes.
+
+    It reads every value (a numpy matrix in row chunks, so that a big one needs no boolean copy of itself): call it
+    once where the labels enter, not on every training step."""
+    if isinstance(relevancy, torch.Tensor):
+        return bool(((relevancy == 0) | (relevancy == 1)).all())
+    relevancy = np.asarray(relevancy)
+    rows = relevancy.reshape(len(relevancy), -1) if relevancy.ndim > 1 else relevancy.reshape(1, -1)
+    for start in range(0, len(rows), _ROW_CHUNK):
+        block = rows[start : start + _ROW_CHUNK]
+        if not ((block == 0) | (block == 1)).all():
+            return False
+    return True
 
 
 def quantize_relevancy(relevancy: _TensorOrArray, levels: int = RELEVANCY_LEVELS, as_codes: bool = False):
@@ -215,14 +232,25 @@ class BatchRelevancy:
         cls, class_ids: Sequence[int] | _TensorOrArray, device=None, dtype: torch.dtype = torch.float64
     ) -> BatchRelevancy:
         r"""Binary relevancy for hard-label data (Charades-Ego): text ``t`` is relevant to video ``v`` iff
-        ``class_ids[t] == class_ids[v]``; every positive has ``r_a = 1``. For the ``sms_hard`` loss."""
-        class_ids = torch.as_tensor(_index_vector(class_ids, "class_ids"), device=device)
+        ``class_ids[t] == class_ids[v]``; every positive has ``r_a = 1``. For the ``sms_hard`` loss.
+
+        A tensor stays where it is (``device`` defaults to its own) and its values are never read on the host: the
+        comparison runs on the device, so a training step need not wait for it. The ids are the dataset's, checked
+        when it read them."""
+        if not isinstance(class_ids, torch.Tensor):
+            class_ids = torch.as_tensor(_index_vector(class_ids, "class_ids"))
+        elif class_ids.dim() != 1 or class_ids.is_floating_point() or class_ids.is_complex():
+            raise ValueError(
+                f"class_ids must be a 1-D sequence of integer ids, got shape {tuple(class_ids.shape)}, dtype "
+                f"{class_ids.dtype}"
+            )
+        class_ids = class_ids.to(device) if device is not None else class_ids
         pairwise = (class_ids[:, None] == class_ids[None, :]).to(dtype)
-        return cls(pairwise=pairwise, positive=torch.ones(class_ids.shape[0], dtype=dtype, device=device))
+        return cls(pairwise=pairwise, positive=torch.ones(class_ids.shape[0], dtype=dtype, device=class_ids.device))
 
     def to(self, *args, **kwargs) -> BatchRelevancy:
         """Move / cast both tensors like :meth:`torch.Tensor.to`."""
         return BatchRelevancy(self.pairwise.to(*args, **kwargs), self.positive.to(*args, **kwargs))
 
 
-__all__ = ["RELEVANCY_LEVELS", "BatchRelevancy", "quantize_relevancy"]
+__all__ = ["RELEVANCY_LEVELS", "BatchRelevancy", "is_hard_labels", "quantize_relevancy"]

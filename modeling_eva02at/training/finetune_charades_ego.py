@@ -170,8 +170,7 @@ def finetune_charades_ego(
             f"random scores: {100 * _random_scores(test):.2f}   before: {100 * rows['before']:.2f}   "
             f"after: {100 * rows['after']:.2f}"
         )
-        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        print(f"\nTraining loss every {training_args.logging_steps} steps: {', '.join(f'{x:.4f}' for x in losses)}")
+        print(f"\n{trainer.training_loss_line()}")
         if dataset.skipped or trainer.data_collator.skipped:
             print(
                 f"Skipped: {dict(dataset.skipped)} when reading, {trainer.data_collator.skipped} segments when "

@@ -20,6 +20,10 @@ Conventions shared by every loss in this file:
 Margin losses average over the ``2 N (N - 1)`` ordered off-diagonal terms (text->video and video->text); the
 diagonal is excluded, as in EgoVLP / AVION's ``MaxMarginRankingLoss(fix_norm=True)``.
 
+Shapes are checked on every call; tensor values (NaN, a scale tensor, 0/1 labels) only with EVA02AT_DEBUG_CHECKS=1
+(:func:`debug_checks_enabled`), so that a training step never waits on the device and every loss compiles as one
+graph.
+
 SMS defaults follow the authors' code (docs/losses.md): candidates' relevancies quantised as ``uint8(240 R) / 240``
 (:meth:`BatchRelevancy.from_matrix` with ``quantized=True``), edge ``lambda = 1.1 / 240`` (:data:`SMS_EDGE_CODE`),
 positives' relevancies unquantised. The paper's variant is ``BatchRelevancy.from_matrix(..., quantized=False)`` with
@@ -29,6 +33,9 @@ positives' relevancies unquantised. The paper's variant is ``BatchRelevancy.from
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -37,7 +44,7 @@ import torch.nn.functional as F
 
 from ..modeling_eva02at import contrastive_loss
 from .arguments import LOSS_NAMES  # written out there (tests check they match LOSSES): --help needs no torch
-from .batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy
+from .batch_relevancy import RELEVANCY_LEVELS, BatchRelevancy, is_hard_labels
 
 
 SMS_EDGE_CODE = 1.1 / RELEVANCY_LEVELS
@@ -52,7 +59,28 @@ SMS_EDGE_PAPER = 0.1
 # ---------------------------------------------------------------------------------------------------------------
 # Input checks. Every loss validates its inputs so that a trainer bug (a transposed or rank-local matrix, a
 # relevancy vector of the wrong batch) fails loudly with the shapes instead of training on garbage.
+#
+# Shapes, dtypes and Python hyper-parameters are checked on every call: they are known on the host. Checks of tensor
+# *values* (NaN, a non-positive scale tensor, labels that are not 0/1) would copy a value from the device on every
+# step and make torch.compile break the graph there, so they run only with EVA02AT_DEBUG_CHECKS=1. The data they
+# guard is validated where it enters instead: the relevancy matrix when it is loaded or handed to the trainer, class
+# ids when the dataset reads them; a non-finite loss stops the trainer at its next logging step (docs/losses.md).
 # ---------------------------------------------------------------------------------------------------------------
+
+DEBUG_CHECKS_VARIABLE = "EVA02AT_DEBUG_CHECKS"
+"""The environment variable that turns on the losses' and the trainer's per-step value checks (any value but empty
+or 0)."""
+
+
+def debug_checks_enabled() -> bool:
+    """Whether EVA02AT_DEBUG_CHECKS asks for the value checks, read at each call so that it can be set at any time."""
+    return os.environ.get(DEBUG_CHECKS_VARIABLE, "") not in ("", "0")
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    """NaN / inf in `x` raise, only under EVA02AT_DEBUG_CHECKS (the check reads a value from the device)."""
+    if debug_checks_enabled() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
 
 
 def _check_sim(sim_text_video: torch.Tensor, min_size: int = 1) -> torch.Tensor:
@@ -68,8 +96,7 @@ def _check_sim(sim_text_video: torch.Tensor, min_size: int = 1) -> torch.Tensor:
             f"this loss needs at least {min_size} pairs per batch (it has no negatives otherwise), "
             f"got sim_text_video of shape {shape}"
         )
-    if not bool(torch.isfinite(sim_text_video).all()):
-        raise ValueError(f"sim_text_video of shape {shape} contains NaN or infinite values")
+    _check_finite(sim_text_video, "sim_text_video")
     if sim_text_video.dtype in (torch.float16, torch.bfloat16):
         sim_text_video = sim_text_video.float()
     return sim_text_video
@@ -82,8 +109,8 @@ def _check_vector(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> None:
         raise ValueError(
             f"{name} must have shape ({n},) to match sim_text_video of shape {sim_shape}, got {tuple(x.shape)}"
         )
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
+    if x.is_floating_point():
+        _check_finite(x, name)
 
 
 def _check_pairwise(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> None:
@@ -93,25 +120,31 @@ def _check_pairwise(x: torch.Tensor, n: int, name: str, sim_shape: tuple) -> Non
         raise ValueError(
             f"{name} must have shape ({n}, {n}) to match sim_text_video of shape {sim_shape}, got {tuple(x.shape)}"
         )
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or infinite values")
+    _check_finite(x, name)
 
 
 def _check_hyper(**values: float) -> None:
     for name, value in values.items():
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
 
 
-def _check_scale(scale, sim_text_video: torch.Tensor) -> torch.Tensor:
-    """`scale` as a 0-d tensor of sim_text_video's dtype and device, keeping its autograd graph."""
+def _check_scale(scale, sim_text_video: torch.Tensor) -> torch.Tensor | float:
+    """`scale` as a Python number, or as a 0-d tensor of sim_text_video's dtype keeping its autograd graph
+    (`model.scale()`). A number is checked here; a tensor's value only under EVA02AT_DEBUG_CHECKS."""
     if scale is None:
         raise ValueError("this loss needs scale, the exponentiated logit scale (model.scale() = exp(logit_scale))")
-    scale = torch.as_tensor(scale, dtype=sim_text_video.dtype, device=sim_text_video.device)
+    if not isinstance(scale, torch.Tensor):
+        # A Python number stays one: the kernels take it as an argument, with no tensor to copy to the device.
+        if not (isinstance(scale, numbers.Real) and math.isfinite(scale) and scale > 0):
+            raise ValueError(
+                f"scale must be positive and finite: the exponentiated logit scale (e.g. 1/0.07), got {scale!r}"
+            )
+        return float(scale)
     if scale.numel() != 1:
         raise ValueError(f"scale must be a scalar, got shape {tuple(scale.shape)}")
-    scale = scale.reshape(())
-    if not bool(torch.isfinite(scale)) or not bool(scale > 0):
+    scale = scale.reshape(()).to(device=sim_text_video.device, dtype=sim_text_video.dtype)
+    if debug_checks_enabled() and not bool(torch.isfinite(scale) & (scale > 0)):
         raise ValueError(
             f"scale must be positive and finite: the exponentiated logit scale (e.g. 1/0.07), got {float(scale)}"
         )
@@ -119,10 +152,13 @@ def _check_scale(scale, sim_text_video: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_off_diagonal(text_to_video: torch.Tensor, video_to_text: torch.Tensor) -> torch.Tensor:
-    """Mean over the 2 N (N - 1) terms with a != b of two (N, N) term matrices indexed [anchor a, candidate b]."""
+    """Mean over the 2 N (N - 1) terms with a != b of two (N, N) term matrices indexed [anchor a, candidate b].
+
+    The diagonal is zeroed rather than indexed out: a boolean-mask selection has a data-dependent size, which
+    synchronises with the device and breaks a compiled graph."""
     n = text_to_video.shape[0]
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=text_to_video.device)
-    return torch.cat([text_to_video[off_diagonal], video_to_text[off_diagonal]]).mean()
+    diagonal = torch.eye(n, dtype=torch.bool, device=text_to_video.device)
+    return (text_to_video + video_to_text).masked_fill(diagonal, 0).sum() / (2 * n * (n - 1))
 
 
 def _anchor_distances(sim_text_video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -318,7 +354,8 @@ def sms_hard_loss(
     Args:
         pairwise_relevancy: ``(N, N)`` of 0/1, ``[t, v]`` = 1 iff text ``t`` describes video ``v``
             (:meth:`BatchRelevancy.from_class_ids`).
-        positive_relevancy: ``(N,)``, must be all ones (default).
+        positive_relevancy: ``(N,)``, all ones (default). Neither it nor the 0/1 values of ``pairwise_relevancy``
+            are read here unless EVA02AT_DEBUG_CHECKS is set: they are checked where the labels are made.
         margin: gamma (0.3 for Charades-Ego).
         tau: relaxation of the equally-relevant case (the paper gives none for Charades-Ego; 0.1 as for EK-100).
     """
@@ -328,17 +365,20 @@ def sms_hard_loss(
     _check_pairwise(pairwise_relevancy, n, "pairwise_relevancy", shape)
     if positive_relevancy is not None:
         _check_vector(positive_relevancy, n, "positive_relevancy", shape)
-        if not bool((positive_relevancy == 1).all()):
+    # Hard labels are checked where they are made (BatchRelevancy.from_class_ids builds 0/1, the trainer checks a
+    # relevancy matrix once); here only under EVA02AT_DEBUG_CHECKS, as it reads values from the device.
+    if debug_checks_enabled():
+        if positive_relevancy is not None and not bool((positive_relevancy == 1).all()):
             raise ValueError(
                 "sms_hard_loss needs every positive relevancy to be 1 (hard labels: only Delta in {0, 1} exists); "
                 "for graded relevancy such as EK-100's use sms_loss"
             )
-    if not bool(((pairwise_relevancy == 0) | (pairwise_relevancy == 1)).all()):
-        raise ValueError(
-            f"sms_hard_loss needs 0/1 pairwise relevancies (hard labels, e.g. Charades-Ego's, see "
-            f"BatchRelevancy.from_class_ids), got a {tuple(pairwise_relevancy.shape)} matrix with other values; for "
-            "graded relevancy such as EK-100's use sms_loss"
-        )
+        if not is_hard_labels(pairwise_relevancy):
+            raise ValueError(
+                f"sms_hard_loss needs 0/1 pairwise relevancies (hard labels, e.g. Charades-Ego's, see "
+                f"BatchRelevancy.from_class_ids), got a {tuple(pairwise_relevancy.shape)} matrix with other values; "
+                "for graded relevancy such as EK-100's use sms_loss"
+            )
     irrelevant = pairwise_relevancy.to(sim_text_video.device) == 0  # [t, v]: Delta = 1 - R = 1
 
     dist_t2v, dist_v2t = _anchor_distances(sim_text_video)
@@ -428,10 +468,12 @@ def get_loss(name: str, **hyperparameters) -> RetrievalLoss:
 
 
 __all__ = [
+    "DEBUG_CHECKS_VARIABLE",
     "SMS_EDGE_CODE",
     "SMS_EDGE_PAPER",
     "RetrievalLoss",
     "adaptive_max_margin_loss",
+    "debug_checks_enabled",
     "egonce_loss",
     "get_loss",
     "infonce_loss",

@@ -4,7 +4,9 @@
   `sim_text_video` matrix (rows texts, columns videos, as in `losses.py`), gathers what the configured loss needs
   (the batch's relevancy looked up by (clip, sentence) indices, verb / noun labels) and applies the loss (SMS by
   default). Every rank computes the same global loss; the gradient then equals one process on the concatenated
-  batch (all_gather's backward sums over ranks, DDP averages).
+  batch (all_gather's backward sums over ranks, DDP averages). A training step reads no tensor value back from the
+  device once its forward pass is queued; a non-finite loss stops training at the next logging step, where the
+  Trainer reads the loss anyway (`EVA02AT_DEBUG_CHECKS=1`: at the batch itself; docs/losses.md).
 - `evaluate` encodes the eval split and reports EK-100 MIR mAP / nDCG, so `metric_for_best_model` works.
 - The warm-up-then-cosine schedule of docs/recipes.md (1e-6 -> lr over the warm-up, then cosine to `min_lr`).
 """
@@ -20,18 +22,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from transformers import Trainer
-from transformers.trainer_utils import HubStrategy, SaveStrategy
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import HubStrategy, IntervalStrategy, SaveStrategy
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .. import register_auto_classes
 from ..evaluation.metrics import ek100_mir_metrics
 from ..hub import push_checkpoint
 from .arguments import Eva02AtTrainingArguments
-from .batch_relevancy import BatchRelevancy
+from .batch_relevancy import BatchRelevancy, is_hard_labels
 from .callbacks import RemoteCodeFilesCallback, ZeroShotEvaluationCallback, ZeroShotTask
 from .distributed import gather_no_grad, gather_with_grad
-from .losses import get_loss
+from .losses import DEBUG_CHECKS_VARIABLE, debug_checks_enabled, get_loss
 from .optimization import lamb_optimizer, warmup_cosine_schedule
 
 
@@ -66,6 +68,19 @@ def last_complete_checkpoint(folder: str) -> str | None:
             return path
         logger.warning(f"skipping {path}: it was not completely written (interrupted save?)")
     return None
+
+
+class LogLastStepCallback(TrainerCallback):
+    """With step-wise logging, the last step logs too, even when it is not a multiple of `logging_steps`.
+
+    Otherwise a run shorter than the logging interval logs no training loss at all (the training scripts printed an
+    empty loss line), the loss of the steps after the last multiple never reaches the log, and a non-finite loss among
+    them escapes the trainer's check."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.logging_strategy == IntervalStrategy.STEPS and state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
 
 
 class Eva02AtTrainer(Trainer):
@@ -105,6 +120,12 @@ class Eva02AtTrainer(Trainer):
         # sms_hard may instead take class labels from the batch (class_ids, Charades-Ego)
         if self.loss_fn.needs_relevancy and relevancy is None and self.args.loss != "sms_hard":
             raise ValueError(f"loss {self.args.loss!r} needs the training split's relevancy matrix (relevancy=...)")
+        if self.args.loss == "sms_hard" and relevancy is not None and not is_hard_labels(relevancy):
+            # checked once here rather than by the loss on every step (a read from the device)
+            raise ValueError(
+                "loss 'sms_hard' needs 0/1 relevancy (hard labels, e.g. Charades-Ego's): this relevancy matrix has "
+                "other values; for graded relevancy such as EK-100's use sms"
+            )
         self.relevancy = relevancy
         if self.args.temperature is not None:
             with torch.no_grad():
@@ -117,6 +138,7 @@ class Eva02AtTrainer(Trainer):
             self.model.logit_scale.requires_grad_(False)
         self.zero_shot_tasks = list(zero_shot_tasks)
         self.add_callback(RemoteCodeFilesCallback())
+        self.add_callback(LogLastStepCallback())
         if self.args.zero_shot_eval_steps > 0:
             if not self.zero_shot_tasks:
                 raise ValueError("zero_shot_eval_steps is set but the trainer got no zero_shot_tasks")
@@ -151,6 +173,19 @@ class Eva02AtTrainer(Trainer):
         positive_relevancy = inputs.pop("positive_relevancy", None)
         verb_multi_hot, noun_multi_hot = inputs.pop("verb_multi_hot", None), inputs.pop("noun_multi_hot", None)
         class_ids = inputs.pop("class_ids", None)
+        device = inputs["input_ids"].device
+        # Before the forward pass: the relevancy look-up reads the batch's clip and sentence indices on the host, and
+        # the batch has just been copied to the device, so nothing is pending there for that read to wait on. From
+        # here on, forward, loss and backward are queued without reading a value back (docs/losses.md).
+        batch_relevancy = self._batch_relevancy(video_index, sentence_index, positive_relevancy, class_ids, device)
+        if self.loss_fn.needs_verb_noun:
+            if verb_multi_hot is None or noun_multi_hot is None:
+                raise ValueError(
+                    f"loss {self.args.loss!r} needs verb_multi_hot and noun_multi_hot in every batch (the datasets' "
+                    "items carry them and VideoTextCollator batches them)"
+                )
+            verb_multi_hot, noun_multi_hot = gather_no_grad(verb_multi_hot), gather_no_grad(noun_multi_hot)
+
         outputs = model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs.get("attention_mask"),
@@ -159,43 +194,11 @@ class Eva02AtTrainer(Trainer):
         video = gather_with_grad(outputs.video_embeds)
         text = gather_with_grad(outputs.text_embeds)
         sim_text_video = text @ video.T  # positives on the diagonal
-        if not torch.isfinite(sim_text_video).all():
+        # Per-step value checks read from the device: only under EVA02AT_DEBUG_CHECKS, which stops at the batch
+        # itself. Otherwise a non-finite loss is caught at the next logging step (see `log`).
+        debug = debug_checks_enabled()
+        if debug and not torch.isfinite(sim_text_video).all():
             self._stop_on_non_finite("similarities", video_index)
-
-        batch_relevancy = None
-        if self.loss_fn.needs_relevancy and class_ids is not None:
-            if self.args.loss != "sms_hard":
-                raise ValueError(
-                    f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
-                    f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)"
-                )
-            batch_relevancy = BatchRelevancy.from_class_ids(gather_no_grad(class_ids), device=sim_text_video.device)
-        elif self.loss_fn.needs_relevancy:
-            if self.relevancy is None:
-                raise ValueError(
-                    f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
-                    "carry them) or the split's relevancy matrix (Eva02AtTrainer(relevancy=...))"
-                )
-            if video_index is None or sentence_index is None:
-                raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
-            video_index, sentence_index = gather_no_grad(video_index), gather_no_grad(sentence_index)
-            if positive_relevancy is not None:
-                positive_relevancy = gather_no_grad(positive_relevancy).cpu()
-            batch_relevancy = BatchRelevancy.from_matrix(
-                self.relevancy,
-                video_index.cpu().numpy(),
-                sentence_index.cpu().numpy(),
-                quantized=self.args.quantize_relevancy,
-                positive_relevancy=positive_relevancy,
-                device=sim_text_video.device,
-            )
-        if self.loss_fn.needs_verb_noun:
-            if verb_multi_hot is None or noun_multi_hot is None:
-                raise ValueError(
-                    f"loss {self.args.loss!r} needs verb_multi_hot and noun_multi_hot in every batch (the datasets' "
-                    "items carry them and VideoTextCollator batches them)"
-                )
-            verb_multi_hot, noun_multi_hot = gather_no_grad(verb_multi_hot), gather_no_grad(noun_multi_hot)
         scale = self.accelerator.unwrap_model(model).scale() if self.loss_fn.needs_scale else None
         loss = self.loss_fn(
             sim_text_video,
@@ -204,15 +207,87 @@ class Eva02AtTrainer(Trainer):
             verb_multi_hot=verb_multi_hot,
             noun_multi_hot=noun_multi_hot,
         )
-        if not torch.isfinite(loss):
+        if debug and not torch.isfinite(loss):
             self._stop_on_non_finite(f"loss ({loss.item()})", video_index)
         return (loss, outputs) if return_outputs else loss
+
+    def _batch_relevancy(self, video_index, sentence_index, positive_relevancy, class_ids, device):
+        """The global batch's `BatchRelevancy` for a loss that needs one (None otherwise): from the batch's class ids
+        (sms_hard), or looked up in the split's relevancy matrix by the gathered clip and sentence indices."""
+        if not self.loss_fn.needs_relevancy:
+            return None
+        if class_ids is not None:
+            if self.args.loss != "sms_hard":
+                raise ValueError(
+                    f"the batch carries class_ids (hard labels), which only sms_hard takes; loss "
+                    f"{self.args.loss!r} needs graded relevancy (video_index, sentence_index)"
+                )
+            # compared on the device: no value is read back
+            return BatchRelevancy.from_class_ids(gather_no_grad(class_ids), device=device)
+        if self.relevancy is None:
+            raise ValueError(
+                f"loss {self.args.loss!r} needs class_ids in every batch (CharadesEgoDataset items "
+                "carry them) or the split's relevancy matrix (Eva02AtTrainer(relevancy=...))"
+            )
+        if video_index is None or sentence_index is None:
+            raise ValueError(f"loss {self.args.loss!r} needs video_index and sentence_index in every batch")
+        if positive_relevancy is not None:
+            positive_relevancy = gather_no_grad(positive_relevancy)
+        return BatchRelevancy.from_matrix(
+            self.relevancy,
+            gather_no_grad(video_index).cpu().numpy(),
+            gather_no_grad(sentence_index).cpu().numpy(),
+            quantized=self.args.quantize_relevancy,
+            positive_relevancy=positive_relevancy,
+            device=device,
+        )
 
     def _stop_on_non_finite(self, what: str, video_index) -> None:
         ids = video_index.tolist() if video_index is not None else "n/a"
         raise FloatingPointError(
             f"non-finite {what} at step {self.state.global_step} (epoch {self.state.epoch}); batch clip indices "
             f"{ids}. Raised before the update: the last checkpoint is intact."
+        )
+
+    def training_loss_line(self) -> str:
+        """The logged training losses as one line, each with its step (the last step always logs one)."""
+        logged = [(entry["step"], entry["loss"]) for entry in self.state.log_history if "loss" in entry]
+        if not logged:
+            return "Training loss: none logged"
+        return "Training loss by step: " + ", ".join(f"{step}: {loss:.4f}" for step, loss in logged)
+
+    # -- the non-finite loss stop, where the Trainer reads the loss anyway ---------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Stop on a non-finite training loss before it is logged.
+
+        The Trainer sums the steps' losses on the device and reads the sum on the host only at a logging step (and
+        once at the end for `train_loss`): checking it here costs no device sync, where a check in every step would
+        cost one. `logging_nan_inf_filter` is off by default (Eva02AtTrainingArguments) so that the sum carries the
+        NaN here; the last step is always a logging step (`LogLastStepCallback`). `_save_checkpoint` checks the sum
+        too, so no checkpoint is written after a non-finite step."""
+        for key in ("loss", "train_loss"):
+            if key in logs and not math.isfinite(logs[key]):
+                self._stop_on_non_finite_sum(f"training {key.replace('_', ' ')} ({logs[key]})")
+        super().log(logs, start_time)
+
+    def _save_checkpoint(self, model, trial):
+        # A save between logging steps reads the sum of the losses since the last log: a save copies every weight to
+        # the host anyway, so this read adds no wait worth counting.
+        accumulated = getattr(self, "_tr_loss", None)  # the Trainer's on-device sum (transformers 5)
+        if isinstance(accumulated, torch.Tensor) and not torch.isfinite(accumulated).all():
+            self._stop_on_non_finite_sum("training loss")
+        return super()._save_checkpoint(model, trial)
+
+    def _stop_on_non_finite_sum(self, what: str) -> None:
+        # the sum covers the steps since the last logged loss
+        logged = [entry["step"] for entry in self.state.log_history if "loss" in entry]
+        first, step = (logged[-1] + 1 if logged else 1), self.state.global_step
+        steps = f"step {step}" if first == step else f"one of steps {first}-{step}"
+        raise FloatingPointError(
+            f"non-finite {what} at step {step} (epoch {self.state.epoch}): {steps} produced it. Stopped before "
+            f"writing a checkpoint after it; run with {DEBUG_CHECKS_VARIABLE}=1 to stop at the batch itself, before "
+            "its update, with its clip indices."
         )
 
     # -- schedule -----------------------------------------------------------------------------------------------------
