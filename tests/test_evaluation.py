@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from modeling_eva02at import Eva02AtConfig, Eva02AtModel
 from modeling_eva02at.data.egomcq import EgoMcqQuestions
-from modeling_eva02at.data.layouts import egovlp_chunk_spans, split_frames
+from modeling_eva02at.data.layouts import EgoVlpChunks, chunk_paths
 from modeling_eva02at.data.relevancy import build_relevancy, read_retrieval_csv, read_sentence_csv
 from modeling_eva02at.demo.ek100 import make_demo_dataset
 from modeling_eva02at.evaluation.cache import cached_features, feature_cache_path
@@ -163,15 +163,9 @@ def test_cached_features(tmp_path):
     assert not cached_features(None, key, compute).from_cache and len(calls) == 4
 
 
-def test_split_frames_and_chunk_spans():
-    assert split_frames([1.0, 1.0], 4) == [2, 2] and split_frames([3.0, 1.0], 3) == [2, 1]
-    assert sum(split_frames([0.7, 0.2, 0.1], 16)) == 16
-    spans = egovlp_chunk_spans("/v/uid", 598.5, 601.0)
-    assert [(os.path.basename(s.path), s.local_start, s.local_end) for s in spans] == [
-        ("0.mp4", 598.5, 600.0),
-        ("1.mp4", 0.0, 1.0),
-    ]
-    assert len(egovlp_chunk_spans("/v/uid", 10.0, 600.0)) == 1  # ends exactly at the boundary
+def test_egovlp_chunk_paths():
+    assert [os.path.basename(p) for p in chunk_paths("/v", "uid", 598.5, 601.0, "egovlp")] == ["0.mp4", "1.mp4"]
+    assert chunk_paths("/v", "uid", 10.0, 600.0, "egovlp") == ["/v/uid/0.mp4"]  # ends exactly at the boundary
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -282,7 +276,12 @@ def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir
     half_model, _ = load_model_for_inference(model_dir, device="cpu", dtype=torch.bfloat16)
     assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
     rope = half_model.vision_model.rotary_emb
-    assert rope(*rope.default_key, torch.device("cpu")).dtype == torch.complex64  # exact float32 angles
+    # the tables are the exact float32 ones, cast to bf16 only at the end (not computed from bf16 weights or angles)
+    cos, sin = rope(*rope.default_key, torch.device("cpu"), torch.bfloat16)
+    exact = model.vision_model.rotary_emb.cos_sin
+    assert cos.dtype == sin.dtype == torch.bfloat16
+    assert torch.equal(cos[:, 0, ::2], exact[..., 0].to(torch.bfloat16))
+    assert torch.equal(sin[:, 0, 1::2], exact[..., 1].to(torch.bfloat16))
     full_settings = EncodeSettings(batch_size=2, device="cpu", progress=False)
     bf16_settings = EncodeSettings(batch_size=2, device="cpu", progress=False, compute_dtype=torch.bfloat16)
     clips = (two_videos, [0.0, 0.5], [1.5, 2.0])
@@ -436,9 +435,9 @@ def test_egomcq_reader(egomcq_data):
     first = questions.clips.iloc[questions.choices[2, 1]]
     assert (first["video_uid"], first["start"]) == ("c", 0.0)  # negative start clamped as EgoVLP
     videos, starts, ends = questions.clip_videos(str(root / "videos"), chunk_seconds=2)
-    crossing = videos[questions.choices[2, 0]]  # e, 1.5-2.5 s: crosses the 2 s chunk boundary
-    assert isinstance(crossing, tuple) and [s.local_end - s.local_start for s in crossing] == [0.5, 0.5]
-    assert videos[questions.choices[0, 4]].endswith(os.path.join("e", "0.mp4"))  # e, 0.5-1.5 s: one chunk
+    crossing = questions.choices[2, 0]  # e, 1.5-2.5 s: crosses the 2 s chunk boundary, read as one range
+    assert videos[crossing] == EgoVlpChunks(str(root / "videos" / "e"), 2, "mp4")
+    assert (starts[crossing], ends[crossing]) == (1.5, 2.5)  # the whole video's times, in every layout
     with pytest.raises(FileNotFoundError, match=re.escape(os.path.join("videos", "a", "0.mp4"))) as error:
         questions.clip_videos(str(root / "videos"), "egovlp", chunk_seconds=2)
     assert str(error.value).startswith(f"EgoMCQ video chunks <video_uid>/<k>.mp4 missing under {root / 'videos'} ")
@@ -449,8 +448,8 @@ def test_egomcq_reader(egomcq_data):
 def test_crossing_clip_frames(model_and_processor, egomcq_data):
     _, processor = model_and_processor
     root, _, _ = egomcq_data
-    spans = tuple(egovlp_chunk_spans(str(root / "videos" / "e"), 1.5, 2.5, chunk_seconds=2))
-    pixels = ClipCollator(processor, num_frames=4)([{"video": spans, "start": None, "end": None}])
+    chunks = EgoVlpChunks(str(root / "videos" / "e"), chunk_seconds=2)
+    pixels = ClipCollator(processor, num_frames=4)([{"video": chunks, "start": 1.5, "end": 2.5}])
     assert pixels.shape == (1, 4, 3, 16, 16)
 
 

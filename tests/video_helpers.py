@@ -157,6 +157,27 @@ def write_avion_chunks(
     return paths
 
 
+def write_egovlp_chunks(
+    video_dir, frames: np.ndarray, fps: float, chunk_seconds: int = 600, ext: str = "mp4", **kwargs
+) -> list[str]:
+    """
+    Split a clip into EgoVLP's chunk layout: `<video_dir>/<k>.<ext>` (the folder itself is normally named
+    `<video_uid>`), chunk k holding seconds [k*L, (k+1)*L), i.e. frames [int(k*L*fps), int((k+1)*L*fps)), numbered
+    from 0 within its file. Frames stamped with their number in the whole video (:func:`make_frames`) say which frame
+    of the video a reader got. Returns the chunk paths.
+    """
+    os.makedirs(video_dir, exist_ok=True)
+    paths = []
+    index = 0
+    while int(index * chunk_seconds * fps) < len(frames):
+        first, last = int(index * chunk_seconds * fps), int((index + 1) * chunk_seconds * fps)
+        path = os.path.join(video_dir, f"{index}.{ext}")
+        write_video(path, frames[first:last], fps, **kwargs)
+        paths.append(path)
+        index += 1
+    return paths
+
+
 def write_mp4_claiming_frames(path, claimed: int = 2**31 - 1) -> str:
     """A 2-second 64x64 H.264 MP4 whose `stts` box claims `claimed` samples: decord sizes its frame index from it and
     aborts the process allocating 2^31 entries."""
@@ -201,6 +222,7 @@ __all__ = [
     "stamp_frame_number",
     "unnormalize",
     "write_avion_chunks",
+    "write_egovlp_chunks",
     "write_mkv_claiming_duration",
     "write_mp4_claiming_frames",
     "write_numbered_video",

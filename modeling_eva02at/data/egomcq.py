@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..utils.files import require_paths
-from .layouts import VIDEO_LAYOUTS, egovlp_chunk_spans
+from .layouts import VIDEO_LAYOUTS, EgoVlpChunks, chunk_paths
 
 
 # EgoMCQ question types, as egomcq.json stores them (docs/metrics.md). EgoVLP's data loader documents them ("1 for
@@ -164,15 +164,15 @@ class EgoMcqQuestions:
         chunk_seconds: int = VIDEO_LAYOUTS["egovlp"],
     ) -> tuple[list, list, list]:
         """`(videos, starts, ends)` of every clip of `clips`, for `modeling_eva02at.evaluation.encoding.encode_videos`
-        (a clip over several chunks is a tuple of :class:`~.layouts.ChunkSpan`, see :func:`~.layouts.load_clip`).
+        (anything :func:`~.layouts.load_clip` reads; times are always the whole video's).
 
         Layouts (`layout="auto"` picks, per video, the full file if it exists, else the chunk folder):
 
-        * ``"full"``: ``<root>/<video_uid>.<ext>``, the whole Ego4D video; clip times are used as they are.
+        * ``"full"``: ``<root>/<video_uid>.<ext>``, the whole Ego4D video.
         * ``"egovlp"``: EgoVLP's ``<root>/<video_uid>/<k>.<ext>``, chunk ``k`` holding seconds
-          ``[k L, (k + 1) L)`` with L = `chunk_seconds` (600). A clip inside one chunk is read from it with local
-          times; a clip crossing a boundary becomes a tuple of :class:`~.layouts.ChunkSpan` whose frames are shared in
-          proportion to the time in each chunk (EgoVLP reads such clips from both chunks too).
+          ``[k L, (k + 1) L)`` with L = `chunk_seconds` (600), read as an :class:`~.layouts.EgoVlpChunks`: a clip
+          crossing a boundary is sampled as one range over both chunks, so every clip gets the frames it gets from
+          the full video.
 
         Raises:
             ValueError: unknown layout.
@@ -180,26 +180,18 @@ class EgoMcqQuestions:
         """
         if layout not in EGOMCQ_VIDEO_LAYOUTS:
             raise ValueError(f"EgoMCQ video layout must be one of {EGOMCQ_VIDEO_LAYOUTS}, got {layout!r}")
-        videos, starts, ends, needed = [], [], [], []
+        videos, needed = [], []
         for uid, start, end in self.clips.itertuples(index=False):
             full = os.path.join(video_root, f"{uid}.{video_ext}")
             folder = os.path.join(video_root, str(uid))
             if layout == "full" or (layout == "auto" and (os.path.isfile(full) or not os.path.isdir(folder))):
                 needed.append(full)
                 videos.append(full)
-                starts.append(start)
-                ends.append(end)
-                continue
-            spans = egovlp_chunk_spans(folder, start, end, chunk_seconds, video_ext)
-            needed += [span.path for span in spans]
-            if len(spans) == 1:
-                videos.append(spans[0].path)
-                starts.append(spans[0].local_start)
-                ends.append(spans[0].local_end)
             else:
-                videos.append(tuple(spans))
-                starts.append(None)
-                ends.append(None)
+                needed += chunk_paths(
+                    video_root, str(uid), start, end, "egovlp", chunk_seconds=chunk_seconds, video_ext=video_ext
+                )
+                videos.append(EgoVlpChunks(folder, chunk_seconds, video_ext))
         # Say where each clip was looked for: with "auto", a missing full video also means no chunk folder.
         what = {
             "full": f"EgoMCQ videos <video_uid>.{video_ext}",
@@ -208,7 +200,7 @@ class EgoMcqQuestions:
             "folder exists)",
         }[layout]
         require_paths(needed, what, video_root)
-        return videos, starts, ends
+        return videos, self.clips["start"].tolist(), self.clips["end"].tolist()
 
 
 def _is_integer(value) -> bool:

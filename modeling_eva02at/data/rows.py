@@ -18,7 +18,8 @@ BAD_ROW_SETTINGS = ("raise", "skip")
 
 
 class BadClipError(ValueError):
-    """A clip that cannot be loaded (missing video or chunk, undecodable, shorter than the clip), naming its row."""
+    """A clip that cannot be loaded (missing video or chunk, undecodable, shorter than the clip), naming its
+    annotation file and line."""
 
 
 def check_bad_row_setting(on_bad_row: str) -> str:

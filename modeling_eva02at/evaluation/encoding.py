@@ -174,7 +174,7 @@ def encode_videos(
 
     Args:
         videos: one entry per clip, anything :func:`~modeling_eva02at.data.layouts.load_clip` reads: a path (a file
-            or an AVION / LaViLa chunk folder), frames in memory, or a tuple of `ChunkSpan` (EgoVLP chunks).
+            or an AVION / LaViLa chunk folder), frames in memory, or an `EgoVlpChunks` (EgoVLP's chunk folder).
         starts / ends: clip bounds in seconds (None: the whole video).
         settings: batch size, DataLoader workers (decoding runs in them), flip, device, compute dtype, progress bar.
             Flip is horizontal-flip test-time augmentation: the embedding is

@@ -76,7 +76,8 @@ class EgoClipDataArguments:
     on_bad_row: str = field(
         default="raise",
         metadata={
-            "help": "a bad metadata row or unreadable clip raises naming its row, or is skipped and counted in the log",
+            "help": "a bad metadata row, missing video or unreadable clip raises naming its file line, or is skipped "
+            "and counted in the log",
             "choices": BAD_ROW_SETTINGS,
         },
     )
@@ -167,6 +168,7 @@ def pretrain_egoclip(
         chunk_seconds=chunk_seconds,
         video_ext=data_args.video_ext,
         seed=training_args.seed,
+        on_bad_row=data_args.on_bad_row,
     )
     trainer = Eva02AtTrainer(
         model=model,
@@ -186,8 +188,7 @@ def pretrain_egoclip(
         if trainer.is_world_process_zero():
             _print_table(rows)
     if trainer.is_world_process_zero():
-        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        print(f"\nTraining loss every {training_args.logging_steps} steps: {', '.join(f'{x:.4f}' for x in losses)}")
+        print(f"\n{trainer.training_loss_line()}")
         print(
             f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
             "trust_remote_code=True)"
