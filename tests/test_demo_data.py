@@ -389,3 +389,11 @@ def test_opposite_verbs_are_time_reversals_with_the_same_middle_frame(pair):
             np.testing.assert_allclose(a, b[::-1], rtol=0, atol=1e-9)
             assert a[4] == pytest.approx(b[4], abs=1e-9)  # the middle of 9 frames
         assert any(not np.allclose(a, b) for a, b in zip(one, other))  # yet the clips differ
+
+
+def test_generation_shows_its_progress(tmp_path, capfd):
+    """`make demo` spends most of a minute rendering before training starts: a bar says what it is doing."""
+    make_demo_dataset(tmp_path / "demo", num_train=16, num_test=8, clips_per_video=8)
+    err = capfd.readouterr().err
+    assert "Rendering the demo's train videos: 100%" in err and "2/2" in err
+    assert "Rendering the demo's test videos: 100%" in err and "1/1" in err

@@ -507,7 +507,7 @@ def test_an_index_serves_a_copy_of_its_model_folder_and_refuses_changed_weights(
     name = sorted(weights)[0]
     weights[name] = weights[name] + 1e-3  # same size, same names: only the content differs
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(IndexMismatchError, match="model.files.model.safetensors"):
+    with pytest.raises(IndexMismatchError, match=r"the weights differ \(another checkpoint"):
         AppBackend.load(str(copy), index_path=str(tmp_path / "index"))
 
 
@@ -522,6 +522,23 @@ def test_app_without_gradio_says_how_to_install_it(monkeypatch, colour_model):
 # ---------------------------------------------------------------------------------------------------------------------
 
 SPACE_ID = "someone/eva02at-colours"
+MODEL_ID = "someone/eva02at-colours-model"
+
+
+@pytest.fixture(scope="module")
+def colour_model_id(colour_model):
+    """The colour model as a Space loads it, by Hub id: its folder as the download of MODEL_ID in the local Hub cache
+    (the tests run offline, and subprocesses share the cache through HF_HOME)."""
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    repo = os.path.join(constants.HF_HUB_CACHE, "models--" + MODEL_ID.replace("/", "--"))
+    shutil.copytree(colour_model, os.path.join(repo, "snapshots", commit))
+    os.makedirs(os.path.join(repo, "refs"))
+    with open(os.path.join(repo, "refs", "main"), "w") as handle:
+        handle.write(commit)
+    return MODEL_ID
+
 
 RUN_SPACE = """
 import json, os, runpy, sys
@@ -546,7 +563,7 @@ except SystemExit as done:
 
 
 def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_moving(
-    tmp_path, colour_folder, colour_model, loaded
+    tmp_path, colour_folder, colour_model_id, loaded
 ):
     import shutil
 
@@ -557,7 +574,12 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
     build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     folder = tmp_path / "space"
     files = assemble_space_folder(
-        str(folder), SPACE_ID, colour_model, index=str(tmp_path / "index"), examples=colour_folder, sdk_version="6.31.0"
+        str(folder),
+        SPACE_ID,
+        colour_model_id,
+        index=str(tmp_path / "index"),
+        examples=colour_folder,
+        sdk_version="6.31.0",
     )
     assert {
         "README.md",
@@ -571,6 +593,7 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
     assert not any("__pycache__" in name for name in files)
     card = metadata_load(folder / "README.md")
     assert (card["sdk"], card["sdk_version"], card["app_file"]) == ("gradio", "6.31.0", "app.py")
+    assert card["models"] == [MODEL_ID]
     requirements = (folder / "requirements.txt").read_text().split("\n")
     assert requirements[:-1] == runtime_requirements() and any(r.startswith("transformers") for r in requirements)
     assert not any("pytest" in r or "gradio" in r for r in requirements)  # no extras; gradio comes with the sdk
@@ -590,20 +613,23 @@ def test_space_folder_runs_the_app_with_its_own_package_index_and_videos_after_m
     assert all(path.startswith(str(moved / "examples")) for path in result["examples"])
 
 
-def test_space_refuses_an_index_of_another_model_and_writes_nothing(tmp_path, colour_folder, loaded, mir_processor):
+def test_space_refuses_an_index_of_another_model_and_writes_nothing(
+    tmp_path, colour_folder, colour_model_id, mir_processor
+):
     from modeling_eva02at.app.space import assemble_space_folder
 
-    build(tmp_path / "index", VideoFolder(colour_folder), loaded)
     other = tmp_path / "other_model"
     tiny_mir_model(seed=1).save_pretrained(other)
     mir_processor.save_pretrained(other)
+    model, processor = load_model_for_inference(str(other))
+    build(tmp_path / "index", VideoFolder(colour_folder), (model, processor, model_fingerprint(str(other))))
     with pytest.raises(IndexMismatchError, match="the Space's model"):
-        assemble_space_folder(str(tmp_path / "space"), SPACE_ID, str(other), index=str(tmp_path / "index"))
+        assemble_space_folder(str(tmp_path / "space"), SPACE_ID, colour_model_id, index=str(tmp_path / "index"))
     assert sorted(os.listdir(tmp_path)) == ["index", "other_model", "videos"]
 
 
 def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_network_call(
-    tmp_path, colour_model, monkeypatch, capsys
+    tmp_path, colour_model_id, monkeypatch, capsys
 ):
     from unittest import mock
 
@@ -620,7 +646,7 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
         cli_runs.push_space(
             [
                 "--model",
-                colour_model,
+                colour_model_id,
                 "--space-id",
                 SPACE_ID,
                 "--output",
@@ -646,9 +672,17 @@ def test_push_space_uploads_the_folder_in_one_commit_and_refuses_before_any_netw
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.setattr("modeling_eva02at.hub.push.get_token", lambda: None)
         with pytest.raises(PermissionError, match="no Hugging Face token"):
-            cli_runs.push_space(["--model", colour_model, "--space-id", SPACE_ID])
+            cli_runs.push_space(["--model", colour_model_id, "--space-id", SPACE_ID])
         with pytest.raises(ValueError, match="invalid repo id 'not a space id'"):
             cli_runs.push_space(
-                ["--model", colour_model, "--space-id", "not a space id", "--dry-run", "--output", str(tmp_path / "x")]
+                [
+                    "--model",
+                    colour_model_id,
+                    "--space-id",
+                    "not a space id",
+                    "--dry-run",
+                    "--output",
+                    str(tmp_path / "x"),
+                ]
             )
         create_repo.assert_not_called(), create_commit.assert_not_called()

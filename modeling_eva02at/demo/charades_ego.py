@@ -10,7 +10,9 @@ It reuses the EK-100 demo's renderer (:mod:`.scene`: moving coloured shapes whos
   verified, script, objects, descriptions, actions, length, egocentric, charades_video), ``actions`` as
   ``"c000 0.38 2.50;c013 2.75 4.62"`` and, in each split, one video without any annotated action (empty
   ``actions``, as real rows can be);
-* whole videos ``CharadesEgo_v1_480/<id>.mp4``, each showing one to three actions back to back.
+* whole videos ``CharadesEgo_v1_480/<id>.mp4``, each showing one to three actions back to back;
+* ``DEMO_DATA.json`` marking the CSVs and the class list as the demo's (``ek100.DEMO_DATA_MARKER``), so that evaluation
+  reports and the Hub card tell demo numbers apart.
 
 Only :data:`NUM_SHOWN_CLASSES` classes are shown; two objects appear in two classes each, with different motions,
 so that telling those apart needs the frames' order and not only the colour.
@@ -24,14 +26,16 @@ import shutil
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.charades_ego import CHARADES_EGO_COLUMNS, CHARADES_NUM_CLASSES
 from ..utils.video_writer import write_video
-from .ek100 import parameters_manifest_matches, write_parameters_manifest
+from .ek100 import parameters_manifest_matches, write_demo_marker, write_parameters_manifest
 from .scene import DEMO_NOUNS, DEMO_VERBS, DemoClip, balanced_choices, render_video
 
 
-CHARADES_DEMO_VERSION = 2
+CHARADES_DEMO_VERSION = 3
+"""3: the demo-data marker next to the CSVs and the class list (`ek100.DEMO_DATA_MARKER`)."""
 TRAIN_CSV_NAME = "CharadesEgo_v1_train_only1st.csv"
 TEST_CSV_NAME = "CharadesEgo_v1_test_only1st.csv"
 CLASSES_NAME = "Charades_v1_classes.txt"
@@ -208,7 +212,7 @@ def make_charades_ego_demo(
         ("test", num_test_videos, paths.test_csv),
     ):
         videos = _plan_videos(rng, num_videos, shown, fps=fps, clip_seconds=clip_seconds, split=split)
-        for number, video in enumerate(videos):
+        for number, video in enumerate(tqdm(videos, desc=f"Rendering the demo's {split} videos", unit="video")):
             # a video's pixels depend only on (seed, split, its number)
             video_rng = np.random.default_rng([seed, 0 if split == "train" else 1, number])
             frames = render_video(video_rng, video["clips"], video["num_frames"], height, width)
@@ -219,6 +223,7 @@ def make_charades_ego_demo(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(CHARADES_EGO_COLUMNS)
             writer.writerows(_csv_row(video, fps) for video in videos)
+    write_demo_marker(root, [TRAIN_CSV_NAME, TEST_CSV_NAME, CLASSES_NAME], __name__)
     write_parameters_manifest(manifest, parameters)
     return paths
 

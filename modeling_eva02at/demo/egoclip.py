@@ -10,7 +10,10 @@ Built on the EK-100-format demo of :mod:`.ek100` (its moving-shape clips, captio
   (600, 300, 15 s) unless `chunk_seconds` says otherwise; the demo videos last about 18 s, so AVION's chunks cut
   clips in two;
 * its **test** split is the held-out EK-100 MIR set (the EK-100 demo files as they are) and the source of a held-out
-  ``egomcq.json`` (EgoVLP's format; types 1 = inter-video, 2 = intra-video) over ``videos_egomcq/<uid>.mp4``.
+  ``egomcq.json`` (EgoVLP's format; types 1 = inter-video, 2 = intra-video) over ``videos_egomcq/<uid>.mp4``;
+* ``DEMO_DATA.json`` marks ``egoclip.csv``, ``egoclip.pkl`` and ``egomcq.json`` as the demo's
+  (``ek100.DEMO_DATA_MARKER``, as the EK-100 demo's own marks its CSVs), so that evaluation reports and the Hub card
+  tell demo numbers apart.
 """
 
 from __future__ import annotations
@@ -29,10 +32,17 @@ from ..data.layouts import VIDEO_LAYOUTS
 from ..data.relevancy import read_retrieval_csv
 from ..utils.video_writer import write_video
 from ..video_reading_eva02at import open_video, time_to_seconds
-from .ek100 import DemoPaths, make_demo_dataset, parameters_manifest_matches, write_parameters_manifest
+from .ek100 import (
+    DemoPaths,
+    make_demo_dataset,
+    parameters_manifest_matches,
+    write_demo_marker,
+    write_parameters_manifest,
+)
 
 
-EGOCLIP_DEMO_VERSION = 1
+EGOCLIP_DEMO_VERSION = 2
+"""2: the demo-data marker next to egoclip.csv, egoclip.pkl and egomcq.json (`ek100.DEMO_DATA_MARKER`)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,8 @@ def make_egoclip_demo(
     questions = _egomcq_questions(test, np.random.default_rng(seed), num_egomcq)
     with open(paths.egomcq_json, "w", encoding="utf-8") as handle:
         json.dump(questions, handle, indent=1)
+    names = [os.path.basename(path) for path in (paths.egoclip_tsv, paths.egoclip_pickle, paths.egomcq_json)]
+    write_demo_marker(root, names, __name__)
     write_parameters_manifest(manifest, parameters)
     return paths
 

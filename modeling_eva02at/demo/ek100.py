@@ -8,7 +8,9 @@ It keeps everything the data pipeline sees identical to the real thing (docs/dat
 * ``EPIC_100_retrieval_{train,test}.csv`` with the real header, ``HH:MM:SS.ff`` timestamps and Python-literal noun
   lists, and ``EPIC_100_retrieval_{train,test}_sentence.csv`` holding one row per unique caption (the first
   narration_id carrying that text), the train file with the real file's extra columns;
-* the relevancy matrix is not written: :func:`modeling_eva02at.data.relevancy.build_relevancy` builds it from the CSVs.
+* the relevancy matrix is not written: :func:`modeling_eva02at.data.relevancy.build_relevancy` builds it from the CSVs;
+* ``DEMO_DATA.json`` (:data:`DEMO_DATA_MARKER`) lists the CSVs with their SHA-256: the evaluation reports record that
+  numbers measured on them are the demo's, and the Hub card never publishes them under EPIC-Kitchens-100's name.
 
 What the clips show is chosen so that a model must use time to score well:
 
@@ -39,22 +41,31 @@ Example:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..utils.files import staged_folder, write_json
 from ..utils.video_writer import write_video
 from .scene import DEMO_NOUNS, DEMO_VERBS, IDLE_GAP_SECONDS, DemoClip, ek100_video_ids, plan_videos, render_video
 
 
-GENERATOR_VERSION = 2
-"""Bumped whenever the generated content changes, so that an existing dataset of an older version is regenerated."""
+GENERATOR_VERSION = 3
+"""Bumped whenever the generated content changes, so that an existing dataset of an older version is regenerated.
+3: the demo-data marker (:data:`DEMO_DATA_MARKER`)."""
 
 MANIFEST_NAME = "manifest.json"
+DEMO_DATA_MARKER = "DEMO_DATA.json"
+"""Written by every demo generator next to the annotation files it makes: ``{"generator", "synthetic": true,
+"files": {name: SHA-256}}``. `modeling_eva02at.evaluation.results.is_demo_annotation` reads it (the same name is
+defined there: the layers keep the two packages apart), so that an evaluation report says its numbers are the demo's
+and the Hub card keeps them out of the model-index. Keyed on the files' content, it travels with a copied folder and
+never marks a real file put in its place."""
 VIDEO_DIR_NAME = "videos"
 TRAIN_CSV_NAME = "EPIC_100_retrieval_train.csv"
 TEST_CSV_NAME = "EPIC_100_retrieval_test.csv"
@@ -187,7 +198,7 @@ def _write_split(
     folder: str, videos: list[list[DemoClip]], *, split: str, seed: int, height: int, width: int, fps: float
 ) -> None:
     video_root = os.path.join(folder, VIDEO_DIR_NAME)
-    for video_index, clips in enumerate(videos):
+    for video_index, clips in enumerate(tqdm(videos, desc=f"Rendering the demo's {split} videos", unit="video")):
         # One generator per video, derived from (seed, split, video index): a video's pixels depend only on its own
         # clips, not on the order in which videos are rendered.
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, video_index])
@@ -266,9 +277,24 @@ def write_parameters_manifest(path: str, parameters: dict) -> None:
     write_json(path, parameters)
 
 
-_OWN_ENTRIES = frozenset(
-    {MANIFEST_NAME, VIDEO_DIR_NAME, TRAIN_CSV_NAME, TEST_CSV_NAME, TRAIN_SENTENCE_CSV_NAME, TEST_SENTENCE_CSV_NAME}
-)
+def write_demo_marker(folder: str, names, generator: str) -> None:
+    """Mark the annotation files `names` of `folder` as the demo's synthetic data (:data:`DEMO_DATA_MARKER`)."""
+    files = {}
+    for name in sorted(names):
+        with open(os.path.join(folder, name), "rb") as handle:
+            files[name] = hashlib.sha256(handle.read()).hexdigest()
+    marker = {
+        "generator": generator,
+        "synthetic": True,
+        "note": "synthetic data of modeling_eva02at.demo in a benchmark's file format: numbers measured on it are "
+        "not benchmark results",
+        "files": files,
+    }
+    write_json(os.path.join(folder, DEMO_DATA_MARKER), marker)
+
+
+_CSV_NAMES = (TRAIN_CSV_NAME, TEST_CSV_NAME, TRAIN_SENTENCE_CSV_NAME, TEST_SENTENCE_CSV_NAME)
+_OWN_ENTRIES = frozenset({MANIFEST_NAME, DEMO_DATA_MARKER, VIDEO_DIR_NAME, *_CSV_NAMES})
 
 
 def _check_replaceable(root: str) -> None:
@@ -361,6 +387,7 @@ def make_demo_dataset(
                 video_ids=video_ids,
             )
             _write_split(staging, videos, split=split, seed=seed, height=height, width=width, fps=fps)
+        write_demo_marker(staging, _CSV_NAMES, __name__)
 
         manifest = {
             "generator": __name__,
@@ -378,6 +405,7 @@ def make_demo_dataset(
 
 
 __all__ = [
+    "DEMO_DATA_MARKER",
     "DEMO_NOUNS",
     "DEMO_VERBS",
     "DemoPaths",
@@ -387,4 +415,5 @@ __all__ = [
     "TRAIN_SENTENCE_COLUMNS",
     "format_timestamp",
     "make_demo_dataset",
+    "write_demo_marker",
 ]

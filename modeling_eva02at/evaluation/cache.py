@@ -1,8 +1,10 @@
 """Feature cache: the embeddings of one evaluation, stored as a safetensors file keyed on everything they depend on.
 
-The key holds the content of the model's files (`model_fingerprint`), the annotation files (by path, size and
-modification time), the video root, the frame count and processor settings, flip and autocast dtype; the file name is
-a hash of the key and the full key is stored in the file's metadata and compared on load. Files are written
+The key holds what the embeddings depend on: the model (`model_fingerprint`: its weights by value, the config
+fields its forward reads and its tokenizer, not where its files are or how they were saved, so the Hub repo pushed
+from a training folder and its download share the training folder's cache), the annotation files (by path, size and
+modification time), the video root, the frame count and processor settings, flip and the compute dtype. The file name
+is a hash of the key and the full key is stored in the file's metadata and compared on load. Files are written
 atomically.
 """
 
@@ -25,8 +27,9 @@ from .fingerprint import canonical_json, fingerprint_identity, pixel_settings
 
 logger = logging.getLogger(__name__)
 
-FEATURE_CACHE_VERSION = 1
-"""Part of every cache key: bumped when the way features are computed changes, so old cache files are not reused."""
+FEATURE_CACHE_VERSION = 2
+"""Part of every cache key: bumped when the way features are computed or keyed changes, so old cache files are not
+reused (they are recomputed once, under a new name). 2: the model fingerprint of what changes the embeddings."""
 
 
 class CachedFeatures(NamedTuple):

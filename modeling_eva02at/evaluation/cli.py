@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..data.egomcq import EGOMCQ_VIDEO_LAYOUTS
@@ -135,6 +135,7 @@ def evaluate_ek100_mir_files(data: Ek100MirArguments, encoding: EncodingArgument
         encoding,
         evaluate,
         _print_ek100_mir,
+        annotation_files=[path for path in (data.test_csv, data.sentence_csv, data.relevancy) if path],
         test_csv=data.test_csv,
         sentence_csv=data.sentence_csv,
         relevancy=data.relevancy or "built from the CSVs",
@@ -163,7 +164,12 @@ def evaluate_egomcq_files(data: EgoMcqArguments, encoding: EncodingArguments) ->
         )
 
     return run_evaluation(
-        encoding, evaluate, _print_egomcq, egomcq_json=data.egomcq_json, video_layout=data.video_layout
+        encoding,
+        evaluate,
+        _print_egomcq,
+        annotation_files=[data.egomcq_json],
+        egomcq_json=data.egomcq_json,
+        video_layout=data.video_layout,
     )
 
 
@@ -188,7 +194,13 @@ def evaluate_charades_ego_files(data: CharadesEgoArguments, encoding: EncodingAr
         )
 
     return run_evaluation(
-        encoding, evaluate, _print_charades_ego, csv=data.csv, classes=data.classes, templates=templates
+        encoding,
+        evaluate,
+        _print_charades_ego,
+        annotation_files=[data.csv, data.classes],
+        csv=data.csv,
+        classes=data.classes,
+        templates=templates,
     )
 
 
@@ -212,16 +224,24 @@ def encode_settings(encoding: EncodingArguments):
 
 
 def run_evaluation(
-    encoding: EncodingArguments, evaluate: Callable, print_table: Callable[[dict], None], **report_fields
+    encoding: EncodingArguments,
+    evaluate: Callable,
+    print_table: Callable[[dict], None],
+    *,
+    annotation_files: Sequence[str],
+    **report_fields,
 ) -> dict:
     """The tail every evaluation shares: load the model and processor in the dtype chosen, run
     ``evaluate(model, processor, settings, model_id)`` (an :class:`EvaluationResult`), print its table, and write
-    the JSON report (metrics, settings, `report_fields`, the paper's numbers) to ``--output-json``. Returns the report.
+    the JSON report to ``--output-json``: metrics, the model's fingerprint, the `annotation_files` by name and
+    SHA-256 (and whether they are the demo's synthetic data), pixel settings, settings with the frame count,
+    `report_fields`, the paper's numbers. The Hub push checks the fingerprint and keeps demo numbers out of the
+    model-index (docs/hub.md). Returns the report.
     """
     from ..utils.files import write_json
     from ..utils.runtime import tune_cpu_allocator
     from .encoding import load_model_for_inference
-    from .fingerprint import model_fingerprint
+    from .fingerprint import model_fingerprint, pixel_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = encode_settings(encoding)
@@ -234,9 +254,13 @@ def run_evaluation(
         device=settings.device,
         dtype=settings.compute_dtype,
     )
-    result = evaluate(model, processor, settings, model_fingerprint(encoding.model, encoding.processor))
+    model_id = model_fingerprint(encoding.model, encoding.processor)
+    result = evaluate(model, processor, settings, model_id)
     print_table(result.metrics)
     report = result.to_json_dict(
+        model_fingerprint=model_id,
+        annotation_files=annotation_files,
+        pixels=pixel_settings(processor),
         model=encoding.model,
         video_root=encoding.video_root,
         num_frames=processor.image_processor.num_frames,
@@ -245,6 +269,11 @@ def run_evaluation(
         batch_size=encoding.batch_size,
         **report_fields,
     )
+    if report["demo_data"]:
+        print(
+            "\nThe annotation files are the demo's synthetic data (DEMO_DATA.json beside them): these numbers check "
+            "that the model and the scripts work, they are not benchmark results (a Hub card shows them as the demo's)"
+        )
     if encoding.output_json:
         write_json(encoding.output_json, report)
         print(f"\nWrote {encoding.output_json}")

@@ -4,6 +4,11 @@ The template holds the YAML metadata every repo shares and the usage snippets; r
 architecture, the base model and the `model-index`: the paper's reported numbers for the checkpoint's size (arXiv
 2506.14356, docs/results.md), attributed to the paper, plus the checkpoint's own results from the JSON reports that
 `examples/eval_*.py --output-json` write.
+
+A report is published only for what it measured (:func:`read_eval_reports`): it must record the model's fingerprint,
+which must be the pushed model's, its annotation files and its frame count. Numbers measured on the package's
+synthetic demo data never enter the model-index under a benchmark's name: the card's body shows them in a table of
+their own, labelled as the demo's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 
 from huggingface_hub import EvalResult, ModelCard
 
+from ..evaluation.fingerprint import describe_differences, fingerprint_identity, model_fingerprint
 from ..evaluation.results import PAPER_RESULTS
 
 
@@ -77,8 +83,10 @@ PAPER_SETTINGS = {
     "egomcq": ("egomcq", "zero-shot"),
 }
 # The checkpoint's own results form their own model-index entries (the Hub groups results by task, dataset and
-# config, and gives each group one source).
+# config, and gives each group one source); the config also names the frame count.
 OWN_SETTING = "this checkpoint"
+# Frames per clip of the paper's numbers, where docs/results.md states them (it does not for EgoMCQ).
+PAPER_FRAMES = {"ek100_mir": 16, "charades_ego": 16}
 
 
 def paper_size(config) -> tuple[str, str, str] | None:
@@ -100,11 +108,22 @@ def describe_architecture(config) -> str:
     )
 
 
-def read_eval_reports(paths) -> list[dict]:
+def read_eval_reports(paths, model: str | None = None) -> list[dict]:
     """Load eval JSON reports (`examples/eval_*.py --output-json`), checked: each needs a known "task" and that task's
-    metrics, as fractions."""
+    metrics (fractions), and what this package's reports record of what they measured: the model's fingerprint, the
+    annotation files (with whether they are the demo's synthetic data) and the frame count. With `model` (the folder
+    being pushed), each report must have measured that model: same weights, forward configuration and tokenizer
+    (`model_fingerprint`), wherever the folder was and however it was saved.
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming the report and what is wrong: a missing or unreadable file, an
+            unknown task, missing metrics, a report written before reports recorded what they measured (re-run the
+            evaluation), a report of another model (naming what differs), two reports of one benchmark.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or ())
+    pushed = fingerprint_identity(model_fingerprint(model)) if model is not None and paths else None
     reports = []
-    for path in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or ()):
+    for path in paths:
         try:
             with open(path) as file:
                 report = json.load(file)
@@ -124,12 +143,39 @@ def read_eval_reports(paths) -> list[dict]:
         missing = [key for key, _, _ in BENCHMARKS[task]["metrics"] if key not in metrics]
         if missing:
             raise ValueError(f"eval JSON {path} ({task}) lacks the metrics {missing}")
+        # A report that cannot say which model and data it measured cannot be published for a model: re-running it
+        # is the only way to know (such reports once put another model's demo numbers on a card).
+        frames = (report.get("settings") or {}).get("num_frames")
+        if not isinstance(report.get("model_fingerprint"), dict) or not report.get("annotations") or not frames:
+            raise ValueError(
+                f"eval JSON {path} does not record which model, annotation files and frame count it measured "
+                f"(written by an older examples/eval_{task}.py): re-run examples/eval_{task}.py with --output-json "
+                f"{path} on the model you push"
+            )
+        if pushed is not None:
+            differences = describe_differences(report["model_fingerprint"], pushed, "report", "pushed folder")
+            if differences:
+                raise ValueError(
+                    f"eval JSON {path} measured another model than {model} ({_report_model(report)}): "
+                    + "; ".join(differences)
+                    + f". Evaluate {model} with examples/eval_{task}.py --output-json and push with that report"
+                )
+        report["demo_data"] = bool(report.get("demo_data")) or any(a.get("demo") for a in report["annotations"])
         reports.append(report)
-    tasks = [report["task"] for report in reports]
-    duplicated = sorted({task for task in tasks if tasks.count(task) > 1})
+    benchmarks = [(report["task"], report["demo_data"]) for report in reports]
+    duplicated = sorted({task for task, demo in benchmarks if benchmarks.count((task, demo)) > 1})
     if duplicated:
         raise ValueError(f"two eval JSON reports for {duplicated}: give one per benchmark")
     return reports
+
+
+def _report_model(report: dict) -> str:
+    model = report["model_fingerprint"].get("model")
+    return model.get("path", "?") if isinstance(model, dict) else str(model)
+
+
+def _frames(report: dict) -> int:
+    return int(report["settings"]["num_frames"])
 
 
 def _eval_result(
@@ -164,27 +210,49 @@ def paper_eval_results(size_name: str) -> list[EvalResult]:
 
 
 def own_eval_results(reports: list[dict], repo_id: str) -> list[EvalResult]:
-    """A checkpoint's own results (percent) from its eval reports."""
+    """A checkpoint's own results (percent) for the model-index, from its eval reports on the benchmarks' data; reports
+    on the demo's synthetic data are left out (:func:`render_model_card` shows them in the body, labelled)."""
     results = []
     for report in reports:
+        if report["demo_data"]:
+            continue
         benchmark = report["task"]
+        setting = f"{OWN_SETTING}, {_frames(report)} frames"
         for metric in BENCHMARKS[benchmark]["metrics"]:
             value = report["metrics"][metric[0]]
             if value is None:  # NaN is written as null: nothing to report
                 continue
             source = f"measured with examples/eval_{benchmark}.py"
             results.append(
-                _eval_result(benchmark, OWN_SETTING, metric, 100 * value, source, f"https://huggingface.co/{repo_id}")
+                _eval_result(benchmark, setting, metric, 100 * value, source, f"https://huggingface.co/{repo_id}")
             )
     return results
 
 
-def _results_table(results: list[EvalResult]) -> str:
-    lines = ["| benchmark | setting | metric | value (%) |", "|---|---|---|---|"]
-    for result in results:
-        lines.append(
-            f"| {result.dataset_name} | {result.dataset_config} | {result.metric_name} | {result.metric_value:.2f} |"
-        )
+def _report_rows(reports: list[dict]) -> list[tuple]:
+    """(dataset, setting, frames, metric, value in percent) of each report's metrics, for a table of the body."""
+    rows = []
+    for report in reports:
+        info = BENCHMARKS[report["task"]]
+        dataset = info["dataset_name"]
+        if report["demo_data"]:
+            dataset = f"synthetic demo data in the {dataset} format (not {dataset})"
+        for key, _, name in info["metrics"]:
+            value = report["metrics"][key]
+            if value is not None:
+                rows.append((dataset, OWN_SETTING, _frames(report), name, 100 * value))
+    return rows
+
+
+def _paper_rows(results: list[EvalResult]) -> list[tuple]:
+    frames = {info["dataset_name"]: PAPER_FRAMES.get(benchmark, "not given") for benchmark, info in BENCHMARKS.items()}
+    return [(r.dataset_name, r.dataset_config, frames[r.dataset_name], r.metric_name, r.metric_value) for r in results]
+
+
+def _results_table(rows: list[tuple]) -> str:
+    lines = ["| benchmark | setting | frames | metric | value (%) |", "|---|---|---|---|---|"]
+    for dataset, setting, frames, metric, value in rows:
+        lines.append(f"| {dataset} | {setting} | {frames} | {metric} | {value:.2f} |")
     return "\n".join(lines)
 
 
@@ -202,8 +270,10 @@ def render_model_card(
     Args:
         config: the model's `Eva02AtConfig`.
         repo_id: the Hub repo ("owner/name"), written into the usage snippets.
-        eval_reports: the checkpoint's eval reports (:func:`read_eval_reports`); their metrics go into the
-            model-index and a table, next to the paper's.
+        eval_reports: the checkpoint's eval reports (:func:`read_eval_reports`, which checks them against the
+            model pushed). Those on the benchmarks' data go into the model-index (config "this checkpoint, N
+            frames") and a table, next to the paper's; those on the demo's synthetic data only into a table of
+            their own, labelled as the demo's.
         base_model: the Hub id of the checkpoint this one was converted or fine-tuned from (default: the EVA02-CLIP
             checkpoint of the paper's size; none for other shapes).
         license: overrides the template's license.
@@ -215,23 +285,34 @@ def render_model_card(
         with open(template_path, encoding="utf-8") as file:
             template = file.read()
     size = paper_size(config)
-    own = own_eval_results(eval_reports or [], repo_id)
+    reports = eval_reports or []
+    own = own_eval_results(reports, repo_id)
     paper = paper_eval_results(size[0]) if size else []
-    if own:
-        own_section = (
-            "Measured on these weights with the package's evaluation scripts (16-frame clips unless the "
-            "report says otherwise):\n\n" + _results_table(own)
+    benchmark_reports = [report for report in reports if not report["demo_data"]]
+    demo_reports = [report for report in reports if report["demo_data"]]
+    sections = []
+    if benchmark_reports:
+        sections.append(
+            "Measured on these weights with the package's evaluation scripts, on the benchmarks' test annotations, "
+            "with clips of the frame count given:\n\n" + _results_table(_report_rows(benchmark_reports))
         )
-    else:
-        own_section = (
-            "Not evaluated yet: run `examples/eval_ek100_mir.py`, `eval_egomcq.py` or "
+    if demo_reports:
+        sections.append(
+            "Measured on these weights on the package's **synthetic demo data** (`modeling_eva02at/demo`: generated "
+            "videos in the benchmarks' file formats). A check that the model and the scripts work, not a benchmark "
+            "result, so not in the model-index:\n\n" + _results_table(_report_rows(demo_reports))
+        )
+    if not benchmark_reports:
+        sections.append(
+            "Not evaluated yet on a benchmark's data: run `examples/eval_ek100_mir.py`, `eval_egomcq.py` or "
             "`eval_charades_ego.py` with `--output-json`, and push again with `--eval-json`."
         )
+    own_section = "\n\n".join(sections)
     if paper:
         paper_section = (
             f"Reported by the [EVA02-AT paper]({PAPER_URL}) for {size[1]} (EgoClip+ pretraining; "
             f"EK-100 MIR fine-tuned with the SMS loss). They describe the architecture trained the "
-            f"paper's way, not measured on these weights:\n\n" + _results_table(paper)
+            f"paper's way, not measured on these weights:\n\n" + _results_table(_paper_rows(paper))
         )
     else:
         paper_section = "The paper reports no results for this size (its sizes are B/16 and L/14)."

@@ -25,7 +25,11 @@ class PushArguments:
     )
     commit_message: str | None = field(default=None, metadata={"help": "the commit's message"})
     eval_json: list[str] | None = field(
-        default=None, metadata={"help": "eval reports from examples/eval_*.py --output-json, one per benchmark"}
+        default=None,
+        metadata={
+            "help": "eval reports of --model from examples/eval_*.py --output-json, one per benchmark (a report of "
+            "another model is refused; numbers on the demo's synthetic data stay out of the model-index)"
+        },
     )
     base_model: str | None = field(
         default=None,
@@ -48,7 +52,9 @@ class PushArguments:
 
 def push_from_arguments(args: PushArguments):
     """Assemble the repo folder (in --output or a temporary folder) and, unless --dry-run, push it in one commit.
-    Everything that can be checked without the network is checked first. Returns the `CommitInfo`, or None."""
+    Everything that can be checked without the network is checked first, the --eval-json reports too: each must
+    have measured --model (its fingerprint), and those on the demo's synthetic data stay out of the model-index.
+    Returns the `CommitInfo`, or None."""
     from .assemble import assemble_repo_folder, check_repo_id
     from .push import push_to_hub, resolve_token
 

@@ -72,7 +72,9 @@ def push_checkpoint(
     eval_json=None,
 ):
     """Assemble `checkpoint_dir` (a model folder or a Trainer checkpoint) into a temporary repo folder and push it:
-    the Trainer's pushes go through here, so each one is a complete, loadable repo. Returns the `CommitInfo`."""
+    the Trainer's pushes go through here, so each one is a complete, loadable repo. `eval_json`: eval reports for
+    the card, each of which must have measured this checkpoint (:func:`~modeling_eva02at.hub.card.read_eval_reports`).
+    Returns the `CommitInfo`."""
     check_repo_id(repo_id)
     token = resolve_token(token)  # before the assembly, which takes a while
     with tempfile.TemporaryDirectory(prefix="eva02at-hub-") as staging:

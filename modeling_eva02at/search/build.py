@@ -179,11 +179,9 @@ def copy_index_with_videos(index: VideoIndex, output: str, video_folder: str) ->
             shutil.copy2(path, target)  # keeps the modification time, part of a clip's identity
         copies[path] = target
     output = os.path.abspath(output)
-    os.makedirs(output, exist_ok=True)
     clips = [replace(clip, path=os.path.relpath(copies[clip.path], output)) for clip in index.clips]
     embeddings = index.embeddings
-    copy = VideoIndex(output, index.header, [], [], [], 0)
-    copy._write_manifest([])
+    copy = VideoIndex.create(output, index.header)
     for start in range(0, len(clips), MAX_SHARD_CLIPS):
         copy.add(clips[start : start + MAX_SHARD_CLIPS], embeddings[start : start + MAX_SHARD_CLIPS])
     return sorted(copies.values())

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
 from ..evaluation.encoding import EncodeSettings
-from ..evaluation.fingerprint import fingerprint_identity, pixel_settings
+from ..evaluation.fingerprint import describe_differences, pixel_settings
 from ..utils.files import atomic_path, write_json
 from .sources import Clip
 
@@ -40,8 +40,10 @@ from .sources import Clip
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "eva02at-video-index"
-INDEX_VERSION = 2
-"""2: the model is identified by its files' content (version 1: their place and modification time)."""
+INDEX_VERSION = 3
+"""3: the model is identified by what changes its embeddings: weights by value, the forward's config fields, the
+tokenizer's vocabulary and settings (version 2: its files' content, save-time bookkeeping included; version 1: their
+place and modification time). Older indexes are refused with a message to rebuild them."""
 MANIFEST_NAME = "index.json"
 MAX_SHARD_CLIPS = 50_000
 """Clips per shard when an index is rewritten; keeps the JSON records in a shard's metadata well below the 100 MB
@@ -75,32 +77,10 @@ def index_header(processor, settings: EncodeSettings, model_id) -> dict:
     return {"model": model_id, "pixels": pixel_settings(processor), **settings.cache_fields()}
 
 
-def _flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
-    if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}[{i}].").items()}
-    return {prefix.rstrip("."): value}
-
-
 def _model_path(model_id) -> str:
     """The model folder (or Hub id) a model fingerprint names."""
     model = model_id.get("model") if isinstance(model_id, dict) else model_id
     return model.get("path") if isinstance(model, dict) else str(model)
-
-
-def _describe_differences(stored: dict, current: dict, what: str, limit: int = 8) -> list[str]:
-    stored_flat, current_flat = _flatten(json.loads(json.dumps(stored))), _flatten(json.loads(json.dumps(current)))
-    keys = [
-        key for key in dict.fromkeys([*stored_flat, *current_flat]) if stored_flat.get(key) != current_flat.get(key)
-    ]
-    lines = [
-        f"{key}: index {stored_flat.get(key, '(absent)')!r}, {what} {current_flat.get(key, '(absent)')!r}"
-        for key in keys[:limit]
-    ]
-    if len(keys) > limit:
-        lines.append(f"... and {len(keys) - limit} more")
-    return lines
 
 
 class VideoIndex:
@@ -118,6 +98,14 @@ class VideoIndex:
         self.next_shard = next_shard
 
     # -- reading ------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str, header: dict) -> VideoIndex:
+        """A new, empty index in the folder `path` (created if needed): its manifest lists no shard yet."""
+        os.makedirs(path, exist_ok=True)
+        index = cls(path, header, [], [], [], next_shard=0)
+        index._write_manifest([])
+        return index
 
     @classmethod
     def load(cls, path: str) -> VideoIndex:
@@ -142,7 +130,15 @@ class VideoIndex:
             )
         with open(manifest_path) as file:
             manifest = json.load(file)
-        if manifest.get("format") != INDEX_FORMAT or manifest.get("version") != INDEX_VERSION:
+        version = manifest.get("version")
+        if manifest.get("format") == INDEX_FORMAT and isinstance(version, int) and version < INDEX_VERSION:
+            raise ValueError(
+                f"the index {path} was built by an older version of this package (index version {version}), whose "
+                "model fingerprint also covered where and how the model's files were saved (it refused, e.g., the "
+                "Hub repo pushed from the same training folder): rebuild it: delete the folder, or give a new "
+                "--index folder, and run examples/index_videos.py again"
+            )
+        if manifest.get("format") != INDEX_FORMAT or version != INDEX_VERSION:
             raise ValueError(
                 f"{manifest_path} is not a version-{INDEX_VERSION} {INDEX_FORMAT} manifest (format "
                 f"{manifest.get('format')!r}, version {manifest.get('version')!r}): rebuild the index in a new folder"
@@ -216,8 +212,9 @@ class VideoIndex:
         self._check({"model": self.header["model"]}, {"model": model_id}, what)
 
     def _check(self, stored: dict, current: dict, what: str) -> None:
-        # the model's content must match, not where its folder is (a copy, a download, the Hub repo pushed from it)
-        differences = _describe_differences(fingerprint_identity(stored), fingerprint_identity(current), what)
+        # what the embeddings depend on must match, not where the model's folder is or how it was saved (a copy, a
+        # download, the Hub repo pushed from a training folder)
+        differences = describe_differences(stored, current, "index", what)
         if differences:
             raise IndexMismatchError(
                 f"the index {self.path} does not match {what} (the index was built with model "
@@ -373,8 +370,7 @@ def writable_index(path: str, header: dict) -> Iterator[VideoIndex]:
                     f"--index {path} is not a video index (no {MANIFEST_NAME}) but holds other files "
                     f"({', '.join(sorted(others)[:3])}...): give a new or empty folder"
                 )
-            index = VideoIndex(path, header, [], [], [], next_shard=0)
-            index._write_manifest([])
+            index = VideoIndex.create(path, header)
         index._remove_leftovers()
         yield index
 
