@@ -25,9 +25,9 @@ REMOTE_CODE_FILES = (
     "pipeline_eva02at.py",
 )
 """The files a Hub repo carries: the only modules at this package's top level. They import only each other (relative
-imports), so transformers copies them flat into saved folders: `save_pretrained` of the model and the processor
-copy the first five, a pipeline's `save_pretrained` the pipeline file, and
-:func:`modeling_eva02at.hub.assemble_repo_folder` all six."""
+imports), so transformers copies them flat into saved folders, each with the files it imports: a model's
+`save_pretrained` copies every one but processing_eva02at.py (the config's save brings the pipeline, see
+`Eva02AtConfig.save_pretrained`), the processor's `save_pretrained` that one and the video files."""
 
 _EXPORTS = {
     "Eva02AtConfig": "configuration_eva02at",
@@ -45,11 +45,11 @@ _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register the classes for remote code (`save_pretrained` writes `auto_map` and copies the defining files),
-    with transformers' Auto* factories (folders of model type "eva02at" load without remote code) and the pipeline
-    with transformers' pipeline registry (`pipeline("zero-shot-video-classification", model=...)` works in this
-    process, and a pipeline's `save_pretrained` writes `custom_pipelines` into config.json and copies
-    pipeline_eva02at.py). Idempotent."""
+    """Register the classes for remote code (`save_pretrained` writes `auto_map` and copies the defining files, and
+    a model's config adds `custom_pipelines` and pipeline_eva02at.py), with transformers' Auto* factories (folders of
+    model type "eva02at" load without remote code) and the pipeline with transformers' pipeline registry
+    (`pipeline("zero-shot-video-classification", model=model, processor=processor)` works in this process with
+    objects; a folder's `custom_pipelines` asks for `trust_remote_code=True`). Idempotent."""
     global _registered
     if _registered:
         return

@@ -1,5 +1,6 @@
 """EVA02-AT configuration: an EVA02 video tower with spatial-temporal RoPE and a CLIP text tower."""
 
+import copy
 import math
 
 from huggingface_hub.dataclasses import strict
@@ -64,7 +65,9 @@ class Eva02AtConfig(PreTrainedConfig):
     r"""
     EVA02-AT dual encoder. `text_config` is transformers' `CLIPTextConfig` (EVA02-CLIP's text tower uses exact GELU).
 
-    projection_dim: size of the shared embedding space (256 for EVA02-AT, 512/768 for EVA02-CLIP).
+    projection_dim: size of the shared embedding space (256 for EVA02-AT, 512/768 for EVA02-CLIP). `text_config` is
+        kept at the same `projection_dim`: CLIPTextConfig has one of its own (512 by default), which nothing reads
+        (the text projection is this model's), so config.json would otherwise show two sizes.
     logit_scale_init_value: ln(1/0.07) as in CLIP; the paper's pretraining uses temperature 0.05 (ln 20).
     logit_scale_max: the upper clamp of `logit_scale` (a log): ln 100 as in CLIP, a multiplier of at most 100.
     freeze_logit_scale: keep the logit scale fixed (fine-tuning with margin losses).
@@ -89,6 +92,7 @@ class Eva02AtConfig(PreTrainedConfig):
             self.text_config = CLIPTextConfig(hidden_act="gelu")
         elif isinstance(self.text_config, dict):
             self.text_config = CLIPTextConfig(**{"hidden_act": "gelu", **self.text_config})
+        self.text_config.projection_dim = self.projection_dim
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
@@ -99,6 +103,28 @@ class Eva02AtConfig(PreTrainedConfig):
                 getattr(self, name).validate_architecture()
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from None
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        # Also after `config.projection_dim = n` on a built config: the text tower's copy is written equal to it.
+        output["text_config"]["projection_dim"] = self.projection_dim
+        return output
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """Save config.json. When the class is registered for remote code (the package's `register_auto_classes()`,
+        or loaded with `trust_remote_code=True`), the folder is also pipeline-ready: config.json names the pipeline
+        in `custom_pipelines`, and transformers copies pipeline_eva02at.py with this file (below), so that
+        `pipeline(model=folder, trust_remote_code=True)` works with no task named. A model's `save_pretrained` (and
+        with it the Trainer's saves and checkpoints, the converter and the Hub assembly) saves its config here."""
+        if self._auto_class is not None:
+            # A relative import of this file: transformers copies the files a remote-code file imports relatively
+            # wherever it copies the file (`custom_object_save`), and fetches them with it from a Hub repo, so
+            # pipeline_eva02at.py and the files it imports travel with the config, in a repo of the package's and
+            # in one saved from remote code alike.
+            from .pipeline_eva02at import CUSTOM_PIPELINES
+
+            self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
 __all__ = ["Eva02AtConfig", "Eva02AtVisionConfig"]

@@ -1,8 +1,9 @@
 """
 Zero-shot video classification with EVA02-AT: score a video against free-text labels.
 
-transformers has no zero-shot video task, so this is a custom pipeline that a Hub repo carries next to the model
-files (its config.json names it under `custom_pipelines`). It loads from the repo alone:
+transformers has no zero-shot video task, so this is a custom pipeline that every saved model folder carries next to
+the model files (its config.json names it under `custom_pipelines`): a Hub repo, a training output and its
+checkpoints, a converted checkpoint. It loads from the folder alone:
 
     from transformers import pipeline
 
@@ -35,9 +36,11 @@ def _check_labels(candidate_labels) -> list[str]:
             'candidate_labels is required: pass the labels to score, e.g. candidate_labels=["cut onion", "wash pan"]'
         )
     if isinstance(candidate_labels, str):
+        # A string would be iterated letter by letter; "cut onion, wash pan" is most likely several labels.
+        suggested = [label.strip() for label in candidate_labels.split(",") if label.strip()] or [candidate_labels]
         raise TypeError(
             f"candidate_labels must be a list of strings, got the string {candidate_labels!r}: write "
-            f"candidate_labels=[{candidate_labels!r}]"
+            f"candidate_labels={suggested!r}" + (", one string per label" if len(suggested) > 1 else "")
         )
     labels = list(candidate_labels)
     if not labels:
@@ -180,7 +183,8 @@ CUSTOM_PIPELINES = {
     }
 }
 """What config.json's `custom_pipelines` holds, so that `pipeline(model=folder, trust_remote_code=True)` finds this
-pipeline (and infers the task, the only custom one)."""
+pipeline (and infers the task, the only custom one). `Eva02AtConfig.save_pretrained` writes it into every saved
+folder of a registered model, and this file comes along."""
 
 
 __all__ = ["CUSTOM_PIPELINES", "DEFAULT_TEMPLATE", "TASK", "ZeroShotVideoClassificationPipeline"]

@@ -13,6 +13,7 @@ project targets, so this is a `BaseImageProcessor` that X-CLIP-style processors 
 import difflib
 import io
 import os
+import re
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, is_pil_image
 from transformers.processing_utils import ImagesKwargs
-from transformers.utils import logging
+from transformers.utils import is_vision_available, logging
 
 from .video_reading_eva02at import (
     VIDEO_BACKENDS,
@@ -60,6 +61,9 @@ PROCESSOR_SETTINGS = (
     "num_threads",
 )
 CALL_ARGUMENTS = ("start", "end", "video_fps", "jitter", "seed", "generator", "return_tensors")
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")
+"""A URL's start (https://, s3://, ...): a string video that is a URL, not a path."""
 
 # Still-image file signatures (leading bytes): an image file given as a video gets a clear error from every backend
 # (decord fails with "broken metadata", PyAV reads it as a one-frame stream).
@@ -310,6 +314,14 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         num_threads: int = 1,
         **kwargs,
     ):
+        if not is_vision_available():
+            # Said first: without Pillow, AutoProcessor fails a step later with transformers' "Received a
+            # Eva02AtVideoProcessor for argument image_processor, but a ImageProcessingMixin was expected". Not on
+            # import, so that the model and its config, which import the pipeline, load and save without Pillow.
+            raise ImportError(
+                "The EVA02-AT processor needs Pillow, which transformers' image-processor classes (the video processor "
+                "builds on them) require even for video, and it is not installed: pip install pillow"
+            )
         super().__init__(**kwargs)
         if normalization is not None:
             image_mean, image_std, do_rescale = _normalization_preset(normalization)
@@ -470,6 +482,11 @@ class Eva02AtVideoProcessor(BaseImageProcessor):
         """A path or a BytesIO of an encoded video, refused early when it is a folder, missing, empty or an image."""
         if isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
+            if isinstance(path, str) and _URL.match(path):
+                raise ValueError(
+                    f"{path} is a URL: videos are not downloaded. Download the file first and pass its path (or its "
+                    "bytes, or an open file)"
+                )
             if os.path.isdir(path):
                 raise IsADirectoryError(
                     f"{name} is a folder, not a video file: chunk folders (AVION, LaViLa, EgoVLP) are read with "

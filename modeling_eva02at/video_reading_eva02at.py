@@ -368,7 +368,10 @@ def _resolve_backend(backend: str) -> str:
             return "decord"
         if av is not None:
             return "pyav"
-        raise ImportError("decoding videos needs decord (`pip install decord`) or PyAV (`pip install av`)")
+        raise ImportError(
+            "decoding a video file needs PyAV or decord, and neither is installed: pip install av (and decord, where "
+            "it has wheels, x86_64, for faster decoding); frames in memory need neither"
+        )
     if backend == "decord" and decord is None:
         raise ImportError("video_backend='decord' but decord is not installed (`pip install decord`)")
     if backend == "pyav" and av is None:

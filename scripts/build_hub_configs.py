@@ -7,7 +7,7 @@ The tokenizer and processor files next to them come from scripts/build_clip_toke
 
 import os
 
-from modeling_eva02at import Eva02AtConfig
+from modeling_eva02at import REMOTE_CODE_FILES, Eva02AtConfig
 
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_configs")
@@ -58,8 +58,11 @@ def main():
     for name, preset in PRESETS.items():
         folder = os.path.join(ROOT, name)
         preset_config(*preset).save_pretrained(folder)
-        # save_pretrained copies the registered config's .py file: the package holds the one copy.
-        os.remove(os.path.join(folder, "configuration_eva02at.py"))
+        # save_pretrained copies the registered config's .py files (and the pipeline's, which it names): the
+        # package holds the one copy.
+        for name in REMOTE_CODE_FILES:
+            if os.path.exists(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
         print(f"wrote {folder}/config.json")
 
 

@@ -48,6 +48,7 @@ REPO_FILES = sorted(
         "handler.py",
         "model.safetensors",
         "processor_config.json",
+        "requirements.txt",
         "tokenizer.json",
         "tokenizer_config.json",
         *REMOTE_CODE_FILES,
@@ -238,13 +239,7 @@ def test_the_pushed_repo_and_its_download_are_the_model_they_were_assembled_from
     repo's download (a Space loads the Hub id): assembly adds `custom_pipelines` and fills the sub-configs' dtype,
     which say how to load the model, not what it computes."""
     identity = fingerprint_identity(model_fingerprint(model_dir))
-    assert set(identity["model"]["files"]) == {
-        "config.json",
-        "model.safetensors",
-        "processor_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    }
+    assert set(identity["model"]) == {"weights", "config", "tokenizer"}
     assert json.load(open(os.path.join(repo_dir, "config.json"))) != json.load(
         open(os.path.join(model_dir, "config.json"))
     )
@@ -579,7 +574,12 @@ def test_push_checkpoint_assembles_a_trainer_checkpoint(model_dir, hub_api, tmp_
 
 
 def write_eval_json(path, task: str, metrics: dict) -> str:
-    report = EvaluationResult(task, metrics, num_videos=10, num_texts=10).to_json_dict(num_frames=16)
+    """A report as examples/eval_*.py write it, measured on the real EK-100 test annotations (tests/data)."""
+    report = EvaluationResult(task, metrics, num_videos=10, num_texts=10).to_json_dict(
+        model_fingerprint={"model": {"path": "/models/b16", "weights": "0" * 64}},
+        annotation_files=[os.path.join(REPO_ROOT, "tests", "data", "ek100", "EPIC_100_retrieval_test.csv")],
+        num_frames=16,
+    )
     with open(path, "w") as file:
         json.dump(report, file)
     return str(path)
@@ -621,10 +621,10 @@ def test_card_metadata_and_model_index(tmp_path):
     assert paper[("Charades-Ego", "fine-tuned", "mAP")].metric_value == 38.0
     assert paper[("EgoMCQ", "zero-shot", "intra-video accuracy")].metric_value == 63.2
     assert all(r.source_name == "EVA02-AT paper (arXiv 2506.14356)" for r in paper.values())
-    own = {r.metric_name: r for r in results if r.dataset_config == "this checkpoint"}
+    own = {r.metric_name: r for r in results if r.dataset_config == "this checkpoint, 16 frames"}
     assert own["avg mAP"].metric_value == 27.65 and own["text-to-video nDCG"].metric_value == 29.0
     assert own["avg mAP"].source_url == "https://huggingface.co/someone/eva02at-b16"
-    assert "| EPIC-Kitchens-100 MIR | this checkpoint | avg mAP | 27.65 |" in card.text
+    assert "| EPIC-Kitchens-100 MIR | this checkpoint | 16 | avg mAP | 27.65 |" in card.text
     assert not re.search(r"\{\{ \w+ \}\}", text), "a placeholder was left in the card"
 
 

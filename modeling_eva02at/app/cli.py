@@ -69,7 +69,9 @@ def launch_app(args: AppArguments) -> None:
 class SpaceArguments:
     """The Space to assemble and where to push it."""
 
-    model: str = field(metadata={"help": "what the Space loads: a Hub model id (or a folder path there)"})
+    model: str = field(
+        metadata={"help": "the Hub model id the Space loads ('owner/name'; push a local model with push_to_hub.py)"}
+    )
     space_id: str = field(metadata={"help": "the Space, 'owner/name'"})
     index: str | None = field(
         default=None, metadata={"help": "a search index made with --model, copied with its videos"}
@@ -99,9 +101,10 @@ def push_space_from_arguments(args: SpaceArguments):
     Everything that can be checked without the network is checked first. Returns the `CommitInfo`, or None."""
     from ..hub.assemble import check_repo_id
     from ..hub.push import resolve_token
-    from .space import assemble_space_folder, push_space
+    from .space import assemble_space_folder, check_space_model, push_space
 
     check_repo_id(args.space_id)
+    check_space_model(args.model)
     token = None if args.dry_run else resolve_token(args.token)  # fail before the assembly, not after
     with tempfile.TemporaryDirectory(prefix="eva02at-space-") as staging:
         folder = args.output or os.path.join(staging, "space")

@@ -11,8 +11,9 @@ The folder is self-contained, so the Space runs without this package being publi
                         (`copy_index_with_videos`), when an index is given
     examples/           example videos for the first tab, when given
 
-The model is loaded from the Hub by id when the Space starts; an index is checked against it here, when the model is a
-folder or is in the local Hub cache (`model_fingerprint`), and again by the app at start-up.
+The model is a Hub model id, loaded from the Hub when the Space starts (a local folder is refused: the Space could not
+read it; push it first with examples/push_to_hub.py). An index is checked against it here when the model is in the
+local Hub cache (`model_fingerprint`), and again by the app at start-up.
 """
 
 from __future__ import annotations
@@ -82,6 +83,27 @@ def gradio_version() -> str:
         return DEFAULT_GRADIO_VERSION
 
 
+def check_space_model(model: str) -> str:
+    """`model` if it is a Hub model id ("owner/name"), which is how a Space loads its model; else ValueError saying to
+    push the model first. A local folder is refused even though it loads here: its path would be written into the
+    Space's app.py, where nothing is at that path."""
+    push_first = (
+        f"push it first (python examples/push_to_hub.py --model {model} --repo-id OWNER/NAME) and give its id "
+        "(--model OWNER/NAME)"
+    )
+    if os.path.exists(model):
+        raise ValueError(
+            f"the Space's model {model} is a local folder, and a Space loads its model from the Hub: {push_first}"
+        )
+    try:
+        check_repo_id(model)
+    except ValueError as error:
+        raise ValueError(
+            f"the Space's model must be a Hub model id: {error}; for a local model, {push_first}"
+        ) from None
+    return model
+
+
 def space_card(space_id: str, model: str, *, title: str | None, with_index: bool, sdk_version: str) -> str:
     name = title or space_id.split("/")[-1]
     metadata = {
@@ -95,11 +117,10 @@ def space_card(space_id: str, model: str, *, title: str | None, with_index: bool
         "app_file": "app.py",
         "pinned": False,
         "short_description": "Zero-shot video classification and text-to-video search with EVA02-AT",
+        "models": [model],
     }
-    if "/" in model and not os.path.exists(model):
-        metadata["models"] = [model]
     front = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in metadata.items())
-    model_line = f"[{model}](https://huggingface.co/{model})" if "models" in metadata else f"`{model}`"
+    model_line = f"[{model}](https://huggingface.co/{model})"
     search = (
         "a second tab searches the videos of this Space's index"
         if with_index
@@ -132,8 +153,8 @@ def assemble_space_folder(
     Args:
         output_dir: the folder to write; it must not exist or be empty, unless `overwrite`.
         space_id: the Space ("owner/name"), for its card.
-        model: what the Space loads: a Hub model id (e.g. the repo of examples/push_to_hub.py), or a folder path
-            that will exist on the Space.
+        model: what the Space loads: a Hub model id, e.g. the repo of examples/push_to_hub.py (a local folder is
+            refused, see :func:`check_space_model`).
         index: a search index (examples/index_videos.py) made with this model: copied with its videos.
         examples: a folder of example videos for the first tab (the first 12, as the app shows them).
         title: the Space's title (default: its name). sdk_version: gradio's (default: the installed one).
@@ -142,9 +163,10 @@ def assemble_space_folder(
         The folder's files, relative and sorted.
 
     Raises:
-        IndexMismatchError: `index` was made with another model than `model` (checked when `model` is a folder or in
-            the local Hub cache; a model that cannot be checked here is logged, and the app checks at start-up).
-        FileNotFoundError / FileExistsError / ValueError: a missing input, a non-empty `output_dir`, a bad Space id.
+        IndexMismatchError: `index` was made with another model than `model` (checked when `model` is in the local
+            Hub cache; a model that cannot be checked here is logged, and the app checks at start-up).
+        FileNotFoundError / FileExistsError / ValueError: a missing input, a non-empty `output_dir`, a bad Space id,
+            a model that is not a Hub id.
     """
     from ..evaluation.fingerprint import model_fingerprint
     from ..search.build import copy_index_with_videos
@@ -152,6 +174,7 @@ def assemble_space_folder(
     from ..search.store import VideoIndex
 
     check_repo_id(space_id)
+    check_space_model(model)
     output_dir = os.path.abspath(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise FileExistsError(
@@ -164,7 +187,7 @@ def assemble_space_folder(
             loaded_index.check_model(fingerprint, what=f"the Space's model {model}")
         else:
             logger.warning(
-                f"the model {model} is neither a folder nor in the local Hub cache: the index {index} "
+                f"the model {model} is not in the local Hub cache: the index {index} "
                 "cannot be checked against it here (the app checks at start-up)"
             )
     example_paths = VideoFolder(examples).video_paths()[:12] if examples else []
@@ -238,4 +261,4 @@ def push_space(
     return api.create_commit(space_id, repo_type="space", operations=operations, commit_message=commit_message)
 
 
-__all__ = ["assemble_space_folder", "push_space", "runtime_requirements", "space_files"]
+__all__ = ["assemble_space_folder", "check_space_model", "push_space", "runtime_requirements", "space_files"]

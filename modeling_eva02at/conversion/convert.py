@@ -282,9 +282,11 @@ def convert_checkpoint(
 ) -> ConversionResult:
     """Convert `checkpoint` (layout `source`) into a complete model folder at `output_dir`.
 
-    The folder holds config.json (with auto_map), model.safetensors, the remote-code .py files and, when `config_dir`
-    has them, the processor and tokenizer files: `AutoModel.from_pretrained(output_dir, trust_remote_code=True)`
-    loads it offline. Nothing is written at `output_dir` unless the whole conversion succeeds.
+    The folder holds config.json (with auto_map and custom_pipelines), model.safetensors, the remote-code .py files
+    and, when `config_dir` has them, the processor and tokenizer files: `AutoModel.from_pretrained(output_dir,
+    trust_remote_code=True)` loads it offline, and with the processor `pipeline(model=output_dir,
+    trust_remote_code=True)` classifies videos. Nothing is written at `output_dir` unless the whole conversion
+    succeeds.
     """
     checkpoint, config_dir, output_dir = os.fspath(checkpoint), os.fspath(config_dir), os.fspath(output_dir)
     output_dir = os.path.abspath(output_dir)

@@ -2,9 +2,9 @@
 
 A repo folder holds everything `trust_remote_code=True` needs with transformers alone: the weights as safetensors,
 config.json with `auto_map` and `custom_pipelines`, the processor and tokenizer files, every remote-code file
-(`REMOTE_CODE_FILES`), the Inference Endpoints `handler.py` and the model card as README.md. The same assembly
-serves `examples/push_to_hub.py` and the Trainer's pushes (:func:`modeling_eva02at.hub.push.push_checkpoint`), so
-an intermediate checkpoint on the Hub loads and runs too.
+(`REMOTE_CODE_FILES`), the packages that code needs as requirements.txt, the Inference Endpoints `handler.py` and
+the model card as README.md. The same assembly serves `examples/push_to_hub.py` and the Trainer's pushes
+(:func:`modeling_eva02at.hub.push.push_checkpoint`), so an intermediate checkpoint on the Hub loads and runs too.
 """
 
 from __future__ import annotations
@@ -21,12 +21,24 @@ from ..utils.files import staged_folder
 from .card import read_eval_reports, render_model_card
 
 
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDLER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "handler.py")
 
 PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
-REQUIRED_FILES = ("config.json", *PROCESSOR_FILES, *REMOTE_CODE_FILES, "handler.py", "README.md")
+REQUIRED_FILES = ("config.json", *PROCESSOR_FILES, *REMOTE_CODE_FILES, "requirements.txt", "handler.py", "README.md")
 """Every file a repo folder must hold, besides the weights (model.safetensors, or an index and its shards)."""
+
+REPO_REQUIREMENTS = (
+    "transformers>=5.0,<6",
+    "torch>=2.4",
+    "numpy>=1.26",
+    "pillow",
+    "av>=12",
+    'decord==0.6.0; platform_machine == "x86_64" or platform_machine == "AMD64"',
+)
+"""The repo's requirements.txt: what its remote code imports, with this package's own bounds (pyproject.toml; a test
+keeps them equal). Pillow because transformers' image-processor classes, which the video processor builds on,
+require it even for video; PyAV decodes and checks every video's header before decord opens it; decord, where it has
+wheels, decodes faster. Inference Endpoints installs the file; the model card names the same packages."""
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -131,11 +143,10 @@ def assemble_repo_folder(
         raise FileExistsError(
             f"output folder {output_dir} is not empty: choose another, or overwrite it (--overwrite / overwrite=True)"
         )
-    reports = read_eval_reports(eval_json)
+    reports = read_eval_reports(eval_json, model=model_dir)  # each must have measured this model
 
     register_auto_classes()
     from ..modeling_eva02at import Eva02AtModel
-    from ..pipeline_eva02at import CUSTOM_PIPELINES
     from ..processing_eva02at import Eva02AtProcessor
 
     model, loading = Eva02AtModel.from_pretrained(model_dir, dtype="auto", output_loading_info=True)
@@ -146,13 +157,14 @@ def assemble_repo_folder(
             f"{sorted(missing)[:3]}): they would be pushed randomly initialised"
         )
     processor = Eva02AtProcessor.from_pretrained(model_dir)
-    model.config.custom_pipelines = CUSTOM_PIPELINES
 
     with staged_folder(output_dir) as staging:
+        # The model's save writes config.json with `custom_pipelines` and copies the remote-code files of the model
+        # and the pipeline (Eva02AtConfig.save_pretrained); the processor's, its own.
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        # save_pretrained copies the model's and processor's files; the pipeline is copied here, as is the handler.
-        shutil.copyfile(os.path.join(PACKAGE_DIR, "pipeline_eva02at.py"), os.path.join(staging, "pipeline_eva02at.py"))
+        with open(os.path.join(staging, "requirements.txt"), "w") as file:
+            file.write("\n".join(REPO_REQUIREMENTS) + "\n")
         shutil.copyfile(HANDLER_SOURCE, os.path.join(staging, "handler.py"))
         card = render_model_card(model.config, repo_id, reports, base_model=base_model, license=license)
         with open(os.path.join(staging, "README.md"), "w") as file:
@@ -163,4 +175,11 @@ def assemble_repo_folder(
     return repo_files(output_dir)
 
 
-__all__ = ["REQUIRED_FILES", "assemble_repo_folder", "check_repo_folder", "check_repo_id", "repo_files"]
+__all__ = [
+    "REPO_REQUIREMENTS",
+    "REQUIRED_FILES",
+    "assemble_repo_folder",
+    "check_repo_folder",
+    "check_repo_id",
+    "repo_files",
+]

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 
 class RemoteCodeFilesCallback(TrainerCallback):
-    """Keep the remote-code `.py` files in `output_dir` from the start: pushes made on each save upload `output_dir`
-    but copy only weights and configs into it, so without this the Hub repo cannot load mid-training."""
+    """Put the remote-code `.py` files (the pipeline's with them) in `output_dir` when training starts. Every save
+    writes them again, the final model's and each `checkpoint-N`'s, with `custom_pipelines` in config.json
+    (`Eva02AtConfig.save_pretrained`), and the Trainer's pushes assemble a complete repo folder
+    (`push_checkpoint`); this only makes the folder show its code before the first save."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and model is not None and getattr(model, "_auto_class", None):
