@@ -277,9 +277,9 @@ def test_bf16_loaded_model_matches_float32_and_keeps_exact_rope_tables(model_dir
     assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
     rope = half_model.vision_model.rotary_emb
     # the tables are the exact float32 ones, cast to bf16 only at the end (not computed from bf16 weights or angles)
-    cos, sin = rope(*rope.default_key, torch.device("cpu"), torch.bfloat16)
+    cos, sin, polar = rope(*rope.default_key, torch.device("cpu"), torch.bfloat16)
     exact = model.vision_model.rotary_emb.cos_sin
-    assert cos.dtype == sin.dtype == torch.bfloat16
+    assert cos.dtype == sin.dtype == torch.bfloat16 and polar is None
     assert torch.equal(cos[:, 0, ::2], exact[..., 0].to(torch.bfloat16))
     assert torch.equal(sin[:, 0, 1::2], exact[..., 1].to(torch.bfloat16))
     full_settings = EncodeSettings(batch_size=2, device="cpu", progress=False)

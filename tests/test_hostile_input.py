@@ -408,3 +408,23 @@ def test_the_card_and_the_docs_state_every_limit_with_its_variable_and_default()
         row = next((line for line in card.splitlines() if line.startswith(f"| `{name}`")), None)
         assert row is not None and f"| {default}" in row and f"`{variable}`" in row, name
         assert f"`{variable}`" in docs, name
+
+
+def test_a_file_is_checked_once_per_version_and_again_when_it_changes(tmp_path, monkeypatch):
+    """Training and indexing open the same files again and again: a header that passed is not read again, unless the
+    file changed (size or modification time) since; a file replaced by a crafted one is refused."""
+    from modeling_eva02at import video_reading_eva02at as reading
+
+    probes = []
+    original = reading.probe_video
+    monkeypatch.setattr(reading, "probe_video", lambda source, name: probes.append(name) or original(source, name))
+    path = tmp_path / "clip.mp4"
+    write_video(str(path), make_frames(16, 64, 64), fps=8.0)
+    processor = Eva02AtVideoProcessor(video_backend="decord", num_frames=4, size=32)
+    for _ in range(3):
+        processor(str(path))
+    assert len(probes) == 1
+    write_mp4_claiming_frames(str(path))
+    with pytest.raises(VideoDecodeError, match="'clip.mp4': its header claims"):
+        processor(str(path))
+    assert len(probes) == 2

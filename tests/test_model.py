@@ -21,7 +21,7 @@ from modeling_eva02at import (
     Eva02AtVisionConfig,
     Eva02AtVisionModel,
 )
-from modeling_eva02at.modeling_eva02at import apply_rotary, st_rope_angles, st_rope_tables
+from modeling_eva02at.modeling_eva02at import RopeTables, apply_rotary, st_rope_angles, st_rope_tables
 
 from .conftest import REPO_ROOT
 
@@ -87,9 +87,12 @@ def spec_angle(t, h, w, i, head_dim, grid, theta=10000.0, ref_grid=16):
 
 
 def pair_tables(cos, sin, dtype=None):
-    """apply_rotary's tables from (L, d/2) cosines and sines: (cos, cos) and (-sin, sin) on each pair, (L, 1, d)."""
+    """apply_rotary's tables from (L, d/2) cosines and sines: (cos, cos) and (-sin, sin) on each pair, (L, 1, d), and
+    for float32 the complex cos + i sin (L, 1, d/2) of its eager evaluation."""
+    dtype = dtype or cos.dtype
+    polar = torch.complex(cos.float(), sin.float())[:, None] if dtype == torch.float32 else None
     cos, sin = cos.repeat_interleave(2, -1)[:, None], torch.stack((-sin, sin), -1).flatten(-2)[:, None]
-    return (cos, sin) if dtype is None else (cos.to(dtype), sin.to(dtype))
+    return RopeTables(cos.to(dtype), sin.to(dtype), polar)
 
 
 def rotation_tables(angles, dtype=None):
@@ -135,12 +138,18 @@ def test_angle_table_equals_closed_form(head_dim, grid, frames):
                 token += 1
 
 
-@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
-def test_rotation_equals_the_formula_pair_by_pair(dtype, tolerance):
+@pytest.mark.parametrize(
+    "dtype,evaluation,tolerance",
+    [(torch.float64, "real", 1e-12), (torch.float32, "real", 1e-6), (torch.float32, "complex", 1e-6)],
+)
+def test_rotation_equals_the_formula_pair_by_pair(dtype, evaluation, tolerance):
+    """Both evaluations: the complex multiply (eager float32, given the polar table) and real arithmetic (16 bits,
+    float64, and float32 under torch.compile)."""
     angles = st_rope_angles(3, (2, 2), 16).double()  # 12 tokens, 8 pairs
     x = torch.randn(1, 12, 2, 16, dtype=dtype)
     expected = rotate_by_formula(x, angles)
-    got = apply_rotary(x, *rotation_tables(angles, dtype))
+    tables = rotation_tables(angles, dtype)
+    got = apply_rotary(x, *tables) if evaluation == "complex" else apply_rotary(x, tables.cos, tables.sin)
     assert got.dtype == dtype
     torch.testing.assert_close(got.double(), expected, atol=tolerance, rtol=0)
 
@@ -180,13 +189,17 @@ def test_rotation_computes_in_the_activations_dtype(dtype):
     assert recorder.calls and {made for _, made in recorder.calls} == {dtype}, recorder.calls
 
 
-def test_real_rotation_equals_the_complex_multiply():
-    """The real-valued rotation against the complex multiply it replaced, on the same float32 tables: <= 1e-6."""
+def test_the_real_and_complex_evaluations_agree_on_the_models_tables():
+    """The model's float32 tables: the eager complex multiply equals the real arithmetic (what torch.compile and 16
+    bits run) and the implementation before both, to <= 1e-6."""
     rotary = Eva02AtVisionModel(Eva02AtVisionConfig(num_frames=4)).rotary_emb  # B/16 at 4 frames: 785 tokens
-    cos, sin = rotary(4, 14, 14, torch.device("cpu"), torch.float32)
+    tables = rotary(4, 14, 14, torch.device("cpu"), torch.float32)
+    assert tables.polar is not None and rotary(4, 14, 14, torch.device("cpu"), torch.bfloat16).polar is None
     freqs = torch.view_as_complex(rotary.cos_sin)[:, None]
     x = torch.randn(2, 785, 12, 64)
-    assert (apply_rotary(x, cos, sin) - complex_apply_rotary(x, freqs)).abs().max() <= 1e-6
+    real, eager = apply_rotary(x, tables.cos, tables.sin), apply_rotary(x, *tables)
+    assert (real - eager).abs().max() <= 1e-6
+    assert (eager - complex_apply_rotary(x, freqs)).abs().max() <= 1e-6
 
 
 def eva02_2d_rope_tables(head_dim, grid, theta=10000.0, ref_grid=16):
@@ -261,9 +274,9 @@ def test_cls_token_is_never_rotated(model):
     assert table.dtype == torch.float32 and table.shape == (1 + 4 * 16, 8, 2)
     assert torch.equal(table[0, :, 0], torch.ones(8)) and torch.equal(table[0, :, 1], torch.zeros(8))
     for dtype in (torch.float32, torch.bfloat16):
-        cos, sin = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"), dtype)
+        tables = model.vision_model.rotary_emb(4, 4, 4, torch.device("cpu"), dtype)
         cls = torch.randn(1, 1, 4, 16).to(dtype)
-        assert torch.equal(apply_rotary(cls, cos[:1], sin[:1]), cls)
+        assert torch.equal(apply_rotary(cls, *(t if t is None else t[:1] for t in tables)), cls)
 
 
 def test_single_frame_has_no_temporal_rotation():
@@ -285,26 +298,26 @@ def exact_tables(frames, grid, dtype):
     return pair_tables(table[..., 0], table[..., 1], dtype)
 
 
+def assert_tables_equal(got: RopeTables, expected: RopeTables) -> None:
+    for name, a, b in zip(RopeTables._fields, got, expected):
+        assert (a is None and b is None) or (a.dtype == b.dtype and torch.equal(a, b)), name
+
+
 def test_rope_tables_cached_per_shape_and_dtype_and_exact_in_bf16():
     tower = Eva02AtVisionModel(tiny_config().vision_config)
     rotary = tower.rotary_emb
     cpu = torch.device("cpu")
     default = rotary(4, 4, 4, cpu, torch.float32)
     assert all(a.data_ptr() == b.data_ptr() for a, b in zip(default, rotary(4, 4, 4, cpu, torch.float32)))  # memoised
-    for got, expected in zip(default, exact_tables(4, 4, torch.float32)):
-        assert torch.equal(got, expected)
-    for got, expected in zip(rotary(6, 4, 4, cpu, torch.float32), exact_tables(6, 4, torch.float32)):
-        assert torch.equal(got, expected)
+    assert_tables_equal(default, exact_tables(4, 4, torch.float32))
+    assert_tables_equal(rotary(6, 4, 4, cpu, torch.float32), exact_tables(6, 4, torch.float32))
     half = rotary(4, 4, 4, cpu, torch.bfloat16)
-    for got, expected in zip(half, exact_tables(4, 4, torch.bfloat16)):  # exact float32, cast last
-        assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+    assert_tables_equal(half, exact_tables(4, 4, torch.bfloat16))  # exact float32, cast last
     tower.to(torch.bfloat16)  # casts the buffer: the tables in use must still come from exact float32
     rotary.clear_cache()
     assert rotary.cos_sin.dtype == torch.bfloat16
-    for got, expected in zip(rotary(4, 4, 4, cpu, torch.float32), default):
-        assert torch.equal(got, expected)
-    for got, expected in zip(rotary(4, 4, 4, cpu, torch.bfloat16), half):
-        assert torch.equal(got, expected)
+    assert_tables_equal(rotary(4, 4, 4, cpu, torch.float32), default)
+    assert_tables_equal(rotary(4, 4, 4, cpu, torch.bfloat16), half)
 
 
 def test_rope_table_cache_is_bounded_least_recently_used():
@@ -314,14 +327,12 @@ def test_rope_table_cache_is_bounded_least_recently_used():
     hot = rotary(1, 4, 4, cpu, torch.float32)
     for frames in range(2, 20):
         for dtype in (torch.float32, torch.bfloat16):
-            for got, expected in zip(rotary(frames, 4, 4, cpu, dtype), exact_tables(frames, 4, dtype)):
-                assert torch.equal(got, expected)
+            assert_tables_equal(rotary(frames, 4, 4, cpu, dtype), exact_tables(frames, 4, dtype))
             assert rotary(1, 4, 4, cpu, torch.float32) is hot  # used over and over: never evicted, never recomputed
             assert len(rotary._cache) <= bound
     assert len(rotary._cache) == bound
     assert (1, 4, 4, cpu, torch.float32) in rotary._cache and (2, 4, 4, cpu, torch.float32) not in rotary._cache
-    for got, expected in zip(rotary(2, 4, 4, cpu, torch.float32), exact_tables(2, 4, torch.float32)):  # recomputed
-        assert torch.equal(got, expected)
+    assert_tables_equal(rotary(2, 4, 4, cpu, torch.float32), exact_tables(2, 4, torch.float32))  # recomputed
 
 
 def test_init_weights_rebuilds_the_default_table():
@@ -336,8 +347,7 @@ def test_init_weights_rebuilds_the_default_table():
     rotary(4, 4, 4, torch.device("cpu"), torch.float32)  # a table cached from the garbage buffer
     tower.init_weights()
     assert torch.equal(rotary.cos_sin, reference.cos_sin)
-    for got, expected in zip(rotary(4, 4, 4, torch.device("cpu"), torch.float32), exact_tables(4, 4, torch.float32)):
-        assert torch.equal(got, expected)
+    assert_tables_equal(rotary(4, 4, 4, torch.device("cpu"), torch.float32), exact_tables(4, 4, torch.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

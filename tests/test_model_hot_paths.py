@@ -91,6 +91,14 @@ def assert_compiles_whole(fn, *args):
         reasons = "\n".join(f"{reason.reason}\n  at {reason.user_stack[-1:]}" for reason in explanation.break_reasons)
         assert explanation.graph_break_count == 0, f"{explanation.graph_break_count} graph breaks:\n{reasons}"
         assert explanation.graph_count == 1
+        # the RoPE's real evaluation under compile: inductor would leave complex multiplies to eager kernels
+        complex_ops = [
+            str(node.target)
+            for graph in explanation.graphs
+            for node in graph.graph.nodes
+            if "complex" in str(node.target) or "polar" in str(node.target)
+        ]
+        assert complex_ops == [], complex_ops
         torch._dynamo.reset()
         compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")(*args)
         expected = fn(*args)
