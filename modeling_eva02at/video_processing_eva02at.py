@@ -45,8 +45,7 @@ NORMALIZATION_PRESETS = {
     "avion": {"image_mean": list(AVION_MEAN), "image_std": list(AVION_STD), "do_rescale": False},
 }
 
-# Settings of the constructor (saved by save_pretrained) that a call may override, and the per-call arguments.
-PROCESSOR_SETTINGS = (
+PIXEL_SETTINGS = (
     "num_frames",
     "size",
     "crop_size",
@@ -57,9 +56,10 @@ PROCESSOR_SETTINGS = (
     "do_normalize",
     "image_mean",
     "image_std",
-    "video_backend",
-    "num_threads",
 )
+"""Settings that change the pixels a model sees (part of every feature cache key and index header)."""
+# Settings of the constructor (saved by save_pretrained) that a call may override, and the per-call arguments.
+PROCESSOR_SETTINGS = (*PIXEL_SETTINGS, "video_backend", "num_threads")
 CALL_ARGUMENTS = ("start", "end", "video_fps", "jitter", "seed", "generator", "return_tensors")
 
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")

@@ -32,20 +32,6 @@ import json
 import os
 
 
-PIXEL_SETTINGS = (
-    "num_frames",
-    "size",
-    "crop_size",
-    "do_resize",
-    "do_center_crop",
-    "do_rescale",
-    "rescale_factor",
-    "do_normalize",
-    "image_mean",
-    "image_std",
-)
-"""Processor attributes that change the pixels a model sees: part of every feature cache key and index header."""
-
 # The weight files transformers' from_pretrained loads, in the order it prefers them: the first one present is used.
 _WEIGHT_FILES = (
     "model.safetensors.index.json",
@@ -289,6 +275,8 @@ def file_fingerprint(path: str | None) -> dict | None:
 
 def pixel_settings(processor) -> dict:
     """The processor settings that change the pixels a model sees (frame count, size, crop, normalisation)."""
+    from ..video_processing_eva02at import PIXEL_SETTINGS  # the processor's own list (it imports torch)
+
     video = processor.image_processor
     return {key: getattr(video, key) for key in PIXEL_SETTINGS}
 
@@ -345,7 +333,6 @@ def _flatten(value, prefix: str = "") -> dict:
 
 
 __all__ = [
-    "PIXEL_SETTINGS",
     "canonical_json",
     "describe_differences",
     "file_fingerprint",
