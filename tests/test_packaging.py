@@ -152,17 +152,37 @@ def test_the_import_contracts_cover_every_remote_code_file():
 def test_the_installed_package_is_a_copy_without_the_train_extra(fresh_python):
     python, root = fresh_python
     probe = (
-        "import importlib.util, modeling_eva02at, modeling_eva02at.hub.card as card\n"
+        "import importlib.util, os, modeling_eva02at, modeling_eva02at.hub.card as card\n"
         "print(modeling_eva02at.__file__)\n"
         "print(card.TEMPLATE.is_file())\n"
+        "from modeling_eva02at.training.setup import REPOSITORY_PROCESSOR\n"
+        "print(os.path.isfile(os.path.join(REPOSITORY_PROCESSOR, 'tokenizer.json')), REPOSITORY_PROCESSOR)\n"
         "print([name for name in ('accelerate', 'datasets', 'evaluate', 'pyarrow', 'pytorch_optimizer')\n"
         "       if importlib.util.find_spec(name)])"
     )
     result = run(python, "-c", probe, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    path, template, extras = result.stdout.split("\n")[:3]
+    path, template, processor, extras = result.stdout.split("\n")[:4]
     assert "site-packages" in path and not path.startswith(REPO_ROOT), path
+    # the processor a model without one trains with (the demo's): installed with the package, not read from the checkout
+    assert processor.startswith("True ") and "site-packages" in processor, processor
     assert template == "True" and extras == "[]"
+
+
+def test_the_packages_listed_in_pyproject_are_the_source_tree():
+    """pyproject.toml lists the packages by hand (to install hub_configs/ inside the package): a new subpackage left
+    out of the list would be missing from every non-editable install."""
+    import tomllib
+
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as handle:
+        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    in_tree = {
+        os.path.relpath(folder, REPO_ROOT).replace(os.sep, ".")
+        for folder, _, files in os.walk(os.path.join(REPO_ROOT, "modeling_eva02at"))
+        if "__pycache__" not in folder and any(name.endswith(".py") for name in files)
+    }
+    assert set(setuptools["packages"]) == in_tree | {"modeling_eva02at.hub_configs"}
+    assert setuptools["package-dir"] == {"modeling_eva02at.hub_configs": "hub_configs"}
 
 
 def test_push_dry_run_and_an_evaluation_from_the_installed_package(fresh_python, tmp_path, mir_processor):

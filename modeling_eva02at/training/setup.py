@@ -21,8 +21,12 @@ logger = logging.getLogger(__name__)
 INITIALISATIONS = ("pretrained", "random")
 """`--init` choices: load the model's weights, or build its configuration with random weights."""
 
-REPOSITORY_PROCESSOR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "hub_configs", "eva02at-b16"
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INSTALLED_PROCESSOR = os.path.join(_PACKAGE, "hub_configs", "eva02at-b16")  # pip install . puts hub_configs/ there
+REPOSITORY_PROCESSOR = (
+    _INSTALLED_PROCESSOR
+    if os.path.isdir(_INSTALLED_PROCESSOR)
+    else os.path.join(os.path.dirname(_PACKAGE), "hub_configs", "eva02at-b16")  # a source checkout
 )
 """The processor used when the model has none of its own: the repository's EVA02-AT-B/16 files (CLIP's tokenizer)."""
 
