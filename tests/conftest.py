@@ -77,3 +77,28 @@ def splits(demo):
         Ek100MirAnnotations.from_files(demo.test_csv, demo.test_sentence_csv), demo.video_root, train=False
     )
     return train, test
+
+
+@pytest.fixture
+def hub_commits(monkeypatch):
+    """The Hub as a list: every commit's message and sorted file paths, with HfApi's repo creation and commits patched
+    (and `upload_folder` refused: pushes go through one `create_commit`)."""
+    from unittest import mock
+
+    from huggingface_hub import HfApi, RepoUrl
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    commits = []
+
+    def create_commit(self, repo_id, *, operations, commit_message=None, **kwargs):
+        commits.append((commit_message, sorted(operation.path_in_repo for operation in operations)))
+        return mock.Mock(commit_url="")
+
+    repo_url = RepoUrl("https://huggingface.co/someone/eva02at-test", endpoint="https://huggingface.co")
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, *args, **kwargs: repo_url)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(
+        HfApi, "upload_folder", mock.Mock(side_effect=AssertionError("pushes go through create_commit"))
+    )
+    return commits

@@ -216,6 +216,14 @@ def test_every_offered_loss_trains_end_to_end(demo, tmp_path, loss):
     assert all(torch.isfinite(tensor).all() for tensor in state.values())
 
 
+def test_push_to_hub_pushes_the_final_model_once(demo, tmp_path, hub_commits):
+    """--push-to-hub: one commit of the final model, the complete repo (Trainer.save_model would push it a second
+    time as "Model save")."""
+    run_mir(run_args(demo, tmp_path, "--push-to-hub", "--hub-model-id", "someone/eva02at-test", "--hub-token", "hf_x"))
+    assert [message for message, _ in hub_commits] == ["End of training"]
+    assert {"README.md", "handler.py", "model.safetensors", "pipeline_eva02at.py"} <= set(hub_commits[0][1])
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # --model and --init
 # ---------------------------------------------------------------------------------------------------------------------

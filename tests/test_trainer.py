@@ -325,29 +325,11 @@ def test_train_mir_script_end_to_end(tmp_path, demo):
     assert module.startswith("transformers_modules") and processor_name == "Eva02AtProcessor" and frames == "2"
 
 
-def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, monkeypatch):
+def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, hub_commits):
     """hub_strategy=every_save pushes on each save: every commit must be the assembled repo (remote code with the
     pipeline, handler.py, the rendered card), so the Hub repo loads and runs mid-training. HfApi is patched."""
-    from unittest import mock
-
-    from huggingface_hub import HfApi, RepoUrl
-
     from modeling_eva02at import REMOTE_CODE_FILES
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    pushes = []
-
-    def create_commit(self, repo_id, *, operations, commit_message=None, **kwargs):
-        pushes.append((commit_message, sorted(operation.path_in_repo for operation in operations)))
-        return mock.Mock(commit_url="")
-
-    repo_url = RepoUrl("https://huggingface.co/someone/eva02at-test", endpoint="https://huggingface.co")
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, *args, **kwargs: repo_url)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(
-        HfApi, "upload_folder", mock.Mock(side_effect=AssertionError("pushes go through create_commit"))
-    )
     trainer = make_trainer(
         tmp_path,
         splits,
@@ -374,12 +356,12 @@ def test_every_push_is_a_complete_hub_repo(tmp_path, splits, mir_processor, monk
             *REMOTE_CODE_FILES,
         ]
     )
-    assert [message for message, _ in pushes] == [
+    assert [message for message, _ in hub_commits] == [
         "Training in progress, step 1",
         "Training in progress, step 2",
         "End of training",
     ]
-    for message, files in pushes:
+    for message, files in hub_commits:
         assert files == expected, message
 
 

@@ -25,6 +25,8 @@ from .setup import (
     parse_training_arguments,
     prepare_run,
     require_model_for_real_data,
+    saved_line,
+    train_and_save,
 )
 
 
@@ -158,8 +160,7 @@ def finetune_charades_ego(
         zero_shot_tasks=[charades_ego_task(test, video_root, video_ext=data_args.video_ext)],
     )
     rows = {"before": trainer.zero_shot_evaluate(metric_key_prefix="eval_before")["eval_before_charades_ego_mAP"]}
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
+    train_and_save(trainer, training_args)
     rows["after"] = trainer.zero_shot_evaluate(metric_key_prefix="eval")["eval_charades_ego_mAP"]
     if trainer.is_world_process_zero():
         print(
@@ -176,10 +177,7 @@ def finetune_charades_ego(
                 f"Skipped: {dict(dataset.skipped)} when reading, {trainer.data_collator.skipped} segments when "
                 "decoding (main process)"
             )
-        print(
-            f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
-            "trust_remote_code=True)"
-        )
+        print(saved_line(training_args.output_dir))
     return rows
 
 

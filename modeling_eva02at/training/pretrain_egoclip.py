@@ -26,6 +26,8 @@ from .setup import (
     parse_training_arguments,
     prepare_run,
     require_model_for_real_data,
+    saved_line,
+    train_and_save,
 )
 
 
@@ -181,18 +183,14 @@ def pretrain_egoclip(
     rows = {}
     if trainer.zero_shot_tasks:
         rows["before"] = trainer.zero_shot_evaluate()
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
+    train_and_save(trainer, training_args)
     if trainer.zero_shot_tasks:
         rows["after"] = trainer.zero_shot_evaluate()
         if trainer.is_world_process_zero():
             _print_table(rows)
     if trainer.is_world_process_zero():
         print(f"\n{trainer.training_loss_line()}")
-        print(
-            f"Saved to {training_args.output_dir}: AutoModel.from_pretrained({training_args.output_dir!r}, "
-            "trust_remote_code=True)"
-        )
+        print(saved_line(training_args.output_dir))
     return rows
 
 

@@ -137,6 +137,25 @@ def prepare_run(training_args) -> None:
     set_seed(training_args.seed)
 
 
+def train_and_save(trainer, training_args, *, save_model: bool = True) -> None:
+    """Train (resuming from --resume-from-checkpoint: a checkpoint folder, or True / last) and save the final model in
+    --output-dir: config, weights, remote-code files and processor. With --push-to-hub that save is pushed once, as
+    "End of training" (`Eva02AtTrainer.push_to_hub`: a complete repo folder). `save_model=False` keeps nothing (the
+    temporal ablation keeps only the scores)."""
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if not save_model:
+        return
+    if training_args.push_to_hub:
+        trainer.push_to_hub()  # saves first; Trainer.save_model would push a second, identical "Model save" commit
+    else:
+        trainer.save_model()
+
+
+def saved_line(output_dir: str) -> str:
+    """The last line a training script prints: where the model is and how to load it."""
+    return f"Saved to {output_dir}: load with AutoModel.from_pretrained({output_dir!r}, trust_remote_code=True)"
+
+
 def load_model_for_training(
     model: str | None,
     *,
@@ -253,4 +272,6 @@ __all__ = [
     "load_model_from_arguments",
     "prepare_run",
     "require_model_for_real_data",
+    "saved_line",
+    "train_and_save",
 ]

@@ -23,6 +23,8 @@ from .setup import (
     parse_training_arguments,
     prepare_run,
     require_model_for_real_data,
+    saved_line,
+    train_and_save,
 )
 
 
@@ -175,10 +177,7 @@ def train_mir(
         rows["random scores"] = _random_scores(eval_dataset)
         evaluate("before training", "eval_before")
 
-    # a string from the command line: a checkpoint folder, or True / last (Eva02AtTrainer.train resolves it)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if save_model:
-        trainer.save_model()  # config, weights, remote-code files and processor in output_dir
+    train_and_save(trainer, training_args, save_model=save_model)
 
     if eval_dataset is not None:
         evaluate("after training", "eval")
@@ -193,12 +192,7 @@ def train_mir(
                 )
                 print(format_motion_table(motion))
     if save_model and trainer.is_world_process_zero():
-        print(
-            f"\nSaved to {training_args.output_dir}: load with "
-            f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)"
-        )
-    if training_args.push_to_hub:
-        trainer.push_to_hub()  # the complete repo folder with the card rendered from the package's model_card.md
+        print(f"\n{saved_line(training_args.output_dir)}")
     return {**rows, **{f"motion {name}": values for name, values in motion.items()}}
 
 
