@@ -85,7 +85,10 @@ def test_pickled_clip_lists_are_read_restricted_and_narrations_sampled_per_epoch
 
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(pickle.dumps([("uid", 0.0, 1.0, Exploit())]))
-    with pytest.raises(pickle.UnpicklingError, match=r"forbidden global (posix|nt)\.system in EgoClip metadata pickle"):
+    with pytest.raises(
+        pickle.UnpicklingError,
+        match=r"^EgoClip metadata pickle .*bad.pkl cannot be loaded: forbidden global (posix|nt)\.system",
+    ):
         read_clip_pickle(bad)
 
 
@@ -125,6 +128,22 @@ def test_bad_rows_raise_naming_their_file_lines_or_are_skipped_and_counted(tmp_p
     missing.write_text(missing.read_text().replace("clip_text", "caption"))
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['clip_text'\]"):
         read_egoclip_tsv(missing)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"video_uid\tclip_start\tclip_end\tclip_text\nv\tabc\t3.0\tx\n", "does not parse: .*invalid value 'abc'"),
+        (b"video_uid\tclip_start\tclip_end\tclip_text\nv\t1.0\t3.0\t\xff\xfe\n", "is not a UTF-8 text file"),
+        (b"\xff\xfe\x00\x01binary", "is not a UTF-8 text file"),
+    ],
+    ids=["number column", "not UTF-8", "binary"],
+)
+def test_a_file_that_does_not_parse_is_named(tmp_path, content, message):
+    path = tmp_path / "egoclip.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^EgoClip metadata .*egoclip.csv {message}"):
+        read_egoclip_tsv(path, on_bad_row="skip")
 
 
 def test_clips_starting_before_the_video_are_clamped_to_0_not_refused(ego, processor4, tmp_path, caplog):

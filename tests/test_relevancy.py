@@ -106,6 +106,51 @@ def test_read_retrieval_csv_errors(tmp_path):
         read_retrieval_csv(path)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"# EK-100\n\nnarration_id,verb_class\nA_0,1,2,3\n", b"", b"\xff\xfe\x00binary"],
+    ids=["ragged", "empty", "not text"],
+)
+def test_a_file_that_is_no_csv_is_named(tmp_path, content):
+    """A careless --test-csv (a README, an empty or binary file): one error naming the file, for every CSV reader."""
+    from modeling_eva02at.data.charades_ego import read_charades_ego_csv
+
+    path = tmp_path / "notes.csv"
+    path.write_bytes(content)
+    for read, what in (
+        (read_retrieval_csv, "retrieval CSV"),
+        (read_sentence_csv, "sentence CSV"),
+        (read_charades_ego_csv, "Charades-Ego CSV"),
+    ):
+        with pytest.raises(ValueError, match=f"^{what} .*notes.csv is not a readable CSV file: "):
+            read(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"# notes\n", b"\x80\x04\x95", b"\xff\xfe\x00binary"])
+def test_a_file_that_is_no_pickle_is_named_as_a_value_error(tmp_path, content):
+    """An empty, text, truncated or binary --relevancy / clip list: one error naming the file, and a ValueError, so
+    the scripts print it as one line (pickle's own errors are neither)."""
+    from modeling_eva02at.data.egoclip import read_clip_pickle
+
+    path = tmp_path / "notes.pkl"
+    path.write_bytes(content)
+    for read, what in ((load_relevancy_pickle, "relevancy pickle"), (read_clip_pickle, "EgoClip metadata pickle")):
+        with pytest.raises(ValueError, match=f"^{what} .*notes.pkl cannot be loaded: "):
+            read(path)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"c000 Holding \xe9\n"])
+def test_a_text_file_that_is_not_utf8_is_named(tmp_path, content):
+    from modeling_eva02at.data.charades_ego import read_charades_classes
+    from modeling_eva02at.data.egomcq import EgoMcqQuestions
+
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    for read, what in ((read_charades_classes, "classes file"), (EgoMcqQuestions.from_json, "EgoMCQ file")):
+        with pytest.raises(ValueError, match=f"^{what} .*notes.txt is not a UTF-8 text file: "):
+            read(str(path))
+
+
 def test_read_sentence_csvs(data_dir):
     folder = os.path.join(data_dir, "ek100")
     test = read_sentence_csv(os.path.join(folder, "EPIC_100_retrieval_test_sentence.csv"))
@@ -224,7 +269,10 @@ def test_load_relevancy_pickle_refuses_code_execution(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps(_RunsShell(marker)))
-    with pytest.raises(pickle.UnpicklingError, match=r"forbidden global (posix|nt)\.system"):
+    with pytest.raises(
+        pickle.UnpicklingError,
+        match=r"^relevancy pickle .*evil.pkl cannot be loaded: forbidden global (posix|nt)\.system",
+    ):
         load_relevancy_pickle(path)
     assert not marker.exists()
     # The same payload nested inside an otherwise valid structure is refused too.

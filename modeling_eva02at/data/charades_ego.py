@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ..utils.files import read_text, read_text_csv
 from .collate import VideoTextCollator
 from .rows import BadClipError, check_bad_row_setting, report_bad_rows
 
@@ -64,18 +65,17 @@ def read_charades_classes(path: str) -> tuple[list[str], list[str]]:
     The name is the rest of the line after the id and one space, commas included.
     """
     ids, names = [], []
-    with open(path) as file:
-        for number, line in enumerate(file, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"classes file {path}: line {number} {line!r} is not '<class id> <class name>'")
-            if parts[0] in ids:
-                raise ValueError(f"classes file {path}: class id {parts[0]!r} appears twice (line {number})")
-            ids.append(parts[0])
-            names.append(parts[1])
+    for number, line in enumerate(read_text(path, "classes file").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"classes file {path}: line {number} {line!r} is not '<class id> <class name>'")
+        if parts[0] in ids:
+            raise ValueError(f"classes file {path}: class id {parts[0]!r} appears twice (line {number})")
+        ids.append(parts[0])
+        names.append(parts[1])
     if not ids:
         raise ValueError(f"classes file {path} lists no class")
     return ids, names
@@ -87,7 +87,7 @@ def read_charades_ego_csv(path: str) -> pd.DataFrame:
     Raises:
         ValueError: a required column (``id``, ``actions``) is missing.
     """
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = read_text_csv(path, "Charades-Ego CSV")
     missing = [c for c in CHARADES_EGO_REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"Charades-Ego CSV {path} lacks column(s) {missing}; it has {list(frame.columns)}")

@@ -25,7 +25,6 @@ and counted in the log (``"skip"``).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -188,8 +187,11 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
         ragged.append(f"line {row.number} {row.text[:80]!r} ({row.actual_columns} of {row.expected_columns} columns)")
         return "skip"
 
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\r\n").split("\t")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().rstrip("\r\n").split("\t")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"EgoClip metadata {path} is not a UTF-8 text file: {error}") from error
     missing = [column for column in EGOCLIP_REQUIRED_COLUMNS if column not in header]
     if missing:
         raise ValueError(
@@ -205,19 +207,24 @@ def read_egoclip_tsv(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
         "clip_end": pa.float64(),
         "video_dur": pa.float64(),
     }
-    table = pa_csv.read_csv(
-        path,
-        # Messages name file lines, as an editor numbers them. pyarrow numbers the rows it skips only when it reads on
-        # one thread (3.8 M rows still take seconds), and blank lines are kept as empty rows, dropped below, so that
-        # every other row's line follows from its position.
-        read_options=pa_csv.ReadOptions(use_threads=False),
-        parse_options=pa_csv.ParseOptions(delimiter="\t", invalid_row_handler=invalid_row, ignore_empty_lines=False),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={name: kind for name, kind in types.items() if name in header},
-            include_columns=[name for name in header if name in types or name == "clip_idx"],
-            strings_can_be_null=False,
-        ),
-    )
+    # Messages name file lines, as an editor numbers them. pyarrow numbers the rows it skips only when it reads on
+    # one thread (3.8 M rows still take seconds), and blank lines are kept as empty rows, dropped below, so that
+    # every other row's line follows from its position.
+    try:
+        table = pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter="\t", invalid_row_handler=invalid_row, ignore_empty_lines=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: kind for name, kind in types.items() if name in header},
+                include_columns=[name for name in header if name in types or name == "clip_idx"],
+                strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as error:  # e.g. invalid UTF-8 past the header, or a number column that is not numbers
+        raise ValueError(f"EgoClip metadata {path} does not parse: {error}") from error
     report_bad_rows(path, {"missing or extra columns": ragged}, on_bad_row, skipped)
     # line 1 is the header; every later line is a row of the table, or one skipped above
     lines = np.setdiff1d(np.arange(2, 2 + len(table) + len(ragged_lines)), ragged_lines)
@@ -252,13 +259,12 @@ def read_clip_pickle(path: str | os.PathLike, *, on_bad_row: str = "raise") -> E
     ``narration`` is a string or a list of strings, through :class:`RestrictedClipListUnpickler`.
 
     Raises:
-        pickle.UnpicklingError: the file references a global other than numpy's reconstruction functions.
+        PickleFileError: the file references a global other than numpy's reconstruction functions, or is no pickle.
         ValueError: the file is not a list of such tuples; with ``on_bad_row="raise"``, a bad row.
     """
     check_bad_row_setting(on_bad_row)
     path = os.fspath(path)
-    with open(path, "rb") as handle:
-        clips = RestrictedClipListUnpickler(io.BytesIO(handle.read())).load()
+    clips = RestrictedClipListUnpickler.load_file(path)
     if not isinstance(clips, (list, tuple)):
         raise ValueError(
             f"{path}: expected a pickled list of (video_uid, start_sec, end_sec, narration) tuples, "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..utils.files import require_paths
+from ..utils.files import read_text, require_paths
 from .layouts import VIDEO_LAYOUTS, EgoVlpChunks, chunk_paths
 
 
@@ -94,11 +94,10 @@ class EgoMcqQuestions:
                 ``[0, n)``, ``types`` is not 1 or 2, or a clip lacks ``video_uid`` / ``clip_start`` / ``clip_end``
                 or has non-numeric times. Messages name the file and the question key.
         """
-        with open(path) as file:
-            try:
-                data = json.load(file)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"EgoMCQ file {path} is not valid JSON: {error}") from None
+        try:
+            data = json.loads(read_text(path, "EgoMCQ file"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"EgoMCQ file {path} is not valid JSON: {error}") from None
         if not isinstance(data, dict) or not data:
             raise ValueError(f"EgoMCQ file {path}: expected a non-empty JSON object of questions keyed '0', '1', ...")
         clip_rows: dict[tuple, int] = {}

@@ -32,6 +32,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..utils.files import read_text_csv
+
 
 RETRIEVAL_REQUIRED_COLUMNS = ("narration_id", "verb_class", "all_noun_classes")
 """Columns of EPIC_100_retrieval_{train,test}.csv that :func:`build_relevancy` needs."""
@@ -106,12 +108,6 @@ def _parse_list_column(frame: pd.DataFrame, column: str, path, item_type: type) 
     )
 
 
-def _read_csv_as_text(path) -> pd.DataFrame:
-    # Everything is read as text first (no NaN guessing: a narration such as "nan" stays a string), then the
-    # numeric and list columns are converted explicitly, so a malformed cell fails with its column name.
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
 def read_retrieval_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``EPIC_100_retrieval_{train,test}.csv``.
 
@@ -128,7 +124,7 @@ def read_retrieval_csv(path: str | os.PathLike) -> pd.DataFrame:
         ValueError: a required column (``narration_id``, ``verb_class``, ``all_noun_classes``) is missing, a cell
             does not parse, or a narration_id appears twice.
     """
-    frame = _read_csv_as_text(path)
+    frame = read_text_csv(path, "retrieval CSV")
     first = frame.columns[0]
     if first == "" or first.startswith("Unnamed:"):
         frame = frame.rename(columns={first: "uid"})
@@ -158,7 +154,7 @@ def read_sentence_csv(path: str | os.PathLike) -> pd.DataFrame:
         ValueError: ``narration_id`` or ``narration`` is missing, a cell does not parse, or a narration_id appears
             twice.
     """
-    frame = _read_csv_as_text(path)
+    frame = read_text_csv(path, "sentence CSV")
     _check_columns(frame, SENTENCE_REQUIRED_COLUMNS, f"sentence CSV {path}")
     _check_unique_ids(frame, f"sentence CSV {path}")
     if "verb_class" in frame.columns:
@@ -312,6 +308,11 @@ ALLOWED_PICKLE_GLOBALS = frozenset(_NUMPY_GLOBALS) | frozenset(_PANDAS_GLOBALS)
 """The ``(module, name)`` globals :func:`load_relevancy_pickle` resolves; any other one is refused."""
 
 
+class PickleFileError(pickle.UnpicklingError, ValueError):
+    """A pickle file that cannot be loaded safely, or at all; the message names the file. It is a ValueError too, so a
+    script reports it as a user's mistake in one line."""
+
+
 class RestrictedRelevancyUnpickler(pickle.Unpickler):
     """Unpickler that only resolves the numpy / pandas globals needed to rebuild a numeric array or DataFrame.
 
@@ -325,12 +326,26 @@ class RestrictedRelevancyUnpickler(pickle.Unpickler):
     what = "relevancy pickle"
     """The kind of file, as error messages name it."""
 
+    @classmethod
+    def load_file(cls, path: str | os.PathLike):
+        """The object pickled in `path`.
+
+        Raises:
+            PickleFileError: a forbidden global, or bytes that are no pickle (any error unpickling them raises: a
+                truncated or foreign file fails in many ways), naming the kind of file and its path.
+        """
+        with open(path, "rb") as handle:
+            data = handle.read()
+        try:
+            return cls(io.BytesIO(data)).load()
+        except Exception as error:
+            raise PickleFileError(f"{cls.what} {os.fspath(path)} cannot be loaded: {error}") from error
+
     def find_class(self, module: str, name: str):
         candidates = _NUMPY_GLOBALS.get((module, name)) or _PANDAS_GLOBALS.get((module, name))
         if candidates is None:
             raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in {self.what}: only numpy array / pandas DataFrame "
-                f"reconstruction is allowed"
+                f"forbidden global {module}.{name}: only numpy array / pandas DataFrame reconstruction is allowed"
             )
         for candidate_module, candidate_name in candidates:
             try:
@@ -356,12 +371,10 @@ def load_relevancy_pickle(path: str | os.PathLike, dtype=np.float32) -> np.ndarr
         ``(num_clips, num_sentences)`` numpy array.
 
     Raises:
-        pickle.UnpicklingError: the file references a global outside :data:`ALLOWED_PICKLE_GLOBALS`.
+        PickleFileError: the file references a global outside :data:`ALLOWED_PICKLE_GLOBALS`, or is no pickle.
         ValueError: the unpickled object is not a 2-D real-valued array / DataFrame.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    value = RestrictedRelevancyUnpickler(io.BytesIO(data)).load()
+    value = RestrictedRelevancyUnpickler.load_file(path)
     if isinstance(value, pd.DataFrame):
         value = value.to_numpy()
     if not isinstance(value, np.ndarray):

@@ -108,6 +108,34 @@ def _swap_in(staging: str, output_dir: str) -> None:
     shutil.rmtree(retired)
 
 
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A UTF-8 text file's content.
+
+    Raises:
+        ValueError: the file is not UTF-8 text (a binary or foreign file given by mistake), naming `what` and the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not a UTF-8 text file: {error}") from error
+
+
+def read_text_csv(path: str | os.PathLike, what: str):
+    """A CSV file as a pandas DataFrame of strings: no type or NaN guessing (a narration such as "nan" stays text, an
+    empty cell is ""), so callers convert their numeric and list columns themselves and name a malformed cell's column.
+
+    Raises:
+        ValueError: the file does not parse as CSV (ragged rows, not text, empty), naming `what` and the file.
+    """
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} {path} is not a readable CSV file: {error}") from error
+
+
 def _json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -125,4 +153,13 @@ def write_json(path: str, data: dict) -> None:
         file.write("\n")
 
 
-__all__ = ["atomic_path", "give_default_permissions", "missing_paths", "require_paths", "staged_folder", "write_json"]
+__all__ = [
+    "atomic_path",
+    "give_default_permissions",
+    "missing_paths",
+    "read_text",
+    "read_text_csv",
+    "require_paths",
+    "staged_folder",
+    "write_json",
+]
