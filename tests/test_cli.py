@@ -287,6 +287,7 @@ def bad_inputs(root) -> dict[str, list[tuple[list[str], str, dict]]]:
             (["--loss", "sms_hard"], "--loss sms_hard does not fit EK-100's graded relevancy", {}),
             (["--train-csv", "t.csv"], "--sentence-csv is required with --train-csv", {}),
             (["--positive-threshold", "1.5"], "--positive-threshold must be in [0, 1)", {}),
+            (["--per-device-train-batch-size", "0"], "--per-device-train-batch-size must be at least 1, got 0", {}),
             (
                 ["--train-csv", "t.csv", "--sentence-csv", "s.csv", "--video-root", videos],
                 "--model is required with --train-csv",

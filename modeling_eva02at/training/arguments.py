@@ -100,6 +100,10 @@ class Eva02AtTrainingArguments(TrainingArguments):
             raise ValueError(f"optimizer_name must be one of {', '.join(OPTIMIZER_NAMES)}; got {self.optimizer_name!r}")
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError(f"temperature must be positive (e.g. 0.05), got {self.temperature}")
+        # TrainingArguments accepts 0; the DataLoader refuses it only after the model is loaded and evaluated.
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         self.sms_edge_value()
         super().__post_init__()
 
