@@ -277,6 +277,11 @@ def bad_inputs(root) -> dict[str, list[tuple[list[str], str, dict]]]:
                 {},
             ),
             (["--model", "m", "--index", str(root / "new_index"), "--videos", videos], "nothing to index", {}),
+            (
+                ["--model", "m", "--index", str(root / "new_index"), "--ek100-csv", ek100[1], "--video-root", videos],
+                f"none of the 138 videos {ek100[1]} names is in --video-root {videos}",
+                {},
+            ),
         ],
         "search_videos": [
             (["--index", "i"], "required: --query", {}),

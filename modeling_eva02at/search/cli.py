@@ -98,6 +98,13 @@ def index_videos(args: IndexArguments) -> dict:
             )
     else:
         source = Ek100Clips(args.ek100_csv, args.video_root, args.video_ext)
+        paths = source.video_paths()
+        if not any(map(os.path.exists, paths)) and not os.path.isfile(os.path.join(args.index, MANIFEST_NAME)):
+            raise ValueError(
+                f"none of the {len(paths)} videos {args.ek100_csv} names is in --video-root {args.video_root} "
+                f"(the first: {paths[0] if paths else 'none'}; expected <root>/<participant>/<video_id>."
+                f"{args.video_ext}): nothing to index"
+            )
     with index_lock(args.index):
         device = resolve_device(args.device)
         if device.type == "cpu":

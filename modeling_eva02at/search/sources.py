@@ -202,9 +202,13 @@ class Ek100Clips:
         annotations = Ek100MirAnnotations(read_retrieval_csv(self.retrieval_csv), sentences=None, relevancy=None)
         return Ek100MirDataset(annotations, self.video_root, train=False, video_ext=self.video_ext)
 
+    def video_paths(self) -> list[str]:
+        """The videos the CSV's clips are read from, each once, whether or not it exists."""
+        return sorted({os.path.abspath(path) for path in self._dataset().video_paths()})
+
     def owns(self, path: str) -> bool:
         if self._paths is None:
-            self._paths = {os.path.abspath(p) for p in self._dataset().video_paths()}
+            self._paths = set(self.video_paths())
         return path in self._paths
 
     def plan(self, indexed: Sequence[Clip] = (), **_) -> SourcePlan:
