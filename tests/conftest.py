@@ -19,6 +19,18 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
 
 
+def run_on_two_cpu_processes(script: str, *args: str, cwd):
+    """`accelerate launch --multi_gpu --num_processes 2` of `script` on the CPU (gloo, DDP), one thread per process,
+    offline; the finished process with its output captured."""
+    import subprocess
+    import sys
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launch, script, *args], env=env, cwd=cwd, timeout=300, capture_output=True, text=True)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -7,8 +7,6 @@ import csv
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from modeling_eva02at.training.arguments import Eva02AtTrainingArguments
 from modeling_eva02at.training.batch_relevancy import BatchRelevancy
 from modeling_eva02at.training.losses import sms_hard_loss
 from modeling_eva02at.training.trainer import Eva02AtTrainer
-from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG, tiny_mir_model
+from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG, run_on_two_cpu_processes, tiny_mir_model
 
 
 CLASSES = [
@@ -232,21 +230,6 @@ def test_lamb_optimizer_and_fixed_temperature(tmp_path):
 def test_two_process_fine_tune_lowers_the_loss_and_reports_map(charades, tmp_path):
     """A few sms_hard + LAMB steps of examples/finetune_charades_ego.py on 2 CPU processes (gloo, DDP, the hard
     labels gathered from both ranks), with the Charades-Ego mAP before and after."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    accelerate = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
     flags = [
         "--train-csv",
         charades.train_csv,
@@ -289,9 +272,7 @@ def test_two_process_fine_tune_lowers_the_loss_and_reports_map(charades, tmp_pat
         "true",
     ]
     script = os.path.join(REPO_ROOT, "examples", "finetune_charades_ego.py")
-    result = subprocess.run(
-        [*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
-    )
+    result = run_on_two_cpu_processes(script, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-1500:])
     logged = re.search(r"Training loss by step: (.*)", result.stdout).group(1).split(", ")

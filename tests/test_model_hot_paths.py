@@ -5,10 +5,10 @@ import threading
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from modeling_eva02at import Eva02AtModel
 
+from .host_reads import HOST_SYNC_OPS, host_reads
 from .test_model import tiny_config, tiny_inputs
 
 
@@ -21,34 +21,6 @@ def model():
 # ---------------------------------------------------------------------------------------------------------------------
 # No host reads
 # ---------------------------------------------------------------------------------------------------------------------
-
-HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::item")
-VALUE_READS = {"item", "tolist", "numpy", "__array__", "__bool__", "__int__", "__float__", "__index__", "__complex__"}
-
-
-class RecordValueReads(TorchFunctionMode):
-    """Records every Tensor method that copies values to Python. The profiler sees `.item()` and `bool(tensor)`
-    (aten::_local_scalar_dense) but not `.tolist()` or `.numpy()`, which read the data without dispatching an op."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", None) in VALUE_READS:
-            self.reads.append(func.__name__)
-        return func(*args, **(kwargs or {}))
-
-
-def host_reads(call) -> tuple[dict[str, int], list[str]]:
-    """(profiler counts of the ops that copy a value to the host, value-reading Tensor methods) of one call of `call`
-    after a warm-up call."""
-    call()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        with RecordValueReads() as mode:
-            call()
-    names = [event.name for event in profile.events()]
-    return {op: names.count(op) for op in HOST_SYNC_OPS}, mode.reads
 
 
 @pytest.mark.parametrize("with_mask", [True, False], ids=["padding-mask", "no-mask"])

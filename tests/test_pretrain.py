@@ -10,8 +10,6 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from modeling_eva02at.data.egoclip import (
 from modeling_eva02at.data.rows import BadClipError
 from modeling_eva02at.video_reading_eva02at import sample_frame_indices
 from tests import video_helpers as sv
-from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG
+from tests.conftest import REPO_ROOT, TINY_MIR_CONFIG, run_on_two_cpu_processes
 
 
 # Short chunks so that demo clips straddle chunk boundaries in every chunked layout.
@@ -325,21 +323,6 @@ def test_a_chunk_gone_after_the_check_raises_naming_the_file_line_or_is_skipped(
 
 def test_two_process_pretraining_lowers_the_loss_and_reports_zero_shot(ego, tmp_path):
     """A few InfoNCE steps of examples/pretrain_egoclip.py on 2 CPU processes (gloo, DDP, global negatives)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    accelerate = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
     flags = [
         "--metadata",
         ego.egoclip_tsv,
@@ -382,9 +365,7 @@ def test_two_process_pretraining_lowers_the_loss_and_reports_zero_shot(ego, tmp_
         "0",
     ]
     script = os.path.join(REPO_ROOT, "examples", "pretrain_egoclip.py")
-    result = subprocess.run(
-        [*accelerate, script, *flags], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
-    )
+    result = run_on_two_cpu_processes(script, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = re.search(r"Training loss by step: (.*)", result.stdout).group(1).split(", ")
     losses = [float(entry.split(": ")[1]) for entry in logged]

@@ -18,7 +18,7 @@ from modeling_eva02at.training.losses import SMS_EDGE_PAPER, egonce_loss, get_lo
 from modeling_eva02at.training.optimization import warmup_cosine_schedule
 from modeling_eva02at.training.trainer import Eva02AtTrainer, last_complete_checkpoint
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_on_two_cpu_processes
 from .conftest import tiny_mir_model as tiny_model
 
 
@@ -232,23 +232,7 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, los
     script = os.path.join(HERE, "distributed_loss_check.py")
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     subprocess.run([sys.executable, script, str(one), loss], check=True, env=env, cwd=tmp_path, timeout=300)
-    accelerate = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
-    result = subprocess.run(
-        [*accelerate, script, str(two), loss], env=env, cwd=tmp_path, timeout=300, capture_output=True, text=True
-    )
+    result = run_on_two_cpu_processes(script, str(two), loss, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     single, double = load_file(one), load_file(two)
     assert single["world_size"].item() == 1 and double["world_size"].item() == 2

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
-from torch.overrides import TorchFunctionMode
 
 from modeling_eva02at.training.arguments import LOSS_NAMES, Eva02AtTrainingArguments
 from modeling_eva02at.training.batch_relevancy import BatchRelevancy
@@ -25,6 +24,7 @@ from modeling_eva02at.training.losses import (
 from modeling_eva02at.training.trainer import Eva02AtTrainer
 
 from .conftest import tiny_mir_model
+from .host_reads import HOST_SYNC_OPS, host_reads
 
 
 BATCH = 6
@@ -80,38 +80,6 @@ def make_trainer(tmp_path, loss: str, **overrides) -> Eva02AtTrainer:
 # ---------------------------------------------------------------------------------------------------------------------
 # No host reads in a training step
 # ---------------------------------------------------------------------------------------------------------------------
-
-HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::item")
-VALUE_READS = {"item", "tolist", "numpy", "__array__", "__bool__", "__int__", "__float__", "__index__", "__complex__"}
-
-
-class RecordValueReads(TorchFunctionMode):
-    """Records the Tensor methods that copy a value into Python. The profiler sees `.item()` and `bool(tensor)`
-    (aten::_local_scalar_dense) but not `.tolist()` or `.numpy()`, which read the data without dispatching an op."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", None) in VALUE_READS:
-            self.reads.append(func.__name__)
-        return func(*args, **(kwargs or {}))
-
-
-def host_reads(call, model: torch.nn.Module) -> tuple[dict[str, int], list[str]]:
-    """(profiler counts of the ops that copy a tensor value to the host, the value-reading Tensor methods in call
-    order with "forward" where the model's forward began) of one call of `call`, after a warm-up call."""
-    call()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        with RecordValueReads() as mode:
-            hook = model.register_forward_pre_hook(lambda *args: mode.reads.append("forward"))
-            try:
-                call()
-            finally:
-                hook.remove()
-    names = [event.name for event in profile.events()]
-    return {op: names.count(op) for op in HOST_SYNC_OPS}, mode.reads
 
 
 @pytest.mark.parametrize("loss", LOSS_NAMES)
