@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -192,8 +193,8 @@ class Ek100Clips:
             raise FileNotFoundError(f"EK-100 retrieval CSV {self.retrieval_csv} not found")
         if not os.path.isdir(self.video_root):
             raise FileNotFoundError(f"EK-100 video root {self.video_root} is not a folder")
-        self._paths = None
 
+    @cached_property
     def _dataset(self):
         from ..data.ek100 import Ek100MirAnnotations, Ek100MirDataset
         from ..data.relevancy import read_retrieval_csv
@@ -204,15 +205,17 @@ class Ek100Clips:
 
     def video_paths(self) -> list[str]:
         """The videos the CSV's clips are read from, each once, whether or not it exists."""
-        return sorted({os.path.abspath(path) for path in self._dataset().video_paths()})
+        return sorted(self._video_path_set)
+
+    @cached_property
+    def _video_path_set(self) -> set[str]:
+        return {os.path.abspath(path) for path in self._dataset.video_paths()}
 
     def owns(self, path: str) -> bool:
-        if self._paths is None:
-            self._paths = set(self.video_paths())
-        return path in self._paths
+        return path in self._video_path_set
 
     def plan(self, indexed: Sequence[Clip] = (), **_) -> SourcePlan:
-        dataset = self._dataset()
+        dataset = self._dataset
         narration_ids = dataset.annotations.clips["narration_id"].astype(str).tolist()
         stats, missing, clips = {}, {}, []
         for index in range(len(dataset)):
@@ -237,7 +240,6 @@ class Ek100Clips:
         skipped = [Skipped(path, f"video not found: {path}", count) for path, count in missing.items()]
         for entry in skipped:
             logger.warning(f"skipping {entry.clips} clips of a missing video: {entry.path}")
-        self._paths = set(stats)
         return SourcePlan(clips, skipped)
 
 
